@@ -1,0 +1,1 @@
+"""Checkpoint -> verified ONNX graph + model card."""

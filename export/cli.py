@@ -1,0 +1,48 @@
+"""The ``stylecam`` command: dispatches to one module per subcommand.
+
+Subcommand modules are imported only when chosen, so ``stylecam serve`` and
+``stylecam stylize`` never import torch. Each module has ``main(argv, prog) -> int`` and
+``USER_ERRORS``, the exception types that mean bad input: those become one line on
+stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("models.train", "train a style network (single or multi-style) with perceptual losses"),
+    "export": ("export.command", "turn a checkpoint (or a pretrained classifier) into verified ONNX + card"),
+    "stylize": ("server.stylize", "stylize images or a video with an exported model (onnxruntime only)"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in SUBCOMMANDS.items()]
+    return "usage: stylecam COMMAND [options]   (stylecam COMMAND --help for its options)\n\ncommands:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"stylecam: unknown command {name!r}; valid: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    try:
+        return module.main(rest, prog=f"stylecam {name}")
+    except KeyboardInterrupt:
+        print(f"stylecam {name}: interrupted", file=sys.stderr)
+        return 130
+    except getattr(module, "USER_ERRORS", ()) as e:
+        print(f"stylecam {name}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

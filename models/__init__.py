@@ -1,0 +1,1 @@
+"""PyTorch side of stylecam: networks, losses, data and training."""

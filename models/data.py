@@ -1,0 +1,124 @@
+"""The one place for value ranges, normalisation constants and image folders.
+
+Style networks take and return RGB float images in [0, 1] (NCHW). The loss network and
+the classifiers normalise from that range themselves, so nothing else converts ranges.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+STYLE_VALUE_RANGE = (0.0, 1.0)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+class ImageError(ValueError):
+    """An image that cannot be read; the message names the file."""
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """uint8 HxWx3 RGB, or ImageError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 -> float 1x3xHxW in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """float 1x3xHxW (or 3xHxW) in [0, 1] -> uint8 HxWx3, rounded."""
+    if image.dim() == 4:
+        image = image[0]
+    return image.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:
+    mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (image - mean) / std
+
+
+def find_images(root: Path) -> list[Path]:
+    """Image files under root, recursively, sorted for reproducibility."""
+    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_style_image(path: Path, size: int | None) -> torch.Tensor:
+    """1x3xHxW in [0, 1], the long side resized to ``size`` (None keeps it)."""
+    rgb = read_rgb(path)
+    if size:
+        h, w = rgb.shape[:2]
+        scale = size / max(h, w)
+        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return to_tensor(rgb)
+
+
+class ContentImages:
+    """Random square crops of every readable image under the given folders.
+
+    Unreadable files are skipped with one warning each, so one bad file never stops
+    a long training run.
+    """
+
+    def __init__(self, roots: list[Path], size: int) -> None:
+        self.size = size
+        paths = [p for root in roots for p in find_images(root)]
+        self.images: list[np.ndarray] = []
+        for path in paths:
+            try:
+                self.images.append(self._fit(read_rgb(path)))
+            except ImageError as e:
+                log.warning("skipping %s", e)
+        if not self.images:
+            raise ImageError(f"no readable images under {', '.join(map(str, roots))}")
+
+    def _fit(self, rgb: np.ndarray) -> np.ndarray:
+        """Keep images small in memory: short side at most 1.5x the crop size."""
+        h, w = rgb.shape[:2]
+        scale = 1.5 * self.size / min(h, w)
+        if scale < 1:
+            rgb = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        return rgb
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def crop(self, index: int, rng: random.Random) -> torch.Tensor:
+        """A random scale, crop and flip of image ``index``: 3xSxS in [0, 1]."""
+        rgb = self.images[index]
+        h, w = rgb.shape[:2]
+        side = rng.uniform(0.6, 1.0) * min(h, w)
+        side = max(self.size // 2, int(side))
+        side = min(side, h, w)
+        y, x = rng.randint(0, h - side), rng.randint(0, w - side)
+        patch = cv2.resize(rgb[y : y + side, x : x + side], (self.size, self.size), interpolation=cv2.INTER_AREA)
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return to_tensor(patch)[0]
+
+
+def content_batch(dataset: ContentImages, step: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Batch ``step`` of a reproducible stream: the same (seed, step) always gives the same batch.
+
+    Deriving each batch from (seed, step) alone is what makes ``--resume`` exact.
+    """
+    rng = random.Random(seed * 7_919 + step)
+    indices = [rng.randrange(len(dataset)) for _ in range(batch_size)]
+    return torch.stack([dataset.crop(i, rng) for i in indices])

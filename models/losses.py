@@ -1,0 +1,33 @@
+"""Perceptual losses of Johnson et al. 2016, as pure functions of feature maps."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Normalised Gram matrix: (B, C, H, W) -> (B, C, C), F F^T / (C H W)."""
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def style_loss(features: list[torch.Tensor], target_grams: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over layers of the mean squared Gram difference.
+
+    ``target_grams`` are (B, C, C) or (1, C, C) (one style for the whole batch).
+    """
+    return sum(F.mse_loss(gram(f), g.expand(f.shape[0], -1, -1)) for f, g in zip(features, target_grams))
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared feature difference at one layer."""
+    return F.mse_loss(features, target)
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels, both directions."""
+    dy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
+    dx = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
+    return dx + dy

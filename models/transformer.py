@@ -1,0 +1,67 @@
+"""Feedforward style transformers: Johnson et al. 2016 and a real-time ``lite`` body.
+
+Input and output are RGB in [0, 1] (``models.data.STYLE_VALUE_RANGE``), NCHW, any H and W:
+two stride-2 downsamples and two 2x upsamples give at least the input size, and the
+output is cropped back to it, so odd sizes need no padding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.layers import ConvNormAct, ResidualBlock
+from models.registry import register_model
+
+
+class TransformerNet(nn.Module):
+    """Down (stride 2 twice), residual blocks, up (nearest 2x twice), conv to RGB."""
+
+    def __init__(
+        self, channels: tuple[int, int, int], num_residual: int, kernel_in: int, kernel_out: int,
+        num_styles: int = 1,
+    ) -> None:
+        super().__init__()
+        c1, c2, c3 = channels
+        self.num_styles = num_styles
+        self.layers = nn.ModuleList([
+            ConvNormAct(3, c1, kernel_in, num_styles=num_styles),
+            ConvNormAct(c1, c2, 3, stride=2, num_styles=num_styles),
+            ConvNormAct(c2, c3, 3, stride=2, num_styles=num_styles),
+            *[ResidualBlock(c3, num_styles) for _ in range(num_residual)],
+            ConvNormAct(c3, c2, 3, upsample=True, num_styles=num_styles),
+            ConvNormAct(c2, c1, 3, upsample=True, num_styles=num_styles),
+        ])
+        self.pad_out = nn.ReflectionPad2d(kernel_out // 2)
+        self.conv_out = nn.Conv2d(c1, 3, kernel_out)
+
+    def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        y = x
+        for layer in self.layers:
+            y = layer(y, style_weights)
+        y = self.conv_out(self.pad_out(y))
+        return y[..., :h, :w]
+
+
+@register_model
+def johnson(num_styles: int = 1) -> TransformerNet:
+    """Johnson et al. 2016: 32/64/128 channels, five residual blocks, 9x9 conv in and out."""
+    return TransformerNet((32, 64, 128), num_residual=5, kernel_in=9, kernel_out=9, num_styles=num_styles)
+
+
+@register_model
+def lite(num_styles: int = 1) -> TransformerNet:
+    """Real-time on a 2-core CPU: 16/32/64 channels, three residual blocks, 5x5 conv out."""
+    return TransformerNet((16, 32, 64), num_residual=3, kernel_in=9, kernel_out=5, num_styles=num_styles)
+
+
+@register_model
+def multistyle(body: str = "lite", num_styles: int = 2) -> TransformerNet:
+    """Dumoulin et al. 2017: the ``johnson`` or ``lite`` body with conditional instance norm."""
+    bodies = {"johnson": johnson, "lite": lite}
+    if body not in bodies:
+        raise ValueError(f"unknown multistyle body {body!r}; valid: {', '.join(bodies)}")
+    if num_styles < 2:
+        raise ValueError(f"a multistyle network needs at least 2 styles, got {num_styles}")
+    return bodies[body](num_styles=num_styles)

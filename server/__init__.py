@@ -1,0 +1,1 @@
+"""Torch-free serving: onnxruntime sessions behind an aiohttp + aiortc server."""

@@ -1,0 +1,120 @@
+"""The model card: the one contract between export/ (writes it) and server/ (reads it).
+
+A card is a JSON file beside its ``.onnx`` file. It says what the graph takes and gives,
+so the server needs nothing else: no torch, no checkpoint, no naming convention.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CARD_VERSION = 1
+KINDS = ("style", "multistyle", "saliency")
+
+
+class CardError(ValueError):
+    """A card that cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output as the server must feed or read it."""
+
+    name: str
+    dtype: str  # numpy dtype name: "uint8", "float32", "int64"
+    shape: tuple[str | int, ...]  # symbolic dims are strings, e.g. ("H", "W", 3)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything the server needs to run one exported graph."""
+
+    name: str
+    kind: str
+    onnx: str  # file name, relative to the card
+    sha256: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    precision: str = "fp32"
+    layout: str = "HWC RGB"
+    value_range: tuple[float, float] = (0.0, 255.0)
+    styles: tuple[str, ...] = ()
+    method: str | None = None
+    classifier: str | None = None
+    labels: str | None = None  # file with one class name per line, relative to the card
+    input_size: tuple[int, int] | None = None  # (H, W) the classifier sees
+    arch: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    version: int = CARD_VERSION
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise CardError(f"card {self.name!r}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        for key in ("inputs", "outputs"):
+            data[key] = tuple(TensorSpec(**{**spec, "shape": tuple(spec["shape"])}) for spec in data.get(key, ()))
+        for key in ("styles", "value_range", "input_size"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.inputs if spec.name == name), None)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_card(path: Path) -> ModelCard:
+    """Read a card; a missing, malformed or foreign JSON file raises CardError."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise CardError(f"cannot read model card {path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise CardError(f"{path} is not a model card (invalid JSON: {e.msg}); re-export it with `stylecam export`") from None
+    if not isinstance(data, dict) or "kind" not in data or "onnx" not in data:
+        raise CardError(f"{path} is not a model card (no 'kind'/'onnx'); re-export it with `stylecam export`")
+    try:
+        return ModelCard.from_dict(data)
+    except TypeError as e:
+        raise CardError(f"{path} is not a valid model card ({e}); re-export it with `stylecam export`") from None
+
+
+def card_path_for(onnx_path: Path) -> Path:
+    return Path(onnx_path).with_suffix(".json")
+
+
+def load_card_for_onnx(onnx_path: Path) -> ModelCard:
+    """The card beside an .onnx file, checked against the file's sha256."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise CardError(f"model file {onnx_path} does not exist; pass an .onnx written by `stylecam export`")
+    card = load_card(card_path_for(onnx_path))
+    if sha256_of(onnx_path) != card.sha256:
+        raise CardError(f"{onnx_path} does not match its card (sha256 differs): the file is corrupt or was replaced; re-export it")
+    return card
+
+
+def write_card(card: ModelCard, directory: Path) -> Path:
+    path = Path(directory) / f"{card.name}.json"
+    path.write_text(card.to_json())
+    return path
