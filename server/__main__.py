@@ -1,0 +1,88 @@
+"""``stylecam serve``: argparse -> frozen ServerConfig -> run the app."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import sys
+from pathlib import Path
+
+from server.app import ServerConfig, serve
+from server.model_card import CardError
+
+USER_ERRORS = (CardError, OSError)  # OSError: port in use, address not available
+DEFAULTS = ServerConfig()
+
+
+def _size(text: str) -> tuple[int, int] | None | str:
+    if text in ("auto", "full"):
+        return None if text == "full" else "auto"
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match or min(int(match[1]), int(match[2])) < 16:
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto, full or WIDTHxHEIGHT (e.g. 320x240, sides >= 16)")
+    return int(match[1]), int(match[2])
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    d = DEFAULTS
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve the stylecam web page: webcam frames stream in over WebRTC and come back stylized, "
+        "with a live saliency heat map and the top-5 classes. Models are read from their cards only.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default=d.host, help="address to listen on; the default serves this machine only (use 0.0.0.0 to serve the LAN)")
+    p.add_argument("--port", type=int, default=d.port, help="TCP port for the page and signalling (0 picks a free one)")
+    p.add_argument("--models", type=Path, default=d.models, help="directory searched (recursively) for model cards (*.json beside *.onnx); "
+                   "missing or empty: the server still runs and frames pass through")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="where models run; auto takes CUDA when onnxruntime-gpu and a GPU are present")
+    p.add_argument("--max-peers", type=_positive(int), default=d.max_peers, help="peers served at once; further offers get 503")
+    p.add_argument("--process-size", type=_size, default=d.process_size, metavar="auto|full|WxH",
+                   help="largest size frames are styled at (then scaled back up); auto: 320x240 on CPU, full resolution on GPU")
+    p.add_argument("--max-frame-pixels", type=_positive(int), default=d.max_frame_pixels, help="incoming frames larger than this many pixels are scaled down first")
+    p.add_argument("--saliency-fps", type=_positive(float), default=d.saliency_fps, help="most saliency maps per second per peer (they run beside styling, never slowing it)")
+    p.add_argument("--silence-timeout", type=_positive(float), default=d.silence_timeout, help="seconds without incoming frames before a peer is closed")
+    p.add_argument("--threads", type=int, default=d.threads, help="CPU cores to plan worker and onnxruntime threads for; 0: all this process may use")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="logging verbosity")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
+    args = build_parser(prog).parse_args(argv)
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        models=args.models,
+        device=args.device,
+        max_peers=args.max_peers,
+        process_size=args.process_size,
+        max_frame_pixels=args.max_frame_pixels,
+        saliency_fps=args.saliency_fps,
+        silence_timeout=args.silence_timeout,
+        threads=args.threads,
+    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except USER_ERRORS as e:
+        print(f"stylecam serve: error: {e}", file=sys.stderr)
+        sys.exit(2)

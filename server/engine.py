@@ -1,0 +1,320 @@
+"""(2) Worker threads that run the models; one ``Pipeline`` per peer.
+
+A peer's style job and its saliency job run in separate thread pools, so a slow saliency
+method never holds up styling: the newest saliency map is overlaid on every frame until
+the next one is ready. Each peer has at most one style job and one saliency job in
+flight (the track awaits its job before taking the next frame; newer frames replace
+older ones meanwhile), and the pools serve jobs first-come first-served, so peers take
+turns fairly. The per-frame path writes into buffers allocated once per frame size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import av
+import cv2
+import numpy as np
+
+from server.control import Settings
+from server.ort_model import Binding
+from server.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+def mix_strength(stylized: np.ndarray, original: np.ndarray, strength: float, out: np.ndarray) -> np.ndarray:
+    """INTERIM until server/compose.py lands: out = strength*stylized + (1-strength)*original."""
+    return cv2.addWeighted(stylized, strength, original, 1.0 - strength, 0.0, dst=out)
+
+
+class SaliencyOverlay:
+    """INTERIM until server/compose.py lands: inferno heat map blended in place."""
+
+    def __init__(self) -> None:
+        lut = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0, ::-1]
+        self._lut = np.ascontiguousarray(lut)
+        self._source: np.ndarray | None = None
+        self._index: np.ndarray | None = None
+        self._heat: np.ndarray | None = None
+
+    def apply(self, image: np.ndarray, saliency: np.ndarray, opacity: float) -> np.ndarray:
+        h, w = image.shape[:2]
+        if self._source is not saliency or self._heat is None or self._heat.shape[:2] != (h, w):
+            small = np.clip(saliency * 255.0, 0, 255).astype(np.uint8)
+            self._index = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+            self._heat = self._lut[self._index]
+            self._source = saliency
+        return cv2.addWeighted(image, 1.0 - opacity, self._heat, opacity, 0.0, dst=image)
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How many jobs run at once and how many threads each onnxruntime session uses."""
+
+    style_workers: int
+    style_threads: int
+    saliency_workers: int
+    saliency_threads: int
+
+    @classmethod
+    def for_device(cls, device: str, max_peers: int, threads: int = 0) -> "ThreadPlan":
+        """CPU: as many concurrent style jobs as cores (never more than peers), each
+        session's intra-op pool sized to the cores (concurrent runs share it), saliency
+        on half the cores. CUDA: the GPU does the work; host threads only feed it."""
+        cores = threads or len(os.sched_getaffinity(0))
+        if device == "cuda":
+            return cls(style_workers=max(1, min(max_peers, 4)), style_threads=1, saliency_workers=1, saliency_threads=1)
+        return cls(
+            style_workers=max(1, min(max_peers, cores)),
+            style_threads=cores,
+            saliency_workers=1,
+            saliency_threads=max(1, cores // 2),
+        )
+
+
+def fit_within(width: int, height: int, box: tuple[int, int] | None) -> tuple[int, int]:
+    """The size to process a width x height frame at: scaled down (aspect kept, even
+    sides) to fit ``box`` = (max width, max height); None keeps the frame's size."""
+    if box is None or (width <= box[0] and height <= box[1]):
+        return width, height
+    scale = min(box[0] / width, box[1] / height)
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
+def top5(outputs: dict[str, np.ndarray], labels: tuple[str, ...], saliency_name: str = "saliency") -> list[dict]:
+    """Top-5 classes from a saliency model's outputs: either an int index output of 5
+    plus a float one of 5 (probabilities), or one float vector of scores (softmaxed
+    unless its name says it already holds probabilities)."""
+    rest = {k: np.asarray(v).reshape(-1) for k, v in outputs.items() if k != saliency_name}
+    ints = [v for v in rest.values() if v.dtype.kind in "iu" and v.size == 5]
+    floats = {k: v for k, v in rest.items() if v.dtype.kind == "f"}
+    if ints and any(v.size == 5 for v in floats.values()):
+        index = ints[0]
+        probs = next(v for v in floats.values() if v.size == 5)
+    elif floats:
+        name, scores = max(floats.items(), key=lambda kv: kv[1].size)
+        scores = scores.astype(np.float64)
+        if "prob" not in name:
+            scores = np.exp(scores - scores.max())
+            scores /= scores.sum()
+        index = np.argsort(-scores)[:5]
+        probs = scores[index]
+    else:
+        return []
+
+    def label(i: int) -> str:
+        return labels[i] if 0 <= i < len(labels) else f"class {i}"
+
+    return [{"label": label(int(i)), "p": round(float(p), 4)} for i, p in zip(index, probs)]
+
+
+class Engine:
+    """App-scoped: the registry, the thread pools, and the per-peer pipelines they serve."""
+
+    def __init__(self, registry: Registry, plan: ThreadPlan, process_size: tuple[int, int] | None, max_frame_pixels: int, saliency_fps: float) -> None:
+        self.registry = registry
+        self.plan = plan
+        self.process_size = process_size
+        self.max_frame_pixels = max_frame_pixels
+        self.saliency_interval = 1.0 / saliency_fps if saliency_fps > 0 else 0.0
+        self.style_pool = ThreadPoolExecutor(plan.style_workers, thread_name_prefix="style")
+        self.saliency_pool = ThreadPoolExecutor(plan.saliency_workers, thread_name_prefix="saliency")
+
+    def pipeline(self, settings: Settings, on_error: Callable[[str], None]) -> "Pipeline":
+        return Pipeline(self, settings, on_error)
+
+    def close(self) -> None:
+        self.style_pool.shutdown(wait=False, cancel_futures=True)
+        self.saliency_pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Buffers:
+    """Everything one frame size needs, allocated once."""
+
+    def __init__(self, width: int, height: int, small: tuple[int, int]) -> None:
+        self.size = (width, height)
+        self.small_size = small
+        self.rgb = np.empty((height, width, 3), np.uint8)
+        self.resized = small != (width, height)
+        self.small = np.empty((small[1], small[0], 3), np.uint8) if self.resized else self.rgb
+        self.stylized_small = np.empty_like(self.small)
+        self.stylized = np.empty_like(self.rgb) if self.resized else self.stylized_small
+        self.mixed = np.empty_like(self.rgb)
+        self.yuv = np.empty((height * 3 // 2, width), np.uint8)
+        self.even = width % 2 == 0 and height % 2 == 0
+
+
+class Pipeline:
+    """One peer's models, buffers, settings and timings. ``process`` is called by one
+    track at a time; worker threads only read ``settings`` (replaced whole)."""
+
+    def __init__(self, engine: Engine, settings: Settings, on_error: Callable[[str], None]) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._on_error = on_error
+        self._buffers: _Buffers | None = None
+        self._bindings: dict[str, Binding] = {}
+        self._failed: set[str] = set()
+        self._overlay = SaliencyOverlay()
+        self._saliency_input: np.ndarray | None = None
+        self._saliency_map: np.ndarray | None = None  # newest map, float32 0..1 at the model's size
+        self._saliency_method = "off"
+        self._saliency_task: asyncio.Task | None = None
+        self._next_saliency = 0.0
+        self._oversize_reported = False
+        self.top5: list[dict] = []
+        self.ms: dict[str, float] = {}
+        self.closed = False
+
+    # -- event loop side ---------------------------------------------------------------
+    async def process(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The styled frame for ``frame`` (the frame itself when there is nothing to do)."""
+        settings = self.settings
+        if settings.saliency != self._saliency_method:
+            self._saliency_method, self._saliency_map, self.top5 = settings.saliency, None, []
+        if settings.style is None and settings.saliency == "off" and frame.width * frame.height <= self.engine.max_frame_pixels:
+            return frame
+        now = time.monotonic()
+        want_saliency = settings.saliency != "off" and self._saliency_task is None and now >= self._next_saliency
+        loop = asyncio.get_running_loop()
+        out = await loop.run_in_executor(self.engine.style_pool, self._style_job, frame, settings, want_saliency)
+        if want_saliency and not self.closed:
+            self._next_saliency = now + self.engine.saliency_interval
+            self._saliency_task = asyncio.create_task(self._saliency(settings.saliency))
+        return out
+
+    async def _saliency(self, method: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.engine.saliency_pool, self._saliency_job, method)
+        finally:
+            self._saliency_task = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self._saliency_task is not None:
+            self._saliency_task.cancel()
+
+    def report(self, message: str) -> None:
+        """Tell the peer (thread-safe: the callback hops onto the event loop)."""
+        log.warning(message)
+        self._on_error(message)
+
+    def _time(self, stage: str, start: float) -> float:
+        now = time.perf_counter()
+        ms = (now - start) * 1000.0
+        self.ms[stage] = ms if stage not in self.ms else 0.8 * self.ms[stage] + 0.2 * ms
+        return now
+
+    # -- worker thread side --------------------------------------------------------------
+    def _model(self, name: str):
+        if name in self._failed:
+            return None
+        try:
+            return self.engine.registry.model(name)
+        except Exception as e:  # CardError, onnxruntime errors: degrade to pass-through
+            self._failed.add(name)
+            self.report(f"model {name!r} cannot be used ({e}); frames pass through unstyled")
+            return None
+
+    def _buffers_for(self, width: int, height: int) -> _Buffers:
+        b = self._buffers
+        if b is None or b.size != (width, height):
+            b = self._buffers = _Buffers(width, height, fit_within(width, height, self.engine.process_size))
+            self._overlay = SaliencyOverlay()
+        return b
+
+    def _decode(self, frame: av.VideoFrame) -> _Buffers:
+        limit = self.engine.max_frame_pixels
+        if frame.width * frame.height > limit:
+            scale = (limit / (frame.width * frame.height)) ** 0.5
+            w, h = max(2, int(frame.width * scale) // 2 * 2), max(2, int(frame.height * scale) // 2 * 2)
+            if not self._oversize_reported:
+                self._oversize_reported = True
+                self.report(f"incoming frames of {frame.width}x{frame.height} exceed the {limit}-pixel cap (--max-frame-pixels); scaled to {w}x{h}")
+            frame = frame.reformat(width=w, height=h)
+        b = self._buffers_for(frame.width, frame.height)
+        if frame.format.name == "yuv420p" and b.even:
+            cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420, dst=b.rgb)
+        else:
+            np.copyto(b.rgb, frame.to_ndarray(format="rgb24"))
+        if b.resized:
+            cv2.resize(b.rgb, b.small_size, dst=b.small, interpolation=cv2.INTER_AREA)
+        return b
+
+    def _stylize(self, b: _Buffers, settings: Settings) -> bool:
+        model = self._model(settings.style) if settings.style else None
+        if model is None:
+            return False
+        binding = self._bindings.get(settings.style)
+        if binding is None:
+            binding = self._bindings[settings.style] = model.binding()
+        feeds = {"frame": b.small}
+        if model.card.kind == "multistyle":
+            spec = model.card.input("style_weights")
+            feeds["style_weights"] = np.asarray(settings.weight_vector(model.card.styles), dtype=spec.dtype if spec else "float32")
+        try:
+            binding.run({"stylized": b.stylized_small}, **feeds)
+        except Exception as e:
+            self._failed.add(settings.style)
+            self.report(f"model {settings.style!r} failed on a {b.small_size[0]}x{b.small_size[1]} frame ({str(e).splitlines()[0]}); frames pass through unstyled")
+            return False
+        return True
+
+    def _style_job(self, frame: av.VideoFrame, settings: Settings, want_saliency: bool) -> av.VideoFrame:
+        t = time.perf_counter()
+        b = self._decode(frame)
+        if want_saliency:
+            if self._saliency_input is None or self._saliency_input.shape != b.small.shape:
+                self._saliency_input = np.empty_like(b.small)
+            np.copyto(self._saliency_input, b.small)
+        t = self._time("decode", t)
+        image = b.rgb
+        if self._stylize(b, settings):
+            t = self._time("style", t)
+            if b.resized:
+                cv2.resize(b.stylized_small, b.size, dst=b.stylized, interpolation=cv2.INTER_LINEAR)
+            image = b.stylized
+            if settings.strength < 1.0:
+                mix_strength(b.stylized, b.rgb, settings.strength, b.mixed)
+                image = b.mixed
+            t = self._time("upscale+mix", t)
+        saliency = self._saliency_map
+        if saliency is not None and settings.saliency != "off":
+            if image is b.rgb:  # never draw on the decoded frame in place of a copy we still need
+                np.copyto(b.mixed, b.rgb)
+                image = b.mixed
+            self._overlay.apply(image, saliency, settings.opacity)
+            t = self._time("overlay", t)
+        if b.even:
+            cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420, dst=b.yuv)
+            out = av.VideoFrame.from_ndarray(b.yuv, format="yuv420p")
+        else:
+            out = av.VideoFrame.from_ndarray(image, format="rgb24")
+        self._time("encode-prep", t)
+        return out
+
+    def _saliency_job(self, method: str) -> None:
+        name = self.engine.registry.saliency_for(method)
+        model = self._model(name) if name else None
+        if model is None or self._saliency_input is None:
+            return
+        t = time.perf_counter()
+        try:
+            outputs = model.run(frame=self._saliency_input)
+        except Exception as e:
+            self._failed.add(name)
+            self.report(f"saliency model {name!r} failed ({str(e).splitlines()[0]}); saliency is off")
+            return
+        entry = self.engine.registry.entries[name]
+        if self.settings.saliency == method:  # the choice may have changed meanwhile
+            self._saliency_map = np.asarray(outputs["saliency"], dtype=np.float32).squeeze()
+            self.top5 = top5(outputs, entry.labels)
+        self._time("saliency", t)

@@ -1,0 +1,179 @@
+"""One browser (or any WebRTC client): its RTCPeerConnection, control channel, pipeline,
+stats and its end.
+
+A peer is closed, and everything it holds freed, when its connection fails or closes,
+its video track ends, it goes silent for ``silence_timeout`` seconds, or it never
+connects within ``connect_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from typing import Callable
+
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from server.control import Catalog, ControlError, Settings, apply_config, parse_message
+from server.engine import Engine
+from server.track import NewestFrame, StyledTrack
+
+log = logging.getLogger(__name__)
+CONTROL_LABEL = "control"
+
+
+class Peer:
+    _ids = itertools.count(1)  # only names peers in logs
+
+    def __init__(self, engine: Engine, catalog: Catalog, silence_timeout: float, connect_timeout: float, on_closed: Callable[["Peer"], None]) -> None:
+        self.id = next(Peer._ids)
+        self.engine = engine
+        self.catalog = catalog
+        self.silence_timeout = silence_timeout
+        self.connect_timeout = connect_timeout
+        self._on_closed = on_closed
+        self._loop = asyncio.get_running_loop()
+        # No STUN/TURN: the server answers with its host candidates (LAN / localhost use).
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pipeline = engine.pipeline(Settings(style=catalog.default_style()), self._send_error_threadsafe)
+        self.channel: RTCDataChannel | None = None
+        self.source: NewestFrame | None = None
+        self.track: StyledTrack | None = None
+        self._drains: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task] = []
+        self._closing: asyncio.Task | None = None
+        self.created_at = time.monotonic()
+        self.connected_at: float | None = None
+
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    # -- setup --------------------------------------------------------------------------
+    async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
+        """Apply the offer and return the answer (ICE candidates included). ValueError if
+        the offer is unusable."""
+        await self.pc.setRemoteDescription(offer)
+        if self.track is None:
+            raise ValueError("the offer has no video track; send the camera with addTrack or a sendrecv video transceiver")
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._tasks += [asyncio.create_task(self._watchdog()), asyncio.create_task(self._stats())]
+        log.info("peer %d: answered", self.id)
+        return self.pc.localDescription
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video" and self.track is None:
+            self.source = NewestFrame(track)
+            self.track = StyledTrack(self.source, self.pipeline)
+            self.pc.addTrack(self.track)
+        else:  # audio or a second video track: read and discard so nothing queues up
+            self._drains.append(asyncio.create_task(self._drain(track)))
+
+    @staticmethod
+    async def _drain(track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+        except MediaStreamError:
+            pass
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != CONTROL_LABEL:
+            channel.close()
+            return
+        self.channel = channel
+        channel.on("message", self._on_message)
+
+    def _on_message(self, text: str | bytes) -> None:
+        try:
+            data = parse_message(text)
+            self.pipeline.settings = apply_config(data, self.pipeline.settings, self.catalog)
+        except ControlError as e:
+            self._send({"type": "error", "message": str(e)})
+
+    def _send(self, message: dict) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(json.dumps(message))
+
+    def _send_error_threadsafe(self, message: str) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._send, {"type": "error", "message": message})
+
+    async def _on_state(self) -> None:
+        state = self.pc.connectionState
+        log.info("peer %d: connection %s", self.id, state)
+        if state == "connected" and self.connected_at is None:
+            self.connected_at = time.monotonic()
+        elif state in ("failed", "closed"):
+            self.close()
+
+    # -- running ------------------------------------------------------------------------
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            if self.connected_at is None:
+                if now - self.created_at > self.connect_timeout:
+                    log.info("peer %d: not connected after %.0f s; closing", self.id, self.connect_timeout)
+                    break
+                continue
+            source = self.source
+            last = source.last_frame_at if source and source.last_frame_at else self.connected_at
+            if source is not None and source.ended:
+                log.info("peer %d: video track ended; closing", self.id)
+                break
+            if now - last > self.silence_timeout:
+                log.info("peer %d: no frames for %.1f s; closing", self.id, now - last)
+                break
+        self.close()
+
+    async def _stats(self) -> None:
+        last_in = last_out = 0
+        last_t = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            frames_in = self.source.frames_in if self.source else 0
+            frames_out = self.track.frames_out if self.track else 0
+            span = max(now - last_t, 1e-3)
+            self._send(
+                {
+                    "type": "stats",
+                    "fps_in": round((frames_in - last_in) / span, 1),
+                    "fps_out": round((frames_out - last_out) / span, 1),
+                    "dropped": self.source.dropped if self.source else 0,
+                    "ms": {stage: round(ms, 1) for stage, ms in self.pipeline.ms.items()},
+                    "top5": self.pipeline.top5 if self.pipeline.settings.saliency != "off" else [],
+                    "style": self.pipeline.settings.style,
+                    "saliency": self.pipeline.settings.saliency,
+                }
+            )
+            last_in, last_out, last_t = frames_in, frames_out, now
+
+    # -- the end ------------------------------------------------------------------------
+    def close(self) -> asyncio.Task:
+        """Close once (idempotent); returns the task doing it."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close())
+        return self._closing
+
+    async def _close(self) -> None:
+        current = asyncio.current_task()
+        for task in self._tasks + self._drains:
+            if task is not current:
+                task.cancel()
+        self.pipeline.close()
+        if self.source is not None:
+            self.source.stop()
+        if self.track is not None:
+            self.track.stop()
+        try:
+            await asyncio.wait_for(self.pc.close(), timeout=3.0)
+        except (asyncio.TimeoutError, Exception) as e:  # a stuck transport must not keep the peer
+            log.warning("peer %d: close did not finish cleanly (%s)", self.id, type(e).__name__)
+        log.info("peer %d: closed", self.id)
+        self._on_closed(self)
