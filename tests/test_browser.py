@@ -1,0 +1,100 @@
+"""A real browser against a real server: Debian's chromium, headless, with a fake camera
+playing a clip this test writes. Needs /usr/bin/chromium (apt-get install chromium)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = Path(os.environ.get("STYLECAM_CHROMIUM", "/usr/bin/chromium"))
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
+]
+
+
+def write_y4m(path: Path, frames: int = 30, width: int = 640, height: int = 480) -> None:
+    """A short 4:2:0 clip: the bench's test scene with a bar moving across it."""
+    import cv2
+
+    from server.bench_e2e import scene
+
+    base = scene(width, height)
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(frames):
+            image = base.copy()
+            x = i * width // frames
+            image[:, x : x + 24] = 255
+            f.write(b"FRAME\n" + cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420).tobytes())
+
+
+def test_page_streams_styles_and_shows_stats(server_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    clip = tmp_path / "clip.y4m"
+    write_y4m(clip)
+    args = [
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}",
+    ]
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=args, viewport={"width": 1280, "height": 860}
+        )
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server_url + "/")
+            page.wait_for_selector("#styles .chip")
+            assert page.locator("#styles .chip").count() == 3  # Original, invert, tint (blend)
+            page.click("#start")
+            page.wait_for_function("document.getElementById('status').dataset.state === 'live'", timeout=20000)
+            page.wait_for_function("window.stylecam.framesDecoded().then(n => n > 10)", polling=500, timeout=20000)
+            first = page.evaluate("window.stylecam.framesDecoded()")
+
+            # the blend model and its sliders: all blue
+            page.click("#styles .chip:has-text('tint')")
+            assert page.is_visible("#blend")
+            page.locator("#blend-sliders input").nth(0).fill("0")
+            page.locator("#blend-sliders input").nth(1).fill("1")
+            time.sleep(1.5)
+            mean = page.evaluate(
+                """() => { const v = document.getElementById('remote'); const c = document.createElement('canvas');
+                c.width = v.videoWidth; c.height = v.videoHeight; const g = c.getContext('2d'); g.drawImage(v, 0, 0);
+                const d = g.getImageData(0, 0, c.width, c.height).data; let s = [0, 0, 0];
+                for (let i = 0; i < d.length; i += 4) { s[0] += d[i]; s[1] += d[i + 1]; s[2] += d[i + 2]; }
+                return s.map(x => x / (d.length / 4)); }"""
+            )
+            assert mean[2] > 2 * mean[0] and mean[2] > 2 * mean[1], mean  # tint: blue weight 1, red 0
+
+            # a saliency method: top-5 and per-stage timings show up
+            page.click("#saliency button[data-value='vanilla']")
+            page.wait_for_function("document.querySelectorAll('#top5 li:not(.empty)').length === 5", timeout=15000)
+            page.wait_for_function("Number(document.getElementById('fps-out').textContent) > 0", timeout=10000)
+            assert page.locator("#top5 li").first.inner_text().startswith("c3")
+            assert page.locator("#stage-ms .stage-chip").count() >= 3
+            assert page.evaluate("window.stylecam.framesDecoded()") > first
+            assert page.is_hidden("#notice")
+            page.screenshot(path=str(Path(os.environ.get("STYLECAM_SCREENSHOT_DIR", tmp_path)) / "stylecam_page.png"))
+            page.click("#start")  # stop
+            page.wait_for_function("document.getElementById('placeholder').hidden === false")
+            assert not errors, errors
+        finally:
+            browser.close()
+    _wait_no_peers(server_url)
+
+
+def _wait_no_peers(url: str, timeout: float = 5.0) -> None:
+    from server.bench_e2e import get_json
+
+    deadline = time.monotonic() + timeout
+    while get_json(url + "/api/health")["peers"]:
+        assert time.monotonic() < deadline, "browser peer not closed within 5 s"
+        time.sleep(0.2)

@@ -1,0 +1,148 @@
+// The control panel: built from /api/models, reports changes as partial config messages,
+// and shows what the server reports (stats, top-5).
+
+const METHODS = [
+  ["off", "Off"], ["vanilla", "Gradient"], ["guided", "Guided"], ["smoothgrad", "SmoothGrad"], ["gradcam", "Grad-CAM"],
+];
+
+const $ = (id) => document.getElementById(id);
+const pct = (v) => `${Math.round(v * 100)}%`;
+
+function el(tag, props = {}, children = []) {
+  const node = Object.assign(document.createElement(tag), props);
+  for (const child of [].concat(children)) node.append(child);
+  return node;
+}
+
+function radio(container, selected) {
+  for (const button of container.querySelectorAll("button")) {
+    button.setAttribute("aria-checked", String(button.dataset.value === selected));
+  }
+}
+
+/**
+ * Build the controls. `models` is /api/models' list; `onChange(partial)` gets
+ * {style}, {weights}, {strength}, {saliency} or {opacity} as the user changes them.
+ * Returns {config(): full config message, showStats(stats), reset()}.
+ */
+export function createControls(models, onChange) {
+  const styleModels = models.filter((m) => m.kind === "style" || m.kind === "multistyle");
+  const methods = new Set(models.filter((m) => m.kind === "saliency").map((m) => m.method));
+  const state = {
+    style: styleModels.length ? styleModels[0].name : null,
+    weights: {},
+    strength: 1,
+    saliency: "off",
+    opacity: 0.5,
+  };
+
+  // style chips
+  const styles = $("styles");
+  const choices = [[null, "Original"], ...styleModels.map((m) => [m.name, m.kind === "multistyle" ? `${m.name} (blend)` : m.name])];
+  for (const [name, label] of choices) {
+    const chip = el("button", { className: "chip", type: "button", textContent: label });
+    chip.dataset.value = name ?? "";
+    chip.setAttribute("role", "radio");
+    chip.addEventListener("click", () => {
+      state.style = name;
+      radio(styles, chip.dataset.value);
+      showBlend();
+      onChange({ style: name });
+    });
+    styles.append(chip);
+  }
+  if (!styleModels.length) styles.append(el("span", { className: "empty", textContent: "No style models installed." }));
+
+  // blend sliders: one per style of the multistyle model
+  const sliders = $("blend-sliders");
+  for (const model of styleModels.filter((m) => m.kind === "multistyle")) {
+    model.styles.forEach((style, i) => {
+      const weight = i === 0 ? 1 : 0;
+      state.weights[style] = weight;
+      const out = el("output", { textContent: pct(weight) });
+      const input = el("input", { type: "range", min: 0, max: 1, step: 0.01, value: weight });
+      input.dataset.style = style;
+      input.dataset.model = model.name;
+      input.addEventListener("input", () => {
+        state.weights[style] = Number(input.value);
+        out.textContent = pct(input.value);
+        onChange({ weights: { [style]: Number(input.value) } });
+      });
+      sliders.append(el("label", { className: "slider" }, [el("span", {}, [style, out]), input]));
+    });
+  }
+  function showBlend() {
+    const model = styleModels.find((m) => m.name === state.style);
+    $("blend").hidden = !(model && model.kind === "multistyle");
+    for (const input of sliders.querySelectorAll("input")) input.closest("label").hidden = input.dataset.model !== state.style;
+  }
+
+  // strength, opacity
+  for (const key of ["strength", "opacity"]) {
+    const input = $(key);
+    input.value = state[key];
+    input.addEventListener("input", () => {
+      state[key] = Number(input.value);
+      $(`${key}-out`).textContent = pct(input.value);
+      onChange({ [key]: state[key] });
+    });
+  }
+
+  // saliency methods
+  const saliency = $("saliency");
+  for (const [method, label] of METHODS) {
+    const button = el("button", { type: "button", textContent: label });
+    button.dataset.value = method;
+    button.setAttribute("role", "radio");
+    button.disabled = method !== "off" && !methods.has(method);
+    if (button.disabled) button.title = "No model for this method is installed";
+    button.addEventListener("click", () => {
+      state.saliency = method;
+      radio(saliency, method);
+      if (method === "off") showTop5([]);
+      onChange({ saliency: method });
+    });
+    saliency.append(button);
+  }
+
+  radio(styles, state.style ?? "");
+  radio(saliency, state.saliency);
+  showBlend();
+
+  function showTop5(top5) {
+    const list = $("top5");
+    list.replaceChildren();
+    if (!top5.length) {
+      list.append(el("li", { className: "empty", textContent: state.saliency === "off" ? "Turn on a saliency method to see the top-5 classes." : "Waiting for the first map…" }));
+      return;
+    }
+    for (const { label, p } of top5) {
+      const bar = el("div", { className: "bar" });
+      bar.style.width = pct(p);
+      list.append(el("li", {}, [bar, el("span", {}, [el("span", { textContent: label }), el("span", { className: "p", textContent: pct(p) })])]));
+    }
+  }
+
+  function showStats(stats) {
+    $("fps-in").textContent = stats.fps_in.toFixed(0);
+    $("fps-out").textContent = stats.fps_out.toFixed(0);
+    $("dropped").textContent = String(stats.dropped);
+    const chips = Object.entries(stats.ms || {}).map(([stage, ms]) => {
+      const chip = el("span", { className: "stage-chip" }, [`${stage} `, el("b", { textContent: ms.toFixed(1) }), " ms"]);
+      return chip;
+    });
+    $("stage-ms").replaceChildren(...chips);
+    if (state.saliency !== "off") showTop5(stats.top5 || []);
+  }
+
+  function reset() {
+    for (const id of ["fps-in", "fps-out", "dropped"]) $(id).textContent = "–";
+    $("stage-ms").replaceChildren();
+  }
+
+  return {
+    config: () => ({ type: "config", ...state, weights: { ...state.weights } }),
+    showStats,
+    reset,
+  };
+}

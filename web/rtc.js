@@ -1,0 +1,65 @@
+// WebRTC session with the stylecam server: send the camera, receive the styled stream,
+// talk JSON on the "control" data channel.
+
+const GATHER_TIMEOUT_MS = 3000;
+
+function iceGatheringDone(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, GATHER_TIMEOUT_MS);
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+    });
+  });
+}
+
+/**
+ * Connect `stream` (the camera) to the server.
+ * handlers: onTrack(MediaStream), onMessage(object), onState(string)
+ * Returns {send(object), close(), framesDecoded(): Promise<number>}.
+ */
+export async function connect(stream, { onTrack, onMessage, onState }) {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const channel = pc.createDataChannel("control");
+  const pending = [];
+  channel.onopen = () => { while (pending.length) channel.send(pending.shift()); };
+  channel.onmessage = (event) => {
+    try { onMessage(JSON.parse(event.data)); } catch (err) { console.warn("bad message from server", err); }
+  };
+  pc.ontrack = (event) => onTrack(event.streams[0] || new MediaStream([event.track]));
+  pc.onconnectionstatechange = () => onState(pc.connectionState);
+  for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
+
+  await pc.setLocalDescription(await pc.createOffer());
+  await iceGatheringDone(pc);
+  const response = await fetch("/offer", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    pc.close();
+    throw new Error(body.error || `server answered ${response.status}`);
+  }
+  await pc.setRemoteDescription(body);
+
+  return {
+    send(message) {
+      const text = JSON.stringify(message);
+      if (channel.readyState === "open") channel.send(text); else pending.push(text);
+    },
+    close() {
+      channel.close();
+      pc.getSenders().forEach((sender) => sender.track && sender.track.stop());
+      pc.close();
+    },
+    async framesDecoded() {
+      let total = 0;
+      (await pc.getStats()).forEach((report) => {
+        if (report.type === "inbound-rtp" && report.kind === "video") total += report.framesDecoded || 0;
+      });
+      return total;
+    },
+  };
+}
