@@ -1,0 +1,65 @@
+"""Control messages: parsing and validation, answers worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.control import Catalog, ControlError, Settings, apply_config, parse_message
+
+CATALOG = Catalog(styles=("candy", "mosaic"), multistyles={"blend": ("a", "b", "c")}, saliency=("vanilla", "gradcam"))
+
+
+def apply(message: str, settings: Settings = Settings()) -> Settings:
+    return apply_config(parse_message(message), settings, CATALOG)
+
+
+def test_fields_change_only_what_they_name():
+    s = apply('{"type": "config", "style": "blend", "weights": {"a": 0.2}}')
+    s = apply('{"type": "config", "weights": {"b": 0.6}, "strength": 0.5}', s)
+    assert s == Settings(style="blend", weights=(("a", 0.2), ("b", 0.6)), strength=0.5, saliency="off", opacity=0.5)
+    assert apply('{"type": "config", "style": null}', s).style is None
+    assert apply('{"type": "config", "saliency": "gradcam", "opacity": 1}', s).saliency == "gradcam"
+
+
+def test_weight_vector_is_normalised_in_model_order():
+    s = Settings(weights=(("a", 0.2), ("c", 0.6)))
+    assert s.weight_vector(("a", "b", "c")) == pytest.approx([0.25, 0.0, 0.75])
+    assert Settings().weight_vector(("a", "b")) == [0.5, 0.5]
+    assert Settings(weights=(("a", 0.0),)).weight_vector(("a", "b")) == [0.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ("{", "not JSON"),
+        ("42", "JSON object"),
+        ('{"style": "candy"}', "unknown control message type None"),
+        ('{"type": "config", "style": "monet"}', "unknown style 'monet'; valid: candy, mosaic, blend (or null for none)"),
+        ('{"type": "config", "style": "a"}', "unknown style 'a'"),
+        ('{"type": "config", "weights": {"z": 1}}', "no blend style named 'z'; valid: a, b, c"),
+        ('{"type": "config", "weights": [1, 2]}', "'weights' must be an object"),
+        ('{"type": "config", "weights": {"a": -0.1}}', "'a' must be a number from 0 to 1, got -0.1"),
+        ('{"type": "config", "strength": "1"}', "'strength' must be a number from 0 to 1"),
+        ('{"type": "config", "opacity": true}', "'opacity' must be a number from 0 to 1"),
+        ('{"type": "config", "saliency": "lime"}', "unknown saliency method 'lime'; valid: off, vanilla, guided, smoothgrad, gradcam"),
+        ('{"type": "config", "saliency": "smoothgrad"}', "no saliency model for method 'smoothgrad'; loaded: vanilla, gradcam"),
+        ('{"type": "config", "speed": 3}', "unknown config field(s) 'speed'"),
+        ('{"type": "config", "x": "' + "y" * 20000 + '"}', "over the 16384-byte limit"),
+    ],
+)
+def test_bad_messages_name_the_value_and_change_nothing(message, expected):
+    settings = Settings(style="candy", strength=0.3)
+    with pytest.raises(ControlError) as e:
+        apply(message, settings)
+    assert expected in str(e.value)
+
+
+def test_a_bad_field_rejects_the_whole_message():
+    with pytest.raises(ControlError):
+        apply('{"type": "config", "style": "mosaic", "strength": 7}', Settings(style="candy"))
+
+
+def test_empty_catalog():
+    assert Catalog().default_style() is None
+    with pytest.raises(ControlError, match="valid: none loaded"):
+        apply_config({"type": "config", "style": "x"}, Settings(), Catalog())

@@ -1,0 +1,129 @@
+"""The HTTP edge and the command line of ``stylecam serve``, against real server processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run
+
+from server.bench_e2e import Client, get_json, scene, start_server
+
+pytestmark = pytest.mark.timeout(60)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_health_models_and_page(server_url):
+    health = get_json(server_url + "/api/health")
+    assert health == {"ok": True, "device": "cpu", "peers": 0, "models": 4}
+    models = {m["name"]: m for m in get_json(server_url + "/api/models")["models"]}
+    assert set(models) == {"invert", "tint", "fake-vanilla", "fake-gradcam"}
+    assert models["tint"]["kind"] == "multistyle" and models["tint"]["styles"] == ["red", "blue"]
+    assert models["fake-gradcam"]["method"] == "gradcam"
+    status, page = get(server_url + "/")
+    assert status == 200 and b'<script type="module" src="/static/main.js">' in page
+    for name in ("main.js", "rtc.js", "controls.js", "style.css"):
+        assert get(f"{server_url}/static/{name}")[0] == 200
+    assert get(server_url + "/static/../server/app.py")[0] in (403, 404)
+    assert get(server_url + "/static/")[0] in (403, 404)  # no directory listing
+
+
+AUDIO_ONLY_SDP = "\r\n".join(
+    [
+        "v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 0", "c=IN IP4 0.0.0.0", "a=mid:0", "a=sendrecv", "a=rtcp-mux",
+        "a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32), "a=setup:actpass", "a=rtpmap:0 PCMU/8000", "",
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (b"{not json", "not JSON"),
+        (b"[]", '"type": "offer"'),
+        (b'{"type": "offer"}', '"type": "offer"'),
+        (b'{"sdp": "v=0", "type": "answer"}', '"type": "offer"'),
+        (json.dumps({"sdp": "x" * 100_000, "type": "offer"}).encode(), "limit"),
+        (b'{"sdp": "this is not sdp", "type": "offer"}', "cannot use this offer"),
+        (json.dumps({"sdp": AUDIO_ONLY_SDP, "type": "offer"}).encode(), "no video track"),
+    ],
+)
+def test_bad_offers_are_400_and_leak_nothing(server_url, body, expected):
+    status, answer = post(server_url + "/offer", body)
+    assert status == 400 and expected in answer["error"], answer
+    assert get_json(server_url + "/api/health")["peers"] == 0
+
+
+def test_no_models_passes_through_and_peer_cap(tmp_path):
+    proc, url = start_server(tmp_path / "nothing-here", ["--device", "cpu", "--max-peers", "1"])
+    try:
+        assert get_json(url + "/api/models") == {"models": []}
+        assert get_json(url + "/api/health")["models"] == 0
+
+        async def go():
+            first = Client(url)
+            await first.connect()
+            try:
+                frame = await first.wait_frames(8)
+                assert np.abs(frame[40:].astype(int) - scene()[40:]).mean() < 12  # passed through
+                second = Client(url)
+                with pytest.raises(urllib.error.HTTPError) as e:
+                    await second.connect()
+                assert e.value.code == 503 and "--max-peers" in json.loads(e.value.read())["error"]
+                await second.pc.close()
+            finally:
+                await first.close()
+
+        run(go(), timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_server_imports_no_torch():
+    code = "import sys, server.app, server.__main__, server.bench_e2e, server.peer; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_help_names_every_option_and_default():
+    out = subprocess.run([sys.executable, "-m", "export.cli", "serve", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    for option in ("--host", "--port", "--models", "--device", "--max-peers", "--process-size", "--max-frame-pixels", "--saliency-fps", "--silence-timeout", "--threads"):
+        assert option in text
+    assert "(default: 127.0.0.1)" in text and "(default: 8080)" in text and "models/zoo" in text and "(default: auto)" in text
+
+
+def test_port_in_use_is_one_line_exit_2(server_url):
+    port = server_url.rsplit(":", 1)[1]
+    out = subprocess.run([sys.executable, "-m", "export.cli", "serve", "--port", port, "--models", "/nonexistent"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("stylecam serve: error:") and "Traceback" not in out.stderr

@@ -1,0 +1,139 @@
+"""Real aiortc peers against a real ``stylecam serve`` process on the tiny zoo: frames come
+back, styles/weights/saliency change them, stats arrive, bad messages get errors without
+ending anything, and peers that leave or go silent are gone within 5 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from conftest import run
+
+from server.bench_e2e import Client, CounterCamera, get_json, scene
+from tiny_models import expected_top5
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+async def settle(client: Client, message: dict, frames: int = 6) -> np.ndarray:
+    """Send a config and return a frame made after it took effect."""
+    client.send({"type": "config", **message})
+    await asyncio.sleep(0.3)
+    return await client.wait_frames(frames)
+
+
+async def wait_peers(url: str, count: int, timeout: float = 5.0) -> float:
+    start = time.monotonic()
+    while get_json(url + "/api/health")["peers"] != count:
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"peers not {count} within {timeout} s: {get_json(url + '/api/health')}")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - start
+
+
+def test_frames_styles_weights_saliency_and_stats(server_url):
+    async def go():
+        client = Client(server_url)
+        await client.connect()
+        try:
+            original = scene()
+            plain = await settle(client, {"style": None, "saliency": "off"})
+            assert plain.shape == (480, 640, 3)
+            assert diff(plain[40:], original[40:]) < 12  # pass-through, up to codec loss (row 0..32 holds the counter)
+
+            inverted = await settle(client, {"style": "invert"})
+            assert diff(inverted[40:], 255 - original[40:]) < 15
+            assert diff(inverted, plain) > 60
+
+            red = await settle(client, {"style": "tint", "weights": {"red": 1.0, "blue": 0.0}})
+            blue = await settle(client, {"weights": {"red": 0.0, "blue": 1.0}})
+            r, b = red[40:].reshape(-1, 3).mean(0), blue[40:].reshape(-1, 3).mean(0)
+            assert r[0] > 2 * r[2] and b[2] > 2 * b[0], (r, b)
+
+            half = await settle(client, {"strength": 0.5})
+            assert diff(half[40:], (blue[40:].astype(np.float32) + original[40:]) / 2) < 15
+
+            overlaid = await settle(client, {"strength": 1.0, "saliency": "vanilla", "opacity": 0.8}, frames=10)
+            assert diff(overlaid, blue) > 20
+            # the vanilla fake map ramps left to right: the right edge is hotter than the left
+            assert overlaid[100:, -40:].mean() > overlaid[100:, :40].mean()
+
+            since = len(client.messages)
+            stats = await client.wait_message("stats", since=since)
+            stats = await client.wait_message("stats", since=client.messages.index(stats) + 1)
+            assert 10 <= stats["fps_in"] <= 40 and 5 <= stats["fps_out"] <= 40, stats
+            assert stats["dropped"] >= 0
+            assert {"decode", "style", "overlay", "saliency"} <= set(stats["ms"]) and all(0 <= v < 1000 for v in stats["ms"].values())
+            assert [c["label"] for c in stats["top5"]] == expected_top5()
+            assert abs(sum(c["p"] for c in stats["top5"]) - 0.99) < 0.02
+
+            gradcam = await settle(client, {"saliency": "gradcam"}, frames=10)  # top-5 as indices + probs, map ramps top to bottom
+            assert gradcam[-60:, 100:].mean() != pytest.approx(overlaid[-60:, 100:].mean(), abs=3)
+            assert client.received.latencies_ms, "the frame counter was never read back"
+        finally:
+            await client.close()
+        await wait_peers(server_url, 0)
+
+    run(go(), timeout=45)
+
+
+def test_bad_messages_get_errors_and_other_peers_keep_streaming(server_url):
+    async def go():
+        good, bad = Client(server_url), Client(server_url)
+        await asyncio.gather(good.connect(), bad.connect())
+        try:
+            await good.wait_frames(5)
+            cases = [
+                ("not json", "not JSON"),
+                ('["config"]', "JSON object"),
+                ('{"type": "nope"}', "unknown control message type"),
+                ('{"type": "config", "style": "monet"}', "unknown style 'monet'; valid: invert, tint"),
+                ('{"type": "config", "weights": {"green": 1}}', "no blend style named 'green'; valid: red, blue"),
+                ('{"type": "config", "strength": 2}', "'strength' must be a number from 0 to 1"),
+                ('{"type": "config", "saliency": "guided"}', "no saliency model for method 'guided'"),
+                ('{"type": "config", "colour": 1}', "unknown config field"),
+            ]
+            for text, expected in cases:
+                since = len(bad.messages)
+                bad.channel.send(text)
+                message = await bad.wait_message("error", since=since)
+                assert expected in message["message"], (text, message)
+            await bad.wait_frames(5)  # its own stream goes on
+            await good.wait_frames(5)
+            assert get_json(server_url + "/api/health")["peers"] == 2
+        finally:
+            await asyncio.gather(good.close(), bad.close())
+        await wait_peers(server_url, 0)
+
+    run(go(), timeout=40)
+
+
+class StallingCamera(CounterCamera):
+    """Sends a few frames, then nothing, while the connection stays up."""
+
+    async def recv(self):
+        if self.count >= 15:
+            await asyncio.Event().wait()
+        return await super().recv()
+
+
+def test_silent_peer_is_closed(server_url):
+    async def go():
+        client = Client(server_url)
+        client.camera = StallingCamera()
+        await client.connect()
+        try:
+            await client.wait_frames(5)
+            await wait_peers(server_url, 1, timeout=1)
+            # silence timeout is 2 s in this fixture; closed and freed well within 5 s
+            await wait_peers(server_url, 0, timeout=5)
+        finally:
+            await client.close()
+
+    run(go(), timeout=30)

@@ -1,0 +1,143 @@
+"""The track and the engine in-process, on the tiny zoo: newest frame wins, pts/time_base
+kept, buffers reused, errors degrade to pass-through, top-5 parsing, sizes."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+
+import av
+import numpy as np
+import pytest
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from conftest import run
+
+from server.control import Settings
+from server.engine import Engine, ThreadPlan, fit_within, top5
+from server.registry import Registry, scan
+from server.track import NewestFrame, StyledTrack
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class ScriptedTrack(MediaStreamTrack):
+    """Yields the given frames as fast as asked, then ends."""
+
+    kind = "video"
+
+    def __init__(self, frames):
+        super().__init__()
+        self._frames = list(frames)
+
+    async def recv(self):
+        await asyncio.sleep(0)
+        if not self._frames:
+            raise MediaStreamError
+        return self._frames.pop(0)
+
+
+def make_frame(value: int, pts: int, size=(64, 48)) -> av.VideoFrame:
+    image = np.full((size[1], size[0], 3), value, np.uint8)
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+    frame.pts, frame.time_base = pts, fractions.Fraction(1, 90000)
+    return frame
+
+
+def make_engine(zoo, process_size=(32, 24), max_pixels=1920 * 1080) -> Engine:
+    plan = ThreadPlan.for_device("cpu", max_peers=2, threads=1)
+    registry = Registry(scan(zoo, "cpu"), "cpu", {"style": 1, "multistyle": 1, "saliency": 1})
+    return Engine(registry, plan, process_size, max_pixels, saliency_fps=100)
+
+
+def test_newest_frame_wins_and_pts_are_kept(tiny_zoo):
+    async def go():
+        engine = make_engine(tiny_zoo)
+        errors = []
+        pipeline = engine.pipeline(Settings(style="invert"), errors.append)
+        source = NewestFrame(ScriptedTrack([make_frame(10 * i, 3000 * i) for i in range(5)]))
+        await asyncio.sleep(0.05)  # the reader drains all five before anyone asks
+        track = StyledTrack(source, pipeline)
+        out = await track.recv()
+        assert out.pts == 12000 and out.time_base == fractions.Fraction(1, 90000)
+        assert source.frames_in == 5 and source.dropped == 4
+        assert np.abs(out.to_ndarray(format="rgb24").astype(int) - (255 - 40)).max() <= 3
+        with pytest.raises(MediaStreamError):
+            await track.recv()
+        assert not errors
+        engine.close()
+
+    run(go())
+
+
+def test_buffers_reused_per_size_and_saliency_overlaid(tiny_zoo):
+    async def go():
+        engine = make_engine(tiny_zoo)
+        pipeline = engine.pipeline(Settings(style="tint", weights=(("red", 1.0),), saliency="vanilla", opacity=1.0), print)
+        await pipeline.process(make_frame(100, 0))
+        buffers = pipeline._buffers
+        assert buffers.small.shape == (24, 32, 3) and buffers.rgb.shape == (48, 64, 3)
+        while pipeline._saliency_task is not None:
+            await asyncio.sleep(0.01)
+        out = (await pipeline.process(make_frame(100, 1))).to_ndarray(format="rgb24")
+        assert pipeline._buffers is buffers  # same size: same buffers
+        # opacity 1: pure inferno heat map, the ramp runs left (dark) to right (bright yellow)
+        assert out[:, :4].mean() < 40 and out[:, -4:].mean() > 150
+        assert [c["label"] for c in pipeline.top5][:2] == ["c3", "c6"]
+        await pipeline.process(make_frame(100, 2, size=(80, 60)))
+        assert pipeline._buffers is not buffers and pipeline._buffers.rgb.shape == (60, 80, 3)
+        engine.close()
+
+    run(go())
+
+
+def test_unusable_model_passes_frames_through_and_reports(tiny_zoo, tmp_path):
+    import shutil
+
+    for name in ("invert.onnx", "invert.json"):
+        shutil.copy(tiny_zoo / name, tmp_path / name)
+    (tmp_path / "invert.onnx").write_bytes(b"corrupted")
+
+    async def go():
+        engine = make_engine(tmp_path)
+        errors = []
+        pipeline = engine.pipeline(Settings(style="invert"), errors.append)
+        out = (await pipeline.process(make_frame(77, 0))).to_ndarray(format="rgb24")
+        assert abs(out.mean() - 77) < 3
+        await pipeline.process(make_frame(77, 1))
+        assert len(errors) == 1 and "sha256" in errors[0] and "invert" in errors[0]
+        engine.close()
+
+    run(go())
+
+
+def test_oversized_frames_are_scaled_down_once_reported(tiny_zoo):
+    async def go():
+        engine = make_engine(tiny_zoo, process_size=None, max_pixels=32 * 24)
+        errors = []
+        pipeline = engine.pipeline(Settings(style=None), errors.append)
+        out = await pipeline.process(make_frame(50, 0, size=(64, 48)))
+        await pipeline.process(make_frame(50, 1, size=(64, 48)))
+        assert (out.width, out.height) == (32, 24) and len(errors) == 1 and "--max-frame-pixels" in errors[0]
+        engine.close()
+
+    run(go())
+
+
+def test_fit_within():
+    assert fit_within(640, 480, (320, 240)) == (320, 240)
+    assert fit_within(1280, 720, (320, 240)) == (320, 180)
+    assert fit_within(300, 200, (320, 240)) == (300, 200)
+    assert fit_within(641, 481, None) == (641, 481)
+
+
+def test_top5_from_logits_or_indices():
+    logits = np.array([0.0, 3.0, 1.0, 2.0, -1.0, 5.0], np.float32)
+    labels = ("a", "b", "c", "d", "e", "f")
+    got = top5({"logits": logits, "saliency": np.zeros((2, 2), np.float32)}, labels)
+    assert [c["label"] for c in got] == ["f", "b", "d", "c", "a"]
+    p = np.exp(logits - 5.0) / np.exp(logits - 5.0).sum()
+    assert got[0]["p"] == pytest.approx(p[5], abs=1e-4)
+    got = top5({"top5_indices": np.array([2, 9, 0, 1, 3]), "top5_probs": np.array([0.5, 0.2, 0.1, 0.1, 0.1], np.float32)}, labels[:3])
+    assert [c["label"] for c in got] == ["c", "class 9", "a", "b", "class 3"] and got[0]["p"] == 0.5
+    assert top5({"probs": np.array([0.1, 0.9], np.float32)}, ("x", "y"))[0] == {"label": "y", "p": 0.9}
