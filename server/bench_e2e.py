@@ -2,9 +2,13 @@
 
 Each client sends a synthetic 640x480 camera at 30 fps with a frame counter drawn into the
 top row as black/white blocks (two reference blocks first, so styling that changes
-colours or inverts them still decodes; a checksum rejects misreads). The counter read
-back from each returned frame gives glass-to-glass latency: from the moment the client's
-camera handed the frame to its encoder to the moment the styled frame was decoded.
+colours or inverts them still decodes; a checksum rejects misreads). Glass-to-glass
+latency runs from the moment the client's camera handed a frame to its encoder to the
+moment the styled frame came out of the client's decoder. A strong style scrambles the
+drawn counter, so it is read during a pass-through warm-up to learn the fixed offset
+between sent and received RTP timestamps (the server keeps each frame's pts); after that
+every returned frame is matched by its pts, and frames whose counter still reads check
+that the match agrees.
 
 Reports, per scenario (1, 2, 4 peers x style only / style + saliency): received fps per
 peer, median and p95 latency, dropped ratio (sent frames never seen back). Prints a table
@@ -83,9 +87,16 @@ class CounterCamera(VideoStreamTrack):
         self.fps = fps
         self._scene = scene(width, height)
         self._image = self._scene.copy()
-        self.sent_at: dict[int, float] = {}
+        self.sent_at: dict[int, float] = {}  # pts -> when handed to the encoder
+        self.pts_of: dict[int, int] = {}  # drawn counter -> pts of its latest frame
         self.count = 0
         self._start: float | None = None
+
+    def sent_pts_near(self, pts: int) -> int:
+        """The pts this camera gave the frame nearest ``pts`` (codecs round pts by a tick
+        or two on the way through)."""
+        step = 90000 / self.fps
+        return int(round(round(pts / step) * step))
 
     async def recv(self) -> av.VideoFrame:
         if self._start is None:
@@ -99,8 +110,9 @@ class CounterCamera(VideoStreamTrack):
         self._image[BLOCK:, bar : bar + 12] = 255
         draw_counter(self._image, self.count)
         frame = av.VideoFrame.from_ndarray(self._image, format="rgb24")
-        frame.pts, frame.time_base = int(self.count * 90000 / self.fps), TIME_BASE
-        self.sent_at[self.count % (1 << BITS)] = time.monotonic()
+        frame.pts, frame.time_base = int(round(self.count * 90000 / self.fps)), TIME_BASE
+        self.sent_at[frame.pts] = time.monotonic()
+        self.pts_of[self.count % (1 << BITS)] = frame.pts
         self.count += 1
         return frame
 
@@ -109,7 +121,10 @@ class CounterCamera(VideoStreamTrack):
 class Received:
     frames: int = 0
     latencies_ms: list[float] = field(default_factory=list)
-    counters: set[int] = field(default_factory=set)
+    seen: set[int] = field(default_factory=set)  # sent pts seen back
+    pts_offset: int | None = None  # received RTP pts - sent pts (mod 2**32), learnt from the counter
+    pts_checks: int = 0  # frames whose counter was read after the offset was learnt...
+    pts_agree: int = 0  # ... and whose pts matched it
     last: np.ndarray | None = None
     last_pts: int | None = None
     first_at: float | None = None
@@ -121,6 +136,8 @@ class Client:
     the ``control`` channel."""
 
     def __init__(self, base_url: str, fps: float = 30.0, decode_every: int = 1) -> None:
+        """``decode_every``: convert every n-th returned frame to RGB (``received.last``)
+        and read its counter; every frame is converted until the pts offset is known."""
         self.base_url = base_url.rstrip("/")
         self.camera = CounterCamera(fps)
         self.received = Received()
@@ -148,15 +165,29 @@ class Client:
                 r.first_at = r.first_at or now
                 r.last_at = now
                 r.last_pts = frame.pts
-                if r.frames % self.decode_every == 0:
+                if r.pts_offset is None or r.frames % self.decode_every == 0:
                     r.last = frame.to_ndarray(format="rgb24")
-                    counter = read_counter(r.last)
-                    sent = self.camera.sent_at.get(counter) if counter is not None else None
-                    if sent is not None and counter not in r.counters:
-                        r.counters.add(counter)
+                    self._check_counter(read_counter(r.last), frame.pts)
+                if r.pts_offset is not None:
+                    sent_pts = self.camera.sent_pts_near((frame.pts - r.pts_offset) % (1 << 32))
+                    sent = self.camera.sent_at.get(sent_pts)
+                    if sent is not None and sent_pts not in r.seen:
+                        r.seen.add(sent_pts)
                         r.latencies_ms.append((now - sent) * 1000.0)
         except MediaStreamError:
             pass
+
+    def _check_counter(self, counter: int | None, received_pts: int) -> None:
+        r = self.received
+        sent_pts = self.camera.pts_of.get(counter) if counter is not None else None
+        if sent_pts is None:
+            return
+        offset = (received_pts - sent_pts) % (1 << 32)
+        if r.pts_offset is None:
+            r.pts_offset = offset
+        else:
+            r.pts_checks += 1
+            r.pts_agree += self.camera.sent_pts_near((received_pts - r.pts_offset) % (1 << 32)) == sent_pts
 
     async def connect(self, timeout: float = 15.0) -> None:
         self.pc.addTrack(self.camera)
@@ -230,20 +261,25 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: float) -> dict:
-    clients = [Client(url, fps=fps) for _ in range(peers)]
+    clients = [Client(url, fps=fps, decode_every=10) for _ in range(peers)]
     try:
         await asyncio.gather(*(c.connect() for c in clients))
+        for c in clients:  # pass-through until each client has read its counter back
+            c.send({"type": "config", "style": None, "saliency": "off"})
+        deadline = time.monotonic() + 15
+        while any(c.received.pts_offset is None for c in clients) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         for c in clients:
             c.send({"type": "config", **config})
         await asyncio.sleep(3.0)  # warm-up: sessions open, saliency starts, rates settle
-        starts = [(c.received.frames, c.camera.count, len(c.received.latencies_ms), len(c.received.counters)) for c in clients]
+        starts = [(c.received.frames, c.camera.count, len(c.received.latencies_ms), len(c.received.seen)) for c in clients]
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
         span = time.monotonic() - t0
         rows = []
         for c, (f0, s0, l0, n0) in zip(clients, starts):
             sent = c.camera.count - s0
-            seen = len(c.received.counters) - n0
+            seen = len(c.received.seen) - n0
             stats = [m for m in c.messages if m.get("type") == "stats"]
             rows.append(
                 {
@@ -252,6 +288,7 @@ async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: flo
                     "dropped_ratio": 1.0 - min(1.0, seen / sent) if sent else None,
                     "sent_fps": sent / span,
                     "server_ms": stats[-1]["ms"] if stats else {},
+                    "pts_checks": (c.received.pts_agree, c.received.pts_checks),
                 }
             )
     finally:
@@ -267,6 +304,7 @@ async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: flo
         "latency_samples": len(latencies),
         "dropped_ratio": statistics.mean(r["dropped_ratio"] for r in rows if r["dropped_ratio"] is not None),
         "server_ms_peer0": rows[0]["server_ms"],
+        "pts_checks_agree_of": [sum(r["pts_checks"][0] for r in rows), sum(r["pts_checks"][1] for r in rows)],
     }
 
 

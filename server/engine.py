@@ -307,8 +307,13 @@ class Pipeline:
         if model is None or self._saliency_input is None:
             return
         t = time.perf_counter()
+        feeds = {"frame": self._saliency_input}
+        target = model.card.input("target")
+        if target is not None:  # -1: explain the top class
+            shape = tuple(d if isinstance(d, int) else 1 for d in target.shape)
+            feeds["target"] = np.full(shape, -1, dtype=target.dtype)
         try:
-            outputs = model.run(frame=self._saliency_input)
+            outputs = model.run(**feeds)
         except Exception as e:
             self._failed.add(name)
             self.report(f"saliency model {name!r} failed ({str(e).splitlines()[0]}); saliency is off")

@@ -38,14 +38,25 @@ def _labels(card_path: Path, card: ModelCard) -> tuple[str, ...]:
         return ()
 
 
+def _same_model(card: ModelCard) -> tuple:
+    """Cards that are one model in different precisions share this key: the checkpoint
+    they were exported from (style), or method + classifier (saliency)."""
+    if card.kind == "saliency" and card.method:
+        return (card.kind, card.method, card.classifier)
+    checkpoint = card.source.get("checkpoint_sha256") if isinstance(card.source, dict) else None
+    return (card.kind, checkpoint) if checkpoint else (card.kind, card.name)
+
+
 def scan(directory: Path, device: str) -> dict[str, Entry]:
-    """Usable cards under ``directory`` (recursively), by model name."""
+    """Usable cards under ``directory`` (recursively), by the name the page shows: one
+    entry per model, in the precision that suits ``device`` (fp16 on CUDA, else fp32),
+    named after its fp32 card when there is one."""
     directory = Path(directory)
     if not directory.is_dir():
         log.warning("models directory %s does not exist; serving without models (frames pass through)", directory)
         return {}
     prefer = "fp16" if device == "cuda" else "fp32"
-    found: dict[str, Entry] = {}
+    groups: dict[tuple, list[Entry]] = {}
     for card_path in sorted(directory.rglob("*.json")):
         try:
             card = load_card(card_path)
@@ -56,10 +67,15 @@ def scan(directory: Path, device: str) -> dict[str, Entry]:
         if not onnx_path.is_file():
             log.warning("skipping card %s: its model %s is missing; re-export it", card_path, onnx_path)
             continue
-        entry = Entry(card, onnx_path, _labels(card_path, card))
-        held = found.get(card.name)
-        if held is None or (held.card.precision != prefer and card.precision == prefer):
-            found[card.name] = entry
+        groups.setdefault(_same_model(card), []).append(Entry(card, onnx_path, _labels(card_path, card)))
+    found: dict[str, Entry] = {}
+    for entries in groups.values():
+        chosen = next((e for e in entries if e.card.precision == prefer), entries[0])
+        name = next((e.card.name for e in entries if e.card.precision == "fp32"), chosen.card.name)
+        if name in found:
+            log.warning("two models are named %r (%s, %s); serving the first", name, found[name].onnx, chosen.onnx)
+            continue
+        found[name] = chosen
     return found
 
 
@@ -74,11 +90,11 @@ class Registry:
         self._lock = threading.Lock()
 
     def catalog(self) -> Catalog:
-        cards = [e.card for e in self.entries.values()]
+        cards = [(name, e.card) for name, e in self.entries.items()]
         return Catalog(
-            styles=tuple(c.name for c in cards if c.kind == "style"),
-            multistyles={c.name: tuple(c.styles) for c in cards if c.kind == "multistyle"},
-            saliency=tuple(dict.fromkeys(c.method for c in cards if c.kind == "saliency" and c.method)),
+            styles=tuple(n for n, c in cards if c.kind == "style"),
+            multistyles={n: tuple(c.styles) for n, c in cards if c.kind == "multistyle"},
+            saliency=tuple(dict.fromkeys(c.method for _, c in cards if c.kind == "saliency" and c.method)),
         )
 
     def saliency_for(self, method: str) -> str | None:
@@ -88,14 +104,14 @@ class Registry:
         """What GET /api/models shows, from the cards alone."""
         return [
             {
-                "name": e.card.name,
+                "name": name,
                 "kind": e.card.kind,
                 "styles": list(e.card.styles),
                 "method": e.card.method,
                 "precision": e.card.precision,
-                "loaded": e.card.name in self._models,
+                "loaded": name in self._models,
             }
-            for e in self.entries.values()
+            for name, e in self.entries.items()
         ]
 
     def model(self, name: str) -> OrtModel:

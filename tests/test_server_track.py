@@ -141,3 +141,20 @@ def test_top5_from_logits_or_indices():
     got = top5({"top5_indices": np.array([2, 9, 0, 1, 3]), "top5_probs": np.array([0.5, 0.2, 0.1, 0.1, 0.1], np.float32)}, labels[:3])
     assert [c["label"] for c in got] == ["c", "class 9", "a", "b", "class 3"] and got[0]["p"] == 0.5
     assert top5({"probs": np.array([0.1, 0.9], np.float32)}, ("x", "y"))[0] == {"label": "y", "p": 0.9}
+
+
+def test_registry_pairs_precisions_and_prefers_fp16_on_cuda(tiny_zoo, tmp_path):
+    import dataclasses
+    import shutil
+
+    from server.model_card import load_card, write_card
+
+    shutil.copy(tiny_zoo / "invert.onnx", tmp_path / "invert.onnx")
+    card = dataclasses.replace(load_card(tiny_zoo / "invert.json"), source={"checkpoint_sha256": "abc"})
+    write_card(card, tmp_path)
+    write_card(dataclasses.replace(card, name="invert_fp16", precision="fp16"), tmp_path)
+    (tmp_path / "notes.json").write_text('{"not": "a card"}')
+    assert scan(tmp_path, "cuda")["invert"].card.precision == "fp16"
+    assert scan(tmp_path, "cpu")["invert"].card.precision == "fp32"
+    assert list(scan(tmp_path, "cpu")) == ["invert"]
+    assert scan(tmp_path / "missing", "cpu") == {}
