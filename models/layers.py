@@ -11,6 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _affine_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The one formula both norms share, so one-hot CIN equals single-style IN bit for bit."""
+    return F.instance_norm(x, eps=1e-5) * gamma.unsqueeze(-1).unsqueeze(-1) + beta.unsqueeze(-1).unsqueeze(-1)
+
+
 class InstanceNorm(nn.Module):
     """Instance norm with a learned affine (Ulyanov et al. 2016); ignores style weights."""
 
@@ -20,7 +25,7 @@ class InstanceNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
-        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=1e-5)
+        return _affine_instance_norm(x, self.weight.unsqueeze(0), self.bias.unsqueeze(0))
 
 
 class ConditionalInstanceNorm2d(nn.Module):
@@ -40,9 +45,7 @@ class ConditionalInstanceNorm2d(nn.Module):
         if style_weights is None:
             raise ValueError("a multi-style network needs style_weights (one float per style)")
         w = style_weights.reshape(-1, self.num_styles).to(x.dtype)
-        gamma = (w @ self.gamma).unsqueeze(-1).unsqueeze(-1)
-        beta = (w @ self.beta).unsqueeze(-1).unsqueeze(-1)
-        return F.instance_norm(x, eps=1e-5) * gamma + beta
+        return _affine_instance_norm(x, w @ self.gamma, w @ self.beta)
 
 
 def make_norm(channels: int, num_styles: int) -> nn.Module:

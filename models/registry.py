@@ -18,7 +18,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def _load_builtin() -> None:
-    from models import transformer  # noqa: F401  (registration side effect)
+    from models import classifier, transformer  # noqa: F401  (registration side effect)
 
 
 def list_models() -> list[str]:

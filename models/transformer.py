@@ -65,3 +65,24 @@ def multistyle(body: str = "lite", num_styles: int = 2) -> TransformerNet:
     if num_styles < 2:
         raise ValueError(f"a multistyle network needs at least 2 styles, got {num_styles}")
     return bodies[body](num_styles=num_styles)
+
+
+def macs_per_pixel(model: nn.Module, height: int = 256, width: int = 256) -> float:
+    """Convolution multiply-adds of one forward pass, per input pixel (norms and ReLUs excluded)."""
+    total = 0
+
+    def count(conv: nn.Conv2d, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = conv.kernel_size
+        total += output.numel() * (conv.in_channels // conv.groups) * kh * kw
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            num_styles = getattr(model, "num_styles", 1)
+            weights = torch.full((num_styles,), 1.0 / num_styles) if num_styles > 1 else None
+            model(torch.zeros(1, 3, height, width), weights)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total / (height * width)

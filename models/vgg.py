@@ -42,10 +42,17 @@ class WeightsUnavailable(RuntimeError):
 
 
 def _features() -> nn.Sequential:
-    """torchvision's vgg16().features cut after relu4_3, untrained."""
-    from torchvision.models import vgg16
-
-    return vgg16(weights=None).features[: _RELU_INDEX["relu4_3"] + 1]
+    """torchvision's vgg16().features up to relu4_3 (same indices), without building the
+    138M-parameter classifier head that would only be thrown away."""
+    layers: list[nn.Module] = []
+    cin = 3
+    for cout in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512):
+        if cout == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
+            cin = cout
+    return nn.Sequential(*layers)
 
 
 def hed_weights_path() -> Path | None:

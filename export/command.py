@@ -1,0 +1,105 @@
+"""``stylecam export``: checkpoint -> verified ``NAME.onnx`` + ``NAME.json`` model card.
+
+``stylecam export --saliency METHOD ...`` exports a classifier's saliency graph instead
+(see ``export.saliency_command``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from export.onnx import export_onnx, frame_dims
+from export.style import example_inputs, style_graph
+from export.verify import VerificationError, parity
+from models.checkpoint import Checkpoint, CheckpointError
+from server.model_card import ModelCard, TensorSpec, sha256_of, write_card
+
+USER_ERRORS = (CheckpointError, VerificationError)
+# two verification sizes: one a multiple of 4, one not (odd H and W exercise the crop)
+VERIFY_SIZES = ((96, 128), (61, 83))
+TOLERANCE = 1.0  # uint8 levels
+
+
+@dataclass(frozen=True)
+class Exported:
+    onnx: Path
+    card: ModelCard
+    errors: dict[str, float]
+
+
+def default_name(ckpt: Checkpoint) -> str:
+    if len(ckpt.styles) > 1:
+        return f"multistyle_{ckpt.kwargs.get('body', ckpt.arch)}"
+    return f"{ckpt.styles[0]}_{ckpt.arch}"
+
+
+def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, fp16: bool, source: dict) -> ModelCard:
+    multi = len(ckpt.styles) > 1
+    frame = TensorSpec("frame", "uint8", ("H", "W", 3), "camera frame, RGB")
+    inputs = (frame, TensorSpec("style_weights", "float32", (len(ckpt.styles),), "blend weight per style")) if multi else (frame,)
+    return ModelCard(
+        name=name, kind="multistyle" if multi else "style", onnx=onnx_path.name, sha256=sha256_of(onnx_path),
+        inputs=inputs, outputs=(TensorSpec("stylized", "uint8", ("H", "W", 3), "stylized frame, RGB"),),
+        precision="fp16" if fp16 else "fp32", styles=tuple(ckpt.styles), arch=ckpt.arch, source=source,
+    )
+
+
+def export_style(ckpt_path: Path, out_dir: Path, name: str | None = None, fp16: bool = False) -> Exported:
+    """Export, verify against PyTorch at VERIFY_SIZES, and only then write ``out_dir/NAME.{onnx,json}``."""
+    ckpt = Checkpoint.load(ckpt_path)
+    name = (name or default_name(ckpt)) + ("_fp16" if fp16 else "")
+    graph = style_graph(ckpt, fp16=fp16)
+    reference = style_graph(ckpt) if fp16 else graph  # fp16 is held to the fp32 network's output
+    example = example_inputs(ckpt, 64, 64)
+    input_names = ["frame", "style_weights"][: len(example)]
+    dynamic = (frame_dims(), None)[: len(example)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+        staged = Path(tmp) / f"{name}.onnx"
+        export_onnx(graph, example, staged, input_names, ["stylized"], dynamic)
+        cases = [example_inputs(ckpt, h, w, seed=i + 1) for i, (h, w) in enumerate(VERIFY_SIZES)]
+        errors = parity(staged, reference, cases, input_names, ["stylized"], {"stylized": TOLERANCE})
+        source = {
+            "checkpoint": str(ckpt_path), "checkpoint_sha256": sha256_of(ckpt_path), "step": ckpt.step,
+            "train_command": ckpt.command, "train_config": ckpt.config, "losses": ckpt.losses,
+            "vgg_source": ckpt.vgg_source, "train_wall_seconds": round(ckpt.wall_seconds, 1),
+            "value_range_in_net": list(ckpt.value_range), "parity_max_abs_error": errors,
+            "verified_sizes": [list(s) for s in VERIFY_SIZES], "torch": torch.__version__,
+        }
+        card = style_card(ckpt, name, staged, fp16, source)
+        final = out_dir / f"{name}.onnx"
+        os.replace(staged, final)
+    write_card(card, out_dir)
+    return Exported(final, card, errors)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="saliency graphs: stylecam export --saliency METHOD [--classifier NAME] --out DIR "
+               "(stylecam export --saliency all --help for its options)",
+    )
+    p.add_argument("checkpoint", type=Path, help="a checkpoint written by `stylecam train` (e.g. runs/wave/last.pt)")
+    p.add_argument("--out", type=Path, required=True, help="folder for NAME.onnx and NAME.json")
+    p.add_argument("--name", help="model name (default: STYLE_ARCH, or multistyle_BODY)")
+    p.add_argument("--fp16", action="store_true", help="also write a half-precision NAME_fp16.onnx for GPU serving")
+    return p
+
+
+def main(argv: list[str], prog: str = "stylecam export") -> int:
+    if "--saliency" in argv:
+        from export import saliency_command
+
+        return saliency_command.main(argv, prog)
+    args = build_parser(prog).parse_args(argv)
+    for fp16 in (False, True) if args.fp16 else (False,):
+        done = export_style(args.checkpoint, args.out, args.name, fp16=fp16)
+        print(f"wrote {done.onnx} and {done.onnx.with_suffix('.json').name} "
+              f"(max |onnxruntime - torch| = {done.errors['stylized']:.0f} levels at {VERIFY_SIZES})")
+    return 0

@@ -1,0 +1,35 @@
+"""torch.onnx.export with dynamic frame height and width and a pinned opset."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+OPSET = 18
+MIN_SIDE = 16
+MAX_SIDE = 4096
+
+
+def frame_dims() -> dict[int, torch.export.Dim]:
+    """Dynamic H and W of an HxWx3 frame input."""
+    return {0: torch.export.Dim("H", min=MIN_SIDE, max=MAX_SIDE), 1: torch.export.Dim("W", min=MIN_SIDE, max=MAX_SIDE)}
+
+
+def export_onnx(
+    module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
+    output_names: list[str], dynamic_shapes: tuple | dict,
+) -> None:
+    """Export through the dynamo exporter; raises on any exporter failure, writes only ``path``."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module.eval(), args, dynamo=True, input_names=input_names, output_names=output_names,
+            dynamic_shapes=dynamic_shapes, opset_version=OPSET, external_data=False, verbose=False,
+            optimize=True,
+        )
+    program.save(str(path), external_data=False)

@@ -1,0 +1,42 @@
+"""Style networks as the server wants them: uint8 HxWx3 RGB frame in, stylized frame out.
+
+The range conversion, layout change, clamping and rounding live inside the graph, so
+the server does no per-frame pre- or post-processing of its own.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.checkpoint import Checkpoint
+
+
+class StyleGraph(nn.Module):
+    """frame (H, W, 3) uint8 [, style_weights (N,) float32] -> stylized (H, W, 3) uint8."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.net = net.to(dtype).eval()
+        self.dtype = dtype
+
+    def forward(self, frame: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        x = frame.permute(2, 0, 1).unsqueeze(0).to(self.dtype) / 255.0
+        if style_weights is not None:
+            style_weights = style_weights.to(self.dtype)
+        y = self.net(x, style_weights).float()
+        return (y.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)[0].permute(1, 2, 0)
+
+
+def style_graph(ckpt: Checkpoint, fp16: bool = False) -> StyleGraph:
+    return StyleGraph(ckpt.build(), torch.float16 if fp16 else torch.float32)
+
+
+def example_inputs(ckpt: Checkpoint, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """A random frame (and random blend weights for multi-style) of the given size."""
+    gen = torch.Generator().manual_seed(seed)
+    frame = torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, generator=gen)
+    if len(ckpt.styles) < 2:
+        return (frame,)
+    weights = torch.rand(len(ckpt.styles), generator=gen)
+    return frame, weights / weights.sum()

