@@ -16,33 +16,39 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export.command", "turn a checkpoint (or a pretrained classifier) into verified ONNX + card"),
     "stylize": ("server.stylize", "stylize images or a video with an exported model (onnxruntime only)"),
     "serve": ("server.__main__", "serve the live webcam page: WebRTC in, stylized frames + saliency out"),
+    "bench": ("export.bench", "benchmarks that print a table and write JSON (style, e2e, deletion)"),
 }
 
 
-def _usage() -> str:
-    width = max(map(len, SUBCOMMANDS))
-    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in SUBCOMMANDS.items()]
-    return "usage: stylecam COMMAND [options]   (stylecam COMMAND --help for its options)\n\ncommands:\n" + "\n".join(lines)
+def _usage(commands: dict[str, tuple[str, str]], prog: str) -> str:
+    width = max(map(len, commands))
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in commands.items()]
+    return (f"usage: {prog} COMMAND [options]   ({prog} COMMAND --help for its options)\n\ncommands:\n"
+            + "\n".join(lines))
+
+
+def dispatch(commands: dict[str, tuple[str, str]], argv: list[str], prog: str) -> int:
+    """Import the chosen command's module and run it; bad input -> one line, exit 2."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage(commands, prog))
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in commands:
+        print(f"{prog}: unknown command {name!r}; valid: {', '.join(commands)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(commands[name][0])
+    try:
+        return module.main(rest, prog=f"{prog} {name}")
+    except KeyboardInterrupt:
+        print(f"{prog} {name}: interrupted", file=sys.stderr)
+        return 130
+    except getattr(module, "USER_ERRORS", ()) as e:
+        print(f"{prog} {name}: error: {e}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in SUBCOMMANDS:
-        print(f"stylecam: unknown command {name!r}; valid: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    try:
-        return module.main(rest, prog=f"stylecam {name}")
-    except KeyboardInterrupt:
-        print(f"stylecam {name}: interrupted", file=sys.stderr)
-        return 130
-    except getattr(module, "USER_ERRORS", ()) as e:
-        print(f"stylecam {name}: error: {e}", file=sys.stderr)
-        return 2
+    return dispatch(SUBCOMMANDS, sys.argv[1:] if argv is None else argv, "stylecam")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,14 @@
+"""``stylecam bench NAME``: benchmark scripts, each printing a table and writing JSON."""
+
+from __future__ import annotations
+
+from export.cli import dispatch
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "style": ("server.bench_style", "onnxruntime ms per frame of style models at 320x240 and 640x480"),
+    "e2e": ("server.bench_e2e", "real WebRTC peers against a real server: fps, glass-to-glass latency, drops"),
+}
+
+
+def main(argv: list[str], prog: str = "stylecam bench") -> int:
+    return dispatch(BENCHMARKS, argv, prog)
