@@ -9,7 +9,7 @@ connects within ``connect_timeout`` seconds.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import secrets
 import json
 import logging
 import time
@@ -27,10 +27,8 @@ CONTROL_LABEL = "control"
 
 
 class Peer:
-    _ids = itertools.count(1)  # only names peers in logs
-
     def __init__(self, engine: Engine, catalog: Catalog, silence_timeout: float, connect_timeout: float, on_closed: Callable[["Peer"], None]) -> None:
-        self.id = next(Peer._ids)
+        self.id = secrets.token_hex(3)  # names the peer in logs
         self.engine = engine
         self.catalog = catalog
         self.silence_timeout = silence_timeout
@@ -62,7 +60,7 @@ class Peer:
             raise ValueError("the offer has no video track; send the camera with addTrack or a sendrecv video transceiver")
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self._tasks += [asyncio.create_task(self._watchdog()), asyncio.create_task(self._stats())]
-        log.info("peer %d: answered", self.id)
+        log.info("peer %s: answered", self.id)
         return self.pc.localDescription
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -105,7 +103,7 @@ class Peer:
 
     async def _on_state(self) -> None:
         state = self.pc.connectionState
-        log.info("peer %d: connection %s", self.id, state)
+        log.info("peer %s: connection %s", self.id, state)
         if state == "connected" and self.connected_at is None:
             self.connected_at = time.monotonic()
         elif state in ("failed", "closed"):
@@ -118,16 +116,16 @@ class Peer:
             now = time.monotonic()
             if self.connected_at is None:
                 if now - self.created_at > self.connect_timeout:
-                    log.info("peer %d: not connected after %.0f s; closing", self.id, self.connect_timeout)
+                    log.info("peer %s: not connected after %.0f s; closing", self.id, self.connect_timeout)
                     break
                 continue
             source = self.source
             last = source.last_frame_at if source and source.last_frame_at else self.connected_at
             if source is not None and source.ended:
-                log.info("peer %d: video track ended; closing", self.id)
+                log.info("peer %s: video track ended; closing", self.id)
                 break
             if now - last > self.silence_timeout:
-                log.info("peer %d: no frames for %.1f s; closing", self.id, now - last)
+                log.info("peer %s: no frames for %.1f s; closing", self.id, now - last)
                 break
         self.close()
 
@@ -146,7 +144,7 @@ class Peer:
                     "fps_in": round((frames_in - last_in) / span, 1),
                     "fps_out": round((frames_out - last_out) / span, 1),
                     "dropped": self.source.dropped if self.source else 0,
-                    "ms": {stage: round(ms, 1) for stage, ms in self.pipeline.ms.items()},
+                    "ms": {stage: round(ms, 1) for stage, ms in dict(self.pipeline.ms).items()},  # copy: workers add keys
                     "top5": self.pipeline.top5 if self.pipeline.settings.saliency != "off" else [],
                     "style": self.pipeline.settings.style,
                     "saliency": self.pipeline.settings.saliency,
@@ -174,6 +172,6 @@ class Peer:
         try:
             await asyncio.wait_for(self.pc.close(), timeout=3.0)
         except (asyncio.TimeoutError, Exception) as e:  # a stuck transport must not keep the peer
-            log.warning("peer %d: close did not finish cleanly (%s)", self.id, type(e).__name__)
-        log.info("peer %d: closed", self.id)
+            log.warning("peer %s: close did not finish cleanly (%s)", self.id, type(e).__name__)
+        log.info("peer %s: closed", self.id)
         self._on_closed(self)

@@ -126,5 +126,7 @@ class Registry:
                 threads = self._threads.get(entry.card.kind, 0)
                 model = OrtModel.load(entry.onnx, device=self.device, threads=threads, spin=False)
                 log.info("loaded %s (%s, %s) on %s with %d intra-op threads", name, entry.card.kind, entry.card.precision, model.provider, threads)
+                if self.device == "cuda" and model.provider != "CUDAExecutionProvider":
+                    log.warning("%s runs on %s, not CUDA: onnxruntime could not start its CUDA provider (see its log above)", name, model.provider)
                 self._models[name] = model
         return model

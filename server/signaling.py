@@ -26,8 +26,9 @@ async def _read_offer(request: web.Request) -> RTCSessionDescription | web.Respo
     limit = request.app[CONFIG].max_offer_bytes
     if request.content_length is not None and request.content_length > limit:
         return _error(400, f"offer body of {request.content_length} bytes is over the {limit}-byte limit")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
+    try:
+        body = await request.read()  # the app's client_max_size is this limit
+    except web.HTTPRequestEntityTooLarge:
         return _error(400, f"offer body is over the {limit}-byte limit")
     try:
         data = json.loads(body)
