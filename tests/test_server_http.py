@@ -127,3 +127,12 @@ def test_port_in_use_is_one_line_exit_2(server_url):
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("stylecam serve: error:") and "Traceback" not in out.stderr
+
+
+def test_cuda_without_a_gpu_is_one_line_exit_2(tmp_path):
+    from server.ort_model import cuda_device_count
+
+    if cuda_device_count() > 0:
+        pytest.skip("this machine has a GPU")
+    out = subprocess.run([sys.executable, "-m", "export.cli", "serve", "--device", "cuda", "--port", "0", "--models", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("stylecam serve: error: --device cuda:"), out.stderr
