@@ -48,13 +48,19 @@ def test_conditional_instance_norm_mixes_gamma_and_beta_linearly():
     assert torch.allclose(out, torch.tensor([[[[-4.0, 3.0]]]]), atol=1e-4)
 
 
-def test_one_hot_weights_reproduce_a_single_style_network_exactly():
-    torch.manual_seed(0)
-    multi = create_model("multistyle", body="lite", num_styles=3).eval()
+def random_multistyle(num_styles: int, seed: int):
+    """A lite multistyle net whose per-style gammas and betas differ."""
+    torch.manual_seed(seed)
+    multi = create_model("multistyle", body="lite", num_styles=num_styles).eval()
     with torch.no_grad():
         for name, p in multi.named_parameters():
             if name.endswith(("gamma", "beta")):
                 p.copy_(torch.randn_like(p))
+    return multi
+
+
+def test_one_hot_weights_reproduce_a_single_style_network_exactly():
+    multi = random_multistyle(3, seed=0)
     x = torch.rand(1, 3, 40, 44)
     for k in range(3):
         single = create_model("lite").eval()
@@ -72,12 +78,8 @@ def test_one_hot_weights_reproduce_a_single_style_network_exactly():
 
 
 def test_a_blend_differs_from_both_ends():
-    torch.manual_seed(1)
-    multi = create_model("multistyle", body="lite", num_styles=2).eval()
+    multi = random_multistyle(2, seed=1)
     with torch.no_grad():
-        for name, p in multi.named_parameters():
-            if name.endswith(("gamma", "beta")):
-                p.copy_(torch.randn_like(p))
         x = torch.rand(1, 3, 32, 32)
         a, b = multi(x, torch.tensor([1.0, 0.0])), multi(x, torch.tensor([0.0, 1.0]))
         mid = multi(x, torch.tensor([0.5, 0.5]))
