@@ -1,0 +1,201 @@
+"""Saliency graphs for onnxruntime: uint8 frame of any size in, logits + heat map out.
+
+The graph bakes in everything the server would otherwise do in Python: HWC uint8 -> RGB
+[0, 1], antialiased resize to the classifier's input size, the classifier, the backward
+pass of the method (traced by ``export.gradients``) and the 99th-percentile
+normalisation. It is written only after onnxruntime reproduces PyTorch autograd.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from export.attribution import Attribution, as_target, create_method, normalise_map
+from export.gradients import trace_joint
+from models.registry import create_model
+from server.model_card import ModelCard, TensorSpec, sha256_of, write_card
+
+OPSET = 18  # Resize with antialias
+DEFAULT_CLASSIFIER = "efficientnet_lite0"
+# ReLU gates make input gradients discontinuous: a pre-activation within float32 rounding
+# of 0 or 6 can fall on different sides in onnxruntime and PyTorch (a 1e-5 difference in the
+# resized input is enough), and that unit's share of the gradient then shows in one map
+# only. So the maps must agree to TOLERANCE of their range at the median pixel and on
+# average (a real bug, such as a one-pixel shift, breaks both); the maximum is reported.
+TOLERANCE = 1e-3  # of the map's range ([0, 1] after normalisation), and of the logits' range
+MEAN_TOLERANCE = 2e-3
+
+
+class VerificationError(RuntimeError):
+    """onnxruntime does not reproduce PyTorch; nothing was written."""
+
+
+def preprocess(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (H, W, 3) RGB -> float32 (1, 3, h, w) in [0, 1], antialiased bilinear resize."""
+    image = frame.permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255.0
+    return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+class SaliencyGraph(nn.Module):
+    """(frame uint8 (H, W, 3), target int64 (1,)) -> logits (1000,), saliency (h, w) in
+    [0, 1], class int64 (1,). ``joint`` is the traced forward + backward at (h, w)."""
+
+    def __init__(self, joint: torch.fx.GraphModule, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.joint = joint
+        self.input_size = input_size
+
+    def forward(self, frame: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, raw, chosen = self.joint(preprocess(frame, self.input_size), target)
+        return logits, normalise_map(raw), chosen
+
+
+def reference(method: Attribution, frame: np.ndarray, target: int = -1) -> dict[str, np.ndarray]:
+    """The PyTorch autograd answer the graph must reproduce, keyed like the graph's outputs."""
+    image = preprocess(torch.from_numpy(np.ascontiguousarray(frame)), method.model.pretrained_cfg.input_size)
+    logits, raw, chosen = method.explain(image, as_target(target))
+    return {"logits": logits.detach().numpy(), "saliency": normalise_map(raw.detach()).numpy(), "class": chosen.numpy()}
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How far onnxruntime is from PyTorch on one frame; errors are fractions of the range."""
+
+    logits_error: float
+    saliency_max_error: float
+    saliency_median_error: float
+    saliency_mean_error: float
+    same_class: bool
+
+    @property
+    def ok(self) -> bool:
+        return (self.same_class and self.logits_error <= TOLERANCE
+                and self.saliency_median_error <= TOLERANCE and self.saliency_mean_error <= MEAN_TOLERANCE)
+
+
+def compare(outputs: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> Parity:
+    logits_range = float(np.ptp(expected["logits"])) or 1.0
+    error = np.abs(outputs["saliency"] - expected["saliency"])
+    return Parity(
+        logits_error=float(np.abs(outputs["logits"] - expected["logits"]).max()) / logits_range,
+        saliency_max_error=float(error.max()),
+        saliency_median_error=float(np.median(error)),
+        saliency_mean_error=float(error.mean()),
+        same_class=bool((outputs["class"] == expected["class"]).all()),
+    )
+
+
+def check_frames(input_size: tuple[int, int]) -> list[np.ndarray]:
+    """Smooth synthetic frames: one at the input size (the resize is exact there) and one
+    at an odd size that is not a multiple of 4, so the in-graph resize is checked too."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for height, width in (input_size, (257, 333)):
+        coarse = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8).astype(np.float32)
+        smooth = torch.nn.functional.interpolate(
+            torch.from_numpy(coarse).permute(2, 0, 1)[None], size=(height, width), mode="bicubic", align_corners=False
+        )
+        frames.append(smooth[0].permute(1, 2, 0).clamp(0, 255).round().to(torch.uint8).numpy())
+    return frames
+
+
+def verify(onnx_path: Path, method: Attribution) -> list[Parity]:
+    """onnx checker, then onnxruntime vs PyTorch autograd on ``check_frames``; raises
+    VerificationError naming the failing frame."""
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(str(onnx_path), full_check=True)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    results = []
+    for frame in check_frames(method.model.pretrained_cfg.input_size):
+        outputs = dict(zip(names, session.run(names, {"frame": frame, "target": np.array([-1], np.int64)})))
+        parity = compare(outputs, reference(method, frame))
+        if not parity.ok:
+            raise VerificationError(f"{onnx_path.name}: onnxruntime differs from PyTorch on a {frame.shape} frame: {parity}")
+        results.append(parity)
+    return results
+
+
+def build_graph(method: Attribution) -> SaliencyGraph:
+    size = method.model.pretrained_cfg.input_size
+    joint = trace_joint(method.explain, torch.rand(1, 3, *size), as_target(-1))
+    joint.graph.eliminate_dead_code()
+    joint.recompile()
+    return SaliencyGraph(joint, size)
+
+
+def export_onnx(graph: SaliencyGraph, path: Path) -> None:
+    """torch.onnx (dynamo) with dynamic frame height and width."""
+    height = torch.export.Dim("H", min=8, max=8192)
+    width = torch.export.Dim("W", min=8, max=8192)
+    program = torch.onnx.export(
+        graph,
+        (torch.zeros(240, 320, 3, dtype=torch.uint8), as_target(-1)),
+        dynamo=True,
+        opset_version=OPSET,
+        input_names=["frame", "target"],
+        output_names=["logits", "saliency", "class"],
+        dynamic_shapes={"frame": {0: height, 1: width}, "target": None},
+        verbose=False,
+    )
+    program.save(str(path))
+
+
+def card_for(method: Attribution, classifier: str, onnx_path: Path, labels: str, parity: list[Parity]) -> ModelCard:
+    cfg = method.model.pretrained_cfg
+    h, w = cfg.input_size
+    return ModelCard(
+        name=onnx_path.stem,
+        kind="saliency",
+        onnx=onnx_path.name,
+        sha256=sha256_of(onnx_path),
+        inputs=(
+            TensorSpec("frame", "uint8", ("H", "W", 3), "RGB frame of any size; resized inside the graph"),
+            TensorSpec("target", "int64", (1,), "ImageNet class index to explain; -1 = the top-1 class"),
+        ),
+        outputs=(
+            TensorSpec("logits", "float32", (1000,), "ImageNet logits (softmax gives probabilities)"),
+            TensorSpec("saliency", "float32", (h, w), "heat map in [0, 1] (divided by its 99th percentile)"),
+            TensorSpec("class", "int64", (1,), "the class explained"),
+        ),
+        method=method.name,
+        classifier=classifier,
+        labels=labels,
+        input_size=(h, w),
+        value_range=(0.0, 255.0),
+        source={
+            "weights": cfg.source,
+            "licence": cfg.licence,
+            "opset": OPSET,
+            "parity": [vars(p) for p in parity],
+        },
+    )
+
+
+def export_saliency(method_name: str, classifier: str, out_dir: Path) -> Path:
+    """Build, export and verify one method; returns the .onnx path. Files (onnx, card,
+    labels) appear in ``out_dir`` only after verification passed."""
+    model = create_model(classifier)
+    method = create_method(method_name, model)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = model.pretrained_cfg.labels
+    with tempfile.TemporaryDirectory(prefix="stylecam-saliency-") as tmp:
+        staged = Path(tmp) / f"saliency_{method_name}.onnx"
+        export_onnx(build_graph(method), staged)
+        parity = verify(staged, method)
+        card = write_card(card_for(method, classifier, staged, labels.name, parity), Path(tmp))
+        shutil.copyfile(labels, Path(tmp) / labels.name)
+        for path in (staged, card, Path(tmp) / labels.name):
+            shutil.move(str(path), out_dir / path.name)
+    return out_dir / staged.name
