@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("models.train", "train a style network (single or multi-style) with perceptual losses"),
     "export": ("export.command", "turn a checkpoint (or a pretrained classifier) into verified ONNX + card"),
     "stylize": ("server.stylize", "stylize images or a video with an exported model (onnxruntime only)"),
+    "explain": ("server.explain", "heat map overlays + top-5 classes for images with an exported saliency model"),
     "serve": ("server.__main__", "serve the live webcam page: WebRTC in, stylized frames + saliency out"),
     "bench": ("export.bench", "benchmarks that print a table and write JSON (style, e2e, deletion)"),
 }

@@ -1,0 +1,73 @@
+"""Per-frame compositing, in place: style strength mix and the saliency heat map overlay.
+
+Both run on every frame, so neither allocates frame-sized arrays once warmed up: the
+overlay keeps its buffers per frame size and the colour map is a 256-entry lookup table.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def inferno_lut() -> np.ndarray:
+    """uint8 (256, 3) RGB: the inferno colour map, index 0 (cold, black) to 255 (hot, yellow)."""
+    ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
+    return cv2.applyColorMap(ramp, cv2.COLORMAP_INFERNO)[:, 0, ::-1].copy()
+
+
+def mix_strength(stylized: np.ndarray, original: np.ndarray, strength: float, out: np.ndarray) -> np.ndarray:
+    """out = round(strength * stylized + (1 - strength) * original); uint8 (H, W, 3) each,
+    ``out`` may be either input. strength in [0, 1]."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength {strength} is outside [0, 1]")
+    return cv2.addWeighted(stylized, strength, original, 1.0 - strength, 0.0, dst=out)
+
+
+class Overlay:
+    """Blends a heat map onto frames: each pixel moves towards its colour by opacity times
+    its saliency, so cold regions keep the frame and hot ones show the colour map. One map
+    is usually shown on several frames, so its resized heat and colours are kept until a
+    different map (another array object) arrives."""
+
+    def __init__(self, lut: np.ndarray | None = None) -> None:
+        self._lut3 = np.ascontiguousarray((inferno_lut() if lut is None else lut).reshape(256, 1, 3))
+        self._size: tuple[int, int] | None = None
+        self._source: np.ndarray | None = None
+
+    def _buffers(self, height: int, width: int) -> None:
+        if self._size == (height, width):
+            return
+        self._size, self._source = (height, width), None
+        self._heat = np.empty((height, width), np.float32)  # saliency at frame size, in [0, 1]
+        self._weight = np.empty((height, width, 1), np.float32)
+        self._index = np.empty((height, width, 3), np.uint8)  # the colour index, once per channel for cv2.LUT
+        self._colour = np.empty((height, width, 3), np.uint8)
+        self._blend = np.empty((height, width, 3), np.float32)
+
+    def _colourise(self, saliency: np.ndarray) -> None:
+        heat, scratch = self._heat, self._blend[..., 0]
+        cv2.resize(saliency.astype(np.float32, copy=False), heat.shape[::-1], dst=heat, interpolation=cv2.INTER_LINEAR)
+        np.clip(heat, 0.0, 1.0, out=heat)
+        np.multiply(heat, 255.0, out=scratch)
+        np.add(scratch, 0.5, out=scratch)
+        np.copyto(self._index, scratch[..., None], casting="unsafe")  # truncating x + 0.5 rounds half up
+        cv2.LUT(self._index, self._lut3, dst=self._colour)  # np.take would allocate the indices as intp
+        self._source = saliency
+
+    def apply(self, frame: np.ndarray, saliency: np.ndarray, opacity: float) -> np.ndarray:
+        """frame: uint8 (H, W, 3) RGB, changed in place and returned; saliency: float32
+        (h, w) in [0, 1], any size (bilinearly resized to the frame); opacity in [0, 1]."""
+        if not 0.0 <= opacity <= 1.0:
+            raise ValueError(f"overlay opacity {opacity} is outside [0, 1]")
+        self._buffers(*frame.shape[:2])
+        if saliency is not self._source:
+            self._colourise(saliency)
+        blend = self._blend
+        np.multiply(self._heat[..., None], opacity, out=self._weight)
+        np.subtract(self._colour, frame, out=blend, dtype=np.float32)
+        np.multiply(blend, self._weight, out=blend)
+        np.add(blend, frame, out=blend, dtype=np.float32)
+        np.add(blend, 0.5, out=blend)
+        np.copyto(frame, blend, casting="unsafe")  # in [0.5, 255.5): truncation rounds half up
+        return frame

@@ -1,0 +1,153 @@
+"""``stylecam explain``: what the classifier looks at in still images, with onnxruntime only.
+
+Runs an exported saliency graph (``stylecam export --saliency``) on each image, writes the
+heat map overlay as a PNG and prints the top-5 classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from server.compose import Overlay
+from server.model_card import CardError, card_path_for, load_card
+from server.ort_model import OrtModel
+
+DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models" / "zoo"
+
+
+class ExplainError(ValueError):
+    """Bad input to ``stylecam explain``; the message names it and the fix."""
+
+
+USER_ERRORS = (ExplainError, CardError)
+
+
+def saliency_models(directory: Path) -> dict[str, Path]:
+    """method -> .onnx path of every saliency card in ``directory``."""
+    found = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            card = load_card(path)
+        except CardError:
+            continue  # other JSON files (labels, benchmarks) may live beside the models
+        if card.kind == "saliency" and card.method:
+            found[card.method] = path.parent / card.onnx
+    return found
+
+
+def find_model(directory: Path, method: str) -> Path:
+    models = saliency_models(directory)
+    if not models:
+        raise ExplainError(f"no saliency models in {directory}; "
+                           f"export them with `stylecam export --saliency all --out {directory}` or pass --models DIR")
+    if method not in models:
+        raise ExplainError(f"unknown method {method!r}; available in {directory}: {', '.join(models)}")
+    return models[method]
+
+
+def read_labels(model: OrtModel) -> list[str]:
+    if not model.card.labels:
+        raise CardError(f"{card_path_for(model.path)} names no labels file; re-export it with `stylecam export --saliency`")
+    path = model.path.parent / model.card.labels
+    try:
+        return path.read_text().splitlines()
+    except OSError as e:
+        raise CardError(f"cannot read class names {path}: {e.strerror}; re-export the model") from None
+
+
+def parse_target(text: str | None, labels: list[str], method: str) -> int:
+    """A class index or a (case-insensitive) class name -> index; None -> -1 (top-1)."""
+    if text is None:
+        return -1
+    how = f"list the names with `stylecam explain --list-classes --method {method}`"
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < len(labels):
+            raise ExplainError(f"class index {index} is out of range 0..{len(labels) - 1}; {how}")
+        return index
+    names = {name.lower(): i for i, name in enumerate(labels)}
+    if text.lower() not in names:
+        raise ExplainError(f"unknown class {text!r}; {how}")
+    return names[text.lower()]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if Path(path).is_file() else None
+    if bgr is None:
+        raise ExplainError(f"{path}: not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    overlay: np.ndarray  # uint8 (H, W, 3) RGB
+    top5: list[tuple[int, float]]  # (class index, probability)
+    explained: int
+
+
+def explain(model: OrtModel, rgb: np.ndarray, target: int, opacity: float, overlay: Overlay) -> Explanation:
+    out = model.run(frame=rgb, target=np.array([target], np.int64))
+    logits = out["logits"].astype(np.float64).reshape(-1)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    best = np.argsort(-probs)[:5]
+    picture = overlay.apply(rgb.copy(), out["saliency"], opacity)
+    return Explanation(picture, [(int(i), float(probs[i])) for i in best], int(out["class"].reshape(-1)[0]))
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    staged = path.with_name(f".{path.stem}.partial.png")
+    if not cv2.imwrite(str(staged), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise ExplainError(f"{path}: cannot write it")
+    os.replace(staged, path)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Show what the classifier looks at: writes OUT/<image>_<method>.png (heat map "
+        "overlay, inferno colours) for each image and prints its top-5 classes.",
+    )
+    parser.add_argument("images", nargs="*", type=Path, metavar="IMG", help="images to explain")
+    parser.add_argument("--method", required=True, help="saliency method: vanilla, guided, smoothgrad, gradcam "
+                        "(any with an exported model in --models)")
+    parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="output folder (default: .)")
+    parser.add_argument("--target", metavar="CLASS", help="class to explain, by index (0-999) or name, "
+                        "e.g. 'tabby' (default: each image's top-1 class)")
+    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, metavar="DIR",
+                        help=f"folder of exported saliency models (default: {DEFAULT_MODELS})")
+    parser.add_argument("--opacity", type=float, default=0.6, help="heat map opacity where saliency is 1 (default: 0.6)")
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default: 2)")
+    parser.add_argument("--list-classes", action="store_true", help="print the class indices and names, then exit")
+    return parser
+
+
+def main(argv: list[str], prog: str = "stylecam explain") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if not args.list_classes and not args.images:
+        parser.error("give at least one image (or --list-classes)")
+    if not 0.0 <= args.opacity <= 1.0:
+        raise ExplainError(f"--opacity {args.opacity} is outside [0, 1]")
+    model = OrtModel.load(find_model(args.models, args.method), device="cpu", threads=args.threads)
+    labels = read_labels(model)
+    if args.list_classes:
+        print("\n".join(f"{i:4d}  {name}" for i, name in enumerate(labels)))
+        return 0
+    target = parse_target(args.target, labels, args.method)
+    images = [(path, read_rgb(path)) for path in args.images]  # every image readable before any output
+    args.out.mkdir(parents=True, exist_ok=True)
+    overlay = Overlay()
+    for path, rgb in images:
+        result = explain(model, rgb, target, args.opacity, overlay)
+        dst = args.out / f"{path.stem}_{args.method}.png"
+        write_png(dst, result.overlay)
+        top = ", ".join(f"{labels[i]} {p:.3f}" for i, p in result.top5)
+        print(f"{path}: {top}  -> {dst} (explains {labels[result.explained]!r})")
+    return 0
