@@ -21,14 +21,14 @@ from torch import nn
 from models.classifier import ImageClassifier
 
 METHODS = ("vanilla", "guided", "smoothgrad", "gradcam")
-PERCENTILE = 0.99
+TOP_PERCENT = 1  # normalise by the value the hottest 1% of pixels reach (the 99th percentile)
 
 
 def normalise_map(raw: torch.Tensor) -> torch.Tensor:
     """(H, W) >= 0 -> (H, W) in [0, 1]: divided by its 99th percentile, so a few hot pixels
     do not wash out the rest. topk, not quantile, because ONNX has TopK."""
     flat = raw.reshape(-1)
-    k = max(1, math.ceil((1.0 - PERCENTILE) * flat.numel()))
+    k = max(1, -(-flat.numel() * TOP_PERCENT // 100))  # integer ceil: floats make ceil(0.01 * 200) = 3
     top = torch.topk(flat, k).values[-1]
     return (raw / (top + 1e-12)).clamp(0.0, 1.0)
 

@@ -20,10 +20,11 @@ from torch import nn
 
 from export.attribution import Attribution, as_target, create_method, normalise_map
 from export.gradients import trace_joint
+from export.onnx import OPSET, export_onnx, frame_dims
+from export.verify import VerificationError, check_graph
 from models.registry import create_model
 from server.model_card import ModelCard, TensorSpec, sha256_of, write_card
 
-OPSET = 18  # Resize with antialias
 DEFAULT_CLASSIFIER = "efficientnet_lite0"
 # ReLU gates make input gradients discontinuous: a pre-activation within float32 rounding
 # of 0 or 6 can fall on different sides in onnxruntime and PyTorch (a 1e-5 difference in the
@@ -32,10 +33,6 @@ DEFAULT_CLASSIFIER = "efficientnet_lite0"
 # average (a real bug, such as a one-pixel shift, breaks both); the maximum is reported.
 TOLERANCE = 1e-3  # of the map's range ([0, 1] after normalisation), and of the logits' range
 MEAN_TOLERANCE = 2e-3
-
-
-class VerificationError(RuntimeError):
-    """onnxruntime does not reproduce PyTorch; nothing was written."""
 
 
 def preprocess(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -110,10 +107,9 @@ def check_frames(input_size: tuple[int, int]) -> list[np.ndarray]:
 def verify(onnx_path: Path, method: Attribution) -> list[Parity]:
     """onnx checker, then onnxruntime vs PyTorch autograd on ``check_frames``; raises
     VerificationError naming the failing frame."""
-    import onnx
     import onnxruntime as ort
 
-    onnx.checker.check_model(str(onnx_path), full_check=True)
+    check_graph(onnx_path)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     results = []
@@ -132,23 +128,6 @@ def build_graph(method: Attribution) -> SaliencyGraph:
     joint.graph.eliminate_dead_code()
     joint.recompile()
     return SaliencyGraph(joint, size)
-
-
-def export_onnx(graph: SaliencyGraph, path: Path) -> None:
-    """torch.onnx (dynamo) with dynamic frame height and width."""
-    height = torch.export.Dim("H", min=8, max=8192)
-    width = torch.export.Dim("W", min=8, max=8192)
-    program = torch.onnx.export(
-        graph,
-        (torch.zeros(240, 320, 3, dtype=torch.uint8), as_target(-1)),
-        dynamo=True,
-        opset_version=OPSET,
-        input_names=["frame", "target"],
-        output_names=["logits", "saliency", "class"],
-        dynamic_shapes={"frame": {0: height, 1: width}, "target": None},
-        verbose=False,
-    )
-    program.save(str(path))
 
 
 def card_for(method: Attribution, classifier: str, onnx_path: Path, labels: str, parity: list[Parity]) -> ModelCard:
@@ -192,7 +171,9 @@ def export_saliency(method_name: str, classifier: str, out_dir: Path) -> Path:
     labels = model.pretrained_cfg.labels
     with tempfile.TemporaryDirectory(prefix="stylecam-saliency-") as tmp:
         staged = Path(tmp) / f"saliency_{method_name}.onnx"
-        export_onnx(build_graph(method), staged)
+        example = (torch.zeros(240, 320, 3, dtype=torch.uint8), as_target(-1))
+        export_onnx(build_graph(method), example, staged, ["frame", "target"], ["logits", "saliency", "class"],
+                    {"frame": frame_dims(), "target": None})
         parity = verify(staged, method)
         card = write_card(card_for(method, classifier, staged, labels.name, parity), Path(tmp))
         shutil.copyfile(labels, Path(tmp) / labels.name)

@@ -1,0 +1,129 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from export.attribution import METHODS, GuidedBackprop, Vanilla, create_method, normalise_map
+from export.bench_deletion import RANDOM, pick, run, summary
+from export.gradients import trace_joint
+from export.saliency import TOLERANCE, compare, export_saliency, reference
+from models.data import read_rgb
+from models.registry import create_model
+from server.model_card import load_card_for_onnx
+from style_helpers import CONTENT
+
+PHOTOS = [CONTENT / "coco" / "000000000285.jpg", CONTENT / "bsds" / "253027.jpg"]  # brown bear 640x480, zebras 481x321
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    torch.set_num_threads(2)
+    return create_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("saliency")
+    for method in METHODS:
+        export_saliency(method, "efficientnet_lite0", out)
+    return out
+
+
+# --- the pieces, with answers worked out by hand ------------------------------------------
+
+
+@pytest.mark.parametrize("stride,padding,groups,size", [(1, 1, 1, 9), (2, 1, 1, 9), (2, 2, 4, 10), (3, 0, 2, 11)])
+def test_convolution_backward_decomposes_to_a_transposed_convolution(stride, padding, groups, size):
+    torch.manual_seed(0)
+    weight = torch.randn(4, 4 // groups, 5, 5)
+    x = torch.randn(1, 4, size, size)
+
+    def grad(image):
+        image = image.detach().requires_grad_(True)
+        out = F.conv2d(image, weight, stride=stride, padding=padding, groups=groups)
+        return torch.autograd.grad(out, image, grad_outputs=torch.ones_like(out))[0]
+
+    traced = trace_joint(grad, x)
+    ops = {str(n.target) for n in traced.graph.nodes if n.op == "call_function"}
+    assert "aten.convolution_backward.default" not in ops
+    assert torch.allclose(traced(x), grad(x), atol=1e-5)
+
+
+class TwoUnits(nn.Module):
+    """logit_c = sum over units of w_c * relu(v * x): small enough to differentiate by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.pretrained_cfg = None
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        hidden = self.relu(image.reshape(1, 3) * torch.tensor([2.0, -1.0, 3.0]))
+        return hidden @ torch.tensor([[1.0, -1.0], [1.0, 1.0], [-2.0, 1.0]])
+
+
+def test_vanilla_and_guided_by_hand():
+    image = torch.tensor([1.0, -1.0, 1.0]).reshape(1, 3, 1, 1)  # hidden = relu(2, 1, 3), all open
+    model = TwoUnits()
+    # d logit_0 / dx = (2*1, -1*1, 3*-2) = (2, -1, -6): vanilla = max |.| = 6
+    assert Vanilla(model).attribute(image, 0).item() == 6.0
+    # guided: the gradient reaching unit 2 is -2 < 0, stopped; (2, -1, 0) -> max |.| = 2
+    assert GuidedBackprop(model).attribute(image, 0).item() == 2.0
+    # target -1 = top-1: logits (2 + 1 - 6, -2 + 1 + 3) = (-3, 2) -> class 1; gradient (-2, -1, 3)
+    assert Vanilla(model).attribute(image).item() == 3.0
+
+
+def test_normalise_map_divides_by_the_99th_percentile():
+    raw = torch.arange(1.0, 201.0).reshape(10, 20)  # 200 values: the 2nd largest (k = ceil(0.01*200)) is 199
+    out = normalise_map(raw)
+    assert out[0, 0].item() == pytest.approx(1 / 199) and out.max().item() == 1.0
+    assert out.reshape(-1)[-2].item() == pytest.approx(1.0)
+
+
+# --- the exported graphs -------------------------------------------------------------------
+
+
+# one photo per method keeps this quick: the bear explained as its top-1, the zebras as class 340
+CASES = {"vanilla": (PHOTOS[0], -1), "smoothgrad": (PHOTOS[0], -1), "guided": (PHOTOS[1], 340), "gradcam": (PHOTOS[1], 340)}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_exported_method_matches_torch_autograd(zoo, lite0, method):
+    import onnxruntime as ort
+
+    path = zoo / f"saliency_{method}.onnx"
+    card = load_card_for_onnx(path)
+    assert (card.kind, card.method, card.classifier, card.input_size) == ("saliency", method, "efficientnet_lite0", (224, 224))
+    assert (zoo / card.labels).read_text().splitlines()[340] == "zebra"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    photo, target = CASES[method]
+    rgb = read_rgb(photo)
+    names = ["logits", "saliency", "class"]
+    outputs = dict(zip(names, session.run(names, {"frame": rgb, "target": np.array([target], np.int64)})))
+    parity = compare(outputs, reference(create_method(method, lite0), rgb, target))
+    print(method, photo.name, parity)
+    assert outputs["saliency"].shape == (224, 224) and outputs["saliency"].dtype == np.float32
+    assert 0.0 <= outputs["saliency"].min() and outputs["saliency"].max() <= 1.0
+    assert parity.ok, parity
+    if method == "gradcam":  # no ReLU gates in its backward pass: exact everywhere
+        assert parity.saliency_max_error <= TOLERANCE
+    if target >= 0:
+        assert int(outputs["class"][0]) == target
+
+
+def test_cards_record_the_verification(zoo):
+    card = json.loads((zoo / "saliency_vanilla.json").read_text())
+    assert [p["same_class"] for p in card["source"]["parity"]] == [True, True]
+    assert card["source"]["licence"] == "Apache-2.0"
+
+
+def test_every_method_beats_random_on_deletion(lite0):
+    photos = pick([CONTENT / "coco", CONTENT / "bsds"], 8)  # spread evenly, as the benchmark picks them
+    table = summary(run(photos, "efficientnet_lite0", METHODS, steps=8, seed=0))
+    for method in METHODS:
+        assert table[method]["mean_auc"] < table[RANDOM]["mean_auc"], table
