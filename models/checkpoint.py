@@ -31,7 +31,8 @@ class Checkpoint:
     step: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
-    command: str = ""
+    command: str = ""  # the `stylecam train` invocation that wrote this checkpoint
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier invocations a --resume continued
     vgg_source: str = ""
     wall_seconds: float = 0.0
     optimizer: dict[str, Any] | None = None

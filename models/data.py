@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import zlib
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,7 @@ STYLE_VALUE_RANGE = (0.0, 1.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+HOLDOUT_MODULUS = 20  # about 1 photo in 20 is kept out of training, for measuring quality
 
 
 class ImageError(ValueError):
@@ -60,6 +62,12 @@ def find_images(root: Path) -> list[Path]:
     return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def is_held_out(path: Path) -> bool:
+    """The fixed held-out split: decided by the file name alone, so training and the quality
+    benchmark agree on any machine and for any folder."""
+    return zlib.crc32(Path(path).name.encode()) % HOLDOUT_MODULUS == 0
+
+
 def load_style_image(path: Path, size: int | None) -> torch.Tensor:
     """1x3xHxW in [0, 1], the long side resized to ``size`` (None keeps it)."""
     rgb = read_rgb(path)
@@ -71,15 +79,16 @@ def load_style_image(path: Path, size: int | None) -> torch.Tensor:
 
 
 class ContentImages:
-    """Random square crops of every readable image under the given folders.
+    """Random square crops of every readable image under the given folders (less the
+    held-out split unless ``holdout`` is False).
 
     Unreadable files are skipped with one warning each, so one bad file never stops
     a long training run.
     """
 
-    def __init__(self, roots: list[Path], size: int) -> None:
+    def __init__(self, roots: list[Path], size: int, holdout: bool = True) -> None:
         self.size = size
-        paths = [p for root in roots for p in find_images(root)]
+        paths = [p for root in roots for p in find_images(root) if not (holdout and is_held_out(p))]
         self.images: list[np.ndarray] = []
         for path in paths:
             try:

@@ -13,12 +13,18 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
-def style_loss(features: list[torch.Tensor], target_grams: list[torch.Tensor]) -> torch.Tensor:
+def style_loss(
+    features: list[torch.Tensor], target_grams: list[torch.Tensor], sample_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Sum over layers of the mean squared Gram difference.
 
-    ``target_grams`` are (B, C, C) or (1, C, C) (one style for the whole batch).
+    ``target_grams`` are (B, C, C) or (1, C, C) (one style for the whole batch);
+    ``sample_weights`` (B,) scale each sample's term (per-style loss weights), default 1.
     """
-    return sum(F.mse_loss(gram(f), g.expand(f.shape[0], -1, -1)) for f, g in zip(features, target_grams))
+    total = features[0].new_zeros(features[0].shape[0])
+    for f, g in zip(features, target_grams):
+        total = total + ((gram(f) - g.expand(f.shape[0], -1, -1)) ** 2).mean(dim=(1, 2))
+    return (total if sample_weights is None else total * sample_weights).mean()
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

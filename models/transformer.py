@@ -15,7 +15,9 @@ from models.registry import register_model
 
 
 class TransformerNet(nn.Module):
-    """Down (stride 2 twice), residual blocks, up (nearest 2x twice), conv to RGB."""
+    """Down (stride 2 twice), residual blocks, up (nearest 2x twice), conv to RGB, then
+    Johnson's scaled tanh: outputs stay inside the value range, so the loss network never
+    sees (and the network never learns to rely on) pixels that would be clipped."""
 
     def __init__(
         self, channels: tuple[int, int, int], num_residual: int, kernel_in: int, kernel_out: int,
@@ -41,7 +43,7 @@ class TransformerNet(nn.Module):
         for layer in self.layers:
             y = layer(y, style_weights)
         y = self.conv_out(self.pad_out(y))
-        return y[..., :h, :w]
+        return (torch.tanh(y[..., :h, :w]) + 1.0) * 0.5
 
 
 @register_model

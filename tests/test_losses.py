@@ -30,3 +30,11 @@ def test_content_loss_and_total_variation_by_hand():
     # vertical diffs: 1, 2 -> mean 1.5; horizontal: 1, 2 -> mean 1.5
     assert total_variation(a).item() == pytest.approx(3.0)
     assert total_variation(torch.ones(1, 3, 4, 4)).item() == 0.0
+
+
+def test_style_loss_weights_each_sample():
+    f = torch.rand(2, 3, 4, 4)
+    target = torch.zeros(1, 3, 3)
+    per_sample = ((gram(f) - target) ** 2).mean(dim=(1, 2))
+    weighted = style_loss([f], [target], torch.tensor([1.0, 3.0]))
+    assert weighted.item() == pytest.approx(((per_sample[0] + 3 * per_sample[1]) / 2).item())

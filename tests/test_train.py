@@ -108,3 +108,27 @@ def test_resume_from_another_architecture_is_refused(four_photos, tmp_path, caps
                 str(tmp_path / "o"), "--arch", "johnson", "--vgg", "hed", "--resume", str(tmp_path / "lite.pt")])
     assert code == 2
     assert "--resume checkpoint is lite" in capsys.readouterr().err
+
+
+def test_held_out_photos_never_reach_training():
+    from models.data import ContentImages, find_images, is_held_out
+
+    photos = find_images(CONTENT / "bsds")
+    held = [p for p in photos if is_held_out(p)]
+    assert 0.02 < len(held) / len(photos) < 0.09
+    assert is_held_out(held[0]) and is_held_out(CONTENT / "elsewhere" / held[0].name)  # by name alone
+    assert len(ContentImages([CONTENT / "bsds"], 32)) == len(photos) - len(held)
+    assert len(ContentImages([CONTENT / "bsds"], 32, holdout=False)) == len(photos)
+
+
+def test_per_style_loss_weights_and_resume_history(four_photos, tmp_path, capsys):
+    styles = [str(STYLES / "wave.jpg"), str(STYLES / "udnie.jpg")]
+    base = ["train", "--styles", *styles, "--content", str(four_photos), "--out", str(tmp_path), "--size", "32",
+            "--batch-size", "2", "--style-size", "48", "--vgg", "hed", "--style-layers", "relu1_2"]
+    assert cli(base + ["--style-weight", "1", "2", "3"]) == 2
+    assert "one value or one per style (2), got 3" in capsys.readouterr().err
+    assert cli(base + ["--style-weight", "1e9", "4e9", "--iterations", "1"]) == 0
+    assert cli(base + ["--iterations", "2", "--resume", str(tmp_path / "last.pt")]) == 0
+    ckpt = Checkpoint.load(tmp_path / "last.pt")
+    assert ckpt.history[0]["until_step"] == 1 and "--style-weight 1e9 4e9" in ckpt.history[0]["command"]
+    assert ckpt.config["style_weight"] == (3e9,)  # the resumed run's own options
