@@ -73,7 +73,9 @@ def test_torchvision_weights_without_network_fail_in_one_line(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    import torchvision.models._api as api  # where WeightsEnum.get_state_dict looks it up
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
     with pytest.raises(WeightsUnavailable) as caught:
         create_model("resnet18")
     message = str(caught.value)
