@@ -22,36 +22,12 @@ import av
 import cv2
 import numpy as np
 
+from server.compose import Overlay, mix_strength
 from server.control import Settings
 from server.ort_model import Binding
 from server.registry import Registry
 
 log = logging.getLogger(__name__)
-
-
-def mix_strength(stylized: np.ndarray, original: np.ndarray, strength: float, out: np.ndarray) -> np.ndarray:
-    """INTERIM until server/compose.py lands: out = strength*stylized + (1-strength)*original."""
-    return cv2.addWeighted(stylized, strength, original, 1.0 - strength, 0.0, dst=out)
-
-
-class SaliencyOverlay:
-    """INTERIM until server/compose.py lands: inferno heat map blended in place."""
-
-    def __init__(self) -> None:
-        lut = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0, ::-1]
-        self._lut = np.ascontiguousarray(lut)
-        self._source: np.ndarray | None = None
-        self._index: np.ndarray | None = None
-        self._heat: np.ndarray | None = None
-
-    def apply(self, image: np.ndarray, saliency: np.ndarray, opacity: float) -> np.ndarray:
-        h, w = image.shape[:2]
-        if self._source is not saliency or self._heat is None or self._heat.shape[:2] != (h, w):
-            small = np.clip(saliency * 255.0, 0, 255).astype(np.uint8)
-            self._index = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-            self._heat = self._lut[self._index]
-            self._source = saliency
-        return cv2.addWeighted(image, 1.0 - opacity, self._heat, opacity, 0.0, dst=image)
 
 
 @dataclass(frozen=True)
@@ -162,7 +138,7 @@ class Pipeline:
         self._buffers: _Buffers | None = None
         self._bindings: dict[str, Binding] = {}
         self._failed: set[str] = set()
-        self._overlay = SaliencyOverlay()
+        self._overlay = Overlay()
         self._saliency_input: np.ndarray | None = None
         self._saliency_map: np.ndarray | None = None  # newest map, float32 0..1 at the model's size
         self._saliency_method = "off"
@@ -228,7 +204,7 @@ class Pipeline:
         b = self._buffers
         if b is None or b.size != (width, height):
             b = self._buffers = _Buffers(width, height, fit_within(width, height, self.engine.process_size))
-            self._overlay = SaliencyOverlay()
+            self._overlay = Overlay()
         return b
 
     def _decode(self, frame: av.VideoFrame) -> _Buffers:
