@@ -7,14 +7,13 @@ heat map overlay as a PNG and prints the top-5 classes.
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from server.compose import Overlay
+from server.images import ImageFileError, read_rgb, write_rgb
 from server.model_card import CardError, card_path_for, load_card
 from server.ort_model import OrtModel
 
@@ -25,7 +24,7 @@ class ExplainError(ValueError):
     """Bad input to ``stylecam explain``; the message names it and the fix."""
 
 
-USER_ERRORS = (ExplainError, CardError)
+USER_ERRORS = (ExplainError, CardError, ImageFileError)
 
 
 def saliency_models(directory: Path) -> dict[str, Path]:
@@ -77,13 +76,6 @@ def parse_target(text: str | None, labels: list[str], method: str) -> int:
     return names[text.lower()]
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if Path(path).is_file() else None
-    if bgr is None:
-        raise ExplainError(f"{path}: not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 @dataclass(frozen=True)
 class Explanation:
     overlay: np.ndarray  # uint8 (H, W, 3) RGB
@@ -99,13 +91,6 @@ def explain(model: OrtModel, rgb: np.ndarray, target: int, opacity: float, overl
     best = np.argsort(-probs)[:5]
     picture = overlay.apply(rgb.copy(), out["saliency"], opacity)
     return Explanation(picture, [(int(i), float(probs[i])) for i in best], int(out["class"].reshape(-1)[0]))
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    staged = path.with_name(f".{path.stem}.partial.png")
-    if not cv2.imwrite(str(staged), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise ExplainError(f"{path}: cannot write it")
-    os.replace(staged, path)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -147,7 +132,7 @@ def main(argv: list[str], prog: str = "stylecam explain") -> int:
     for path, rgb in images:
         result = explain(model, rgb, target, args.opacity, overlay)
         dst = args.out / f"{path.stem}_{args.method}.png"
-        write_png(dst, result.overlay)
+        write_rgb(dst, result.overlay)
         top = ", ".join(f"{labels[i]} {p:.3f}" for i, p in result.top5)
         print(f"{path}: {top}  -> {dst} (explains {labels[result.explained]!r})")
     return 0

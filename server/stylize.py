@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from server.images import ImageFileError, read_rgb, staging_path, write_rgb
 from server.model_card import CardError
 from server.ort_model import OrtModel
 
@@ -25,7 +26,7 @@ class StylizeError(ValueError):
     """Bad input to stylize; the message names the value and the fix."""
 
 
-USER_ERRORS = (CardError, StylizeError)
+USER_ERRORS = (CardError, StylizeError, ImageFileError)
 
 
 def parse_weights(text: str | None, styles: tuple[str, ...]) -> np.ndarray:
@@ -67,19 +68,8 @@ class Stylizer:
         return self.model.run(frame=rgb, **self.feeds)["stylized"]
 
 
-def _staging(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
 def stylize_image(stylizer: Stylizer, src: Path, dst: Path) -> None:
-    bgr = cv2.imread(str(src), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise StylizeError(f"{src}: not a readable image")
-    out = cv2.cvtColor(stylizer(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), cv2.COLOR_RGB2BGR)
-    staged = _staging(dst)
-    if not cv2.imwrite(str(staged), out):
-        raise StylizeError(f"{dst}: cannot write an image with this suffix; use .png or .jpg")
-    os.replace(staged, dst)
+    write_rgb(dst, stylizer(read_rgb(src)))
 
 
 def stylize_video(stylizer: Stylizer, src: Path, dst: Path) -> int:
@@ -91,7 +81,7 @@ def stylize_video(stylizer: Stylizer, src: Path, dst: Path) -> int:
         raise StylizeError(f"{src}: not a readable video")
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    staged = _staging(dst)
+    staged = staging_path(dst)
     writer = None
     count = 0
     try:

@@ -7,7 +7,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 CHROMIUM = Path(os.environ.get("STYLECAM_CHROMIUM", "/usr/bin/chromium"))
