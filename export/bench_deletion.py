@@ -20,7 +20,8 @@ from torchvision.transforms.functional import gaussian_blur
 
 from export.attribution import METHODS, create_method
 from export.saliency import DEFAULT_CLASSIFIER, preprocess
-from models.classifier import ImageClassifier, WeightsUnavailable
+from models.classifier import ImageClassifier
+from models.registry import WeightsUnavailable
 from models.data import ImageError, find_images, read_rgb
 from models.registry import create_model
 

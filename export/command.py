@@ -18,9 +18,11 @@ from export.onnx import export_onnx, frame_dims
 from export.style import example_inputs, style_graph
 from export.verify import VerificationError, parity
 from models.checkpoint import Checkpoint, CheckpointError
+from models.registry import UnknownModel, WeightsUnavailable
 from server.model_card import ModelCard, TensorSpec, sha256_of, write_card
 
-USER_ERRORS = (CheckpointError, VerificationError)
+# the --saliency path (export.saliency_command) raises the last two
+USER_ERRORS = (CheckpointError, VerificationError, UnknownModel, WeightsUnavailable)
 # two verification sizes: one a multiple of 4, one not (odd H and W exercise the crop)
 VERIFY_SIZES = ((96, 128), (61, 83))
 TOLERANCE = 1.0  # uint8 levels

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from export.attribution import METHODS
 from export.saliency import DEFAULT_CLASSIFIER, VerificationError, export_saliency
-from models.classifier import WeightsUnavailable
+from models.registry import UnknownModel, WeightsUnavailable
 
-USER_ERRORS = (KeyError, VerificationError, WeightsUnavailable)
+USER_ERRORS = (UnknownModel, VerificationError, WeightsUnavailable)
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:

@@ -16,13 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.data import IMAGENET_MEAN, IMAGENET_STD
-from models.registry import register_model
+from models.registry import WeightsUnavailable, register_model
 
 LABELS_FILE = Path(__file__).with_name("imagenet_classes.txt")
-
-
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights could not be found or downloaded; the message says how to get them."""
 
 
 @dataclass(frozen=True)

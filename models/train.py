@@ -25,8 +25,8 @@ from tqdm import tqdm
 from models import losses
 from models.checkpoint import Checkpoint, CheckpointError
 from models.data import ContentImages, ImageError, content_batch, load_style_image, to_uint8
-from models.registry import create_model
-from models.vgg import LAYERS, SOURCES, WeightsUnavailable, load_vgg
+from models.registry import WeightsUnavailable, create_model
+from models.vgg import LAYERS, SOURCES, load_vgg
 
 log = logging.getLogger(__name__)
 ARCHS = ("johnson", "lite")

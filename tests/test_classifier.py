@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.classifier import WeightsUnavailable, imagenet_labels
+from models.classifier import imagenet_labels
+from models.registry import WeightsUnavailable
 from models.data import read_rgb, to_tensor
 from models.registry import create_model, list_models
 from style_helpers import CONTENT

@@ -115,3 +115,10 @@ def test_unusable_checkpoint_files(tmp_path, capsys, content):
     assert cli(["export", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_classifier_for_saliency_is_one_line(tmp_path, capsys):
+    assert cli(["export", "--saliency", "vanilla", "--classifier", "alexnet", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'alexnet'; valid names:" in err and "efficientnet_lite0" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
