@@ -17,13 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
+from tqdm import tqdm
 
 from export.attribution import METHODS, create_method
 from export.saliency import DEFAULT_CLASSIFIER, preprocess
 from models.classifier import ImageClassifier
-from models.registry import WeightsUnavailable
 from models.data import ImageError, find_images, read_rgb
-from models.registry import create_model
+from models.registry import WeightsUnavailable, create_model
 
 USER_ERRORS = (ImageError, KeyError, WeightsUnavailable)
 RANDOM = "random"
@@ -69,7 +69,7 @@ def run(paths: list[Path], classifier: str, methods: tuple[str, ...], steps: int
     size = model.pretrained_cfg.input_size
     generator = torch.Generator().manual_seed(seed)
     results = []
-    for path in paths:
+    for path in tqdm(paths, desc="deletion", unit="photo", dynamic_ncols=True):
         image = preprocess(torch.from_numpy(read_rgb(path)), size)
         with torch.inference_mode():
             label = int(model(image).argmax(1))
