@@ -122,6 +122,7 @@ def test_cards_record_the_verification(zoo):
     assert card["source"]["licence"] == "Apache-2.0"
 
 
+@pytest.mark.timeout(1500)  # about 5 minutes on a quiet 2-core machine; far more beside other work
 def test_every_method_beats_random_on_deletion(lite0):
     photos = pick([CONTENT / "coco", CONTENT / "bsds"], 8)  # spread evenly, as the benchmark picks them
     table = summary(run(photos, "efficientnet_lite0", METHODS, steps=8, seed=0))
