@@ -69,7 +69,7 @@ def export_style(ckpt_path: Path, out_dir: Path, name: str | None = None, fp16: 
         errors = parity(staged, reference, cases, input_names, ["stylized"], {"stylized": TOLERANCE})
         source = {
             "checkpoint": str(ckpt_path), "checkpoint_sha256": sha256_of(ckpt_path), "step": ckpt.step,
-            "train_command": ckpt.command, "train_config": ckpt.config, "losses": ckpt.losses,
+            "train_command": ckpt.command, "train_history": ckpt.history, "train_config": ckpt.config, "losses": ckpt.losses,
             "vgg_source": ckpt.vgg_source, "train_wall_seconds": round(ckpt.wall_seconds, 1),
             "value_range_in_net": list(ckpt.value_range), "parity_max_abs_error": errors,
             "verified_sizes": [list(s) for s in VERIFY_SIZES], "torch": torch.__version__,

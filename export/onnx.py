@@ -6,6 +6,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import onnxscript.optimizer
 import torch
 from torch import nn
 
@@ -21,15 +22,22 @@ def frame_dims() -> dict[int, torch.export.Dim]:
 
 def export_onnx(
     module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
-    output_names: list[str], dynamic_shapes: tuple | dict,
+    output_names: list[str], dynamic_shapes: tuple | dict, fuse: bool = True,
 ) -> None:
-    """Export through the dynamo exporter; raises on any exporter failure, writes only ``path``."""
+    """Export through the dynamo exporter; raises on any exporter failure, writes only ``path``.
+
+    ``fuse=False`` folds constants but skips the exporter's rewrite rules (onnxruntime still
+    fuses at load): they fold batch norms into conv weights wherever the backward pass does
+    not need them, and then graphs of one classifier would no longer share weights."""
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             module.eval(), args, dynamo=True, input_names=input_names, output_names=output_names,
             dynamic_shapes=dynamic_shapes, opset_version=OPSET, external_data=False, verbose=False,
-            optimize=True,
+            optimize=fuse,
         )
+        if not fuse:
+            onnxscript.optimizer.fold_constants_ir(program.model)
+            onnxscript.optimizer.remove_unused_nodes(program.model)
     program.save(str(path), external_data=False)

@@ -8,12 +8,14 @@ normalisation. It is written only after onnxruntime reproduces PyTorch autograd.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +24,7 @@ from export.attribution import Attribution, as_target, create_method, normalise_
 from export.gradients import trace_joint
 from export.onnx import OPSET, export_onnx, frame_dims
 from export.verify import VerificationError, check_graph
+from export.weight_store import externalise
 from models.registry import create_model
 from server.model_card import ModelCard, TensorSpec, sha256_of, write_card
 
@@ -163,7 +166,8 @@ def card_for(method: Attribution, classifier: str, onnx_path: Path, labels: str,
 
 def export_saliency(method_name: str, classifier: str, out_dir: Path) -> Path:
     """Build, export and verify one method; returns the .onnx path. Files (onnx, card,
-    labels) appear in ``out_dir`` only after verification passed."""
+    labels) appear in ``out_dir`` only after verification passed; the weights go to the
+    classifier's store there (``export.weight_store``), shared with its other methods."""
     model = create_model(classifier)
     method = create_method(method_name, model)
     out_dir = Path(out_dir)
@@ -173,9 +177,13 @@ def export_saliency(method_name: str, classifier: str, out_dir: Path) -> Path:
         staged = Path(tmp) / f"saliency_{method_name}.onnx"
         example = (torch.zeros(240, 320, 3, dtype=torch.uint8), as_target(-1))
         export_onnx(build_graph(method), example, staged, ["frame", "target"], ["logits", "saliency", "class"],
-                    {"frame": frame_dims(), "target": None})
+                    {"frame": frame_dims(), "target": None}, fuse=False)
         parity = verify(staged, method)
-        card = write_card(card_for(method, classifier, staged, labels.name, parity), Path(tmp))
+        graph = onnx.load(staged)
+        external = externalise(graph, out_dir / f"{classifier}.weights")
+        onnx.save(graph, staged)
+        card = card_for(method, classifier, staged, labels.name, parity)
+        card = write_card(dataclasses.replace(card, external_data=external), Path(tmp))
         shutil.copyfile(labels, Path(tmp) / labels.name)
         for path in (staged, card, Path(tmp) / labels.name):
             shutil.move(str(path), out_dir / path.name)

@@ -37,3 +37,8 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     dy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
     dx = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
     return dx + dy
+
+
+def out_of_range(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance outside [0, 1]: what clamping would throw away."""
+    return (image - image.clamp(0.0, 1.0)).square().mean()

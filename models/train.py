@@ -48,6 +48,7 @@ class TrainConfig:
     content_weight: float = 1e5
     style_weight: tuple[float, ...] = (3e9,)  # one for all styles, or one per style
     tv_weight: float = 1.0
+    range_weight: float = 1e6
     content_layer: str = "relu2_2"
     style_layers: tuple[str, ...] = LAYERS
     lr: float = 1e-3
@@ -136,8 +137,9 @@ class Trainer:
             "content": c.content_weight * losses.content_loss(fy[c.content_layer], fx[c.content_layer]),
             "style": losses.style_loss([fy[n] for n in c.style_layers], grams, self.style_scale[index]),
             "tv": c.tv_weight * losses.total_variation(y),
+            "range": c.range_weight * losses.out_of_range(y),
         }
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        terms["total"] = sum(terms.values())
         return terms
 
     def train_step(self) -> dict[str, float]:
@@ -209,6 +211,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--style-weight", type=float, nargs="+", default=list(d.style_weight),
                    help="weight of the Gram style loss: one value, or one per --styles image")
     p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="weight of the total-variation loss")
+    p.add_argument("--range-weight", type=float, default=d.range_weight,
+                   help="weight of the penalty on output values outside [0, 1]")
     p.add_argument("--content-layer", choices=LAYERS, default=d.content_layer, help="VGG-16 layer of the content loss")
     p.add_argument("--style-layers", choices=LAYERS, nargs="+", default=list(d.style_layers), help="VGG-16 layers of the style loss")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
@@ -242,7 +246,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         styles=tuple(str(p) for p in styles), content=tuple(str(p) for p in args.content), out=str(args.out),
         arch=args.arch, iterations=args.iterations, size=args.size, batch_size=args.batch_size,
         style_size=args.style_size, content_weight=args.content_weight, style_weight=tuple(args.style_weight),
-        tv_weight=args.tv_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
+        tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         lr=args.lr, seed=args.seed, noise=args.noise, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device,
     )

@@ -15,9 +15,11 @@ from models.registry import register_model
 
 
 class TransformerNet(nn.Module):
-    """Down (stride 2 twice), residual blocks, up (nearest 2x twice), conv to RGB, then
-    Johnson's scaled tanh: outputs stay inside the value range, so the loss network never
-    sees (and the network never learns to rely on) pixels that would be clipped."""
+    """Down (stride 2 twice), residual blocks, up (nearest 2x twice), conv to RGB.
+
+    The output is linear, starting at mid-grey; consumers clamp it to [0, 1]. A tanh
+    output traps saturated regions (zero gradient), which trained into colour blobs that
+    never left; training keeps outputs in range with ``losses.out_of_range`` instead."""
 
     def __init__(
         self, channels: tuple[int, int, int], num_residual: int, kernel_in: int, kernel_out: int,
@@ -36,6 +38,7 @@ class TransformerNet(nn.Module):
         ])
         self.pad_out = nn.ReflectionPad2d(kernel_out // 2)
         self.conv_out = nn.Conv2d(c1, 3, kernel_out)
+        nn.init.constant_(self.conv_out.bias, 0.5)
 
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -43,7 +46,7 @@ class TransformerNet(nn.Module):
         for layer in self.layers:
             y = layer(y, style_weights)
         y = self.conv_out(self.pad_out(y))
-        return (torch.tanh(y[..., :h, :w]) + 1.0) * 0.5
+        return y[..., :h, :w]
 
 
 @register_model

@@ -22,6 +22,7 @@ import av
 import cv2
 import numpy as np
 
+from server.classes import top_classes
 from server.compose import Overlay, mix_strength
 from server.control import Settings
 from server.ort_model import Binding
@@ -64,31 +65,9 @@ def fit_within(width: int, height: int, box: tuple[int, int] | None) -> tuple[in
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
-def top5(outputs: dict[str, np.ndarray], labels: tuple[str, ...], saliency_name: str = "saliency") -> list[dict]:
-    """Top-5 classes from a saliency model's outputs: either an int index output of 5
-    plus a float one of 5 (probabilities), or one float vector of scores (softmaxed
-    unless its name says it already holds probabilities)."""
-    rest = {k: np.asarray(v).reshape(-1) for k, v in outputs.items() if k != saliency_name}
-    ints = [v for v in rest.values() if v.dtype.kind in "iu" and v.size == 5]
-    floats = {k: v for k, v in rest.items() if v.dtype.kind == "f"}
-    if ints and any(v.size == 5 for v in floats.values()):
-        index = ints[0]
-        probs = next(v for v in floats.values() if v.size == 5)
-    elif floats:
-        name, scores = max(floats.items(), key=lambda kv: kv[1].size)
-        scores = scores.astype(np.float64)
-        if "prob" not in name:
-            scores = np.exp(scores - scores.max())
-            scores /= scores.sum()
-        index = np.argsort(-scores)[:5]
-        probs = scores[index]
-    else:
-        return []
-
-    def label(i: int) -> str:
-        return labels[i] if 0 <= i < len(labels) else f"class {i}"
-
-    return [{"label": label(int(i)), "p": round(float(p), 4)} for i, p in zip(index, probs)]
+def top5(logits: np.ndarray, labels: tuple[str, ...]) -> list[dict]:
+    """The page's top-5 list; an index beyond the labels file shows as ``class N``."""
+    return [{"label": labels[i] if i < len(labels) else f"class {i}", "p": round(p, 4)} for i, p in top_classes(logits)]
 
 
 class Engine:
@@ -297,5 +276,5 @@ class Pipeline:
         entry = self.engine.registry.entries[name]
         if self.settings.saliency == method:  # the choice may have changed meanwhile
             self._saliency_map = np.asarray(outputs["saliency"], dtype=np.float32).squeeze()
-            self.top5 = top5(outputs, entry.labels)
+            self.top5 = top5(outputs["logits"], entry.labels)
         self._time("saliency", t)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from server.classes import top_classes
 from server.compose import Overlay
 from server.images import ImageFileError, read_rgb, write_rgb
 from server.model_card import CardError, card_path_for, load_card
@@ -85,12 +86,8 @@ class Explanation:
 
 def explain(model: OrtModel, rgb: np.ndarray, target: int, opacity: float, overlay: Overlay) -> Explanation:
     out = model.run(frame=rgb, target=np.array([target], np.int64))
-    logits = out["logits"].astype(np.float64).reshape(-1)
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    best = np.argsort(-probs)[:5]
     picture = overlay.apply(rgb.copy(), out["saliency"], opacity)
-    return Explanation(picture, [(int(i), float(probs[i])) for i in best], int(out["class"].reshape(-1)[0]))
+    return Explanation(picture, top_classes(out["logits"]), int(out["class"].reshape(-1)[0]))
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:

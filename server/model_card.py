@@ -51,6 +51,9 @@ class ModelCard:
     input_size: tuple[int, int] | None = None  # (H, W) the classifier sees
     arch: str | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    # weights files the graph points into (ONNX external data), relative to the card:
+    # {file: {"bytes": prefix the graph uses, "sha256": of that prefix}}
+    external_data: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: int = CARD_VERSION
 
     def __post_init__(self) -> None:
@@ -75,11 +78,17 @@ class ModelCard:
         return next((spec for spec in self.inputs if spec.name == name), None)
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: Path, limit: int | None = None) -> str:
+    """Of the whole file, or of its first ``limit`` bytes."""
     digest = hashlib.sha256()
+    left = limit if limit is not None else -1
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        while left != 0:
+            block = f.read(1 << 20 if left < 0 else min(1 << 20, left))
+            if not block:
+                break
             digest.update(block)
+            left -= len(block) if left > 0 else 0
     return digest.hexdigest()
 
 
@@ -111,6 +120,12 @@ def load_card_for_onnx(onnx_path: Path) -> ModelCard:
     card = load_card(card_path_for(onnx_path))
     if sha256_of(onnx_path) != card.sha256:
         raise CardError(f"{onnx_path} does not match its card (sha256 differs): the file is corrupt or was replaced; re-export it")
+    for name, pin in card.external_data.items():
+        data = onnx_path.parent / name
+        if not data.is_file() or data.stat().st_size < pin["bytes"]:
+            raise CardError(f"{onnx_path} needs its weights file {data}, which is missing or truncated; re-export it")
+        if sha256_of(data, limit=pin["bytes"]) != pin["sha256"]:
+            raise CardError(f"{data} does not match the card of {onnx_path.name} (sha256 differs); re-export it")
     return card
 
 

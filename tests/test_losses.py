@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.losses import content_loss, gram, style_loss, total_variation
+from models.losses import content_loss, gram, out_of_range, style_loss, total_variation
 
 
 def test_gram_against_hand_computed_values():
@@ -38,3 +38,9 @@ def test_style_loss_weights_each_sample():
     per_sample = ((gram(f) - target) ** 2).mean(dim=(1, 2))
     weighted = style_loss([f], [target], torch.tensor([1.0, 3.0]))
     assert weighted.item() == pytest.approx(((per_sample[0] + 3 * per_sample[1]) / 2).item())
+
+
+def test_out_of_range_counts_only_what_clamping_removes():
+    image = torch.tensor([-0.5, 0.0, 0.5, 1.0, 1.5]).view(1, 1, 1, 5)
+    assert out_of_range(image).item() == pytest.approx((0.25 + 0.25) / 5)
+    assert out_of_range(image.clamp(0, 1)).item() == 0.0

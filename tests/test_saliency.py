@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from export.gradients import trace_joint
 from export.saliency import TOLERANCE, compare, export_saliency, reference
 from models.data import read_rgb
 from models.registry import create_model
-from server.model_card import load_card_for_onnx
+from server.model_card import CardError, load_card_for_onnx
 from style_helpers import CONTENT
 
 PHOTOS = [CONTENT / "coco" / "000000000285.jpg", CONTENT / "bsds" / "253027.jpg"]  # brown bear 640x480, zebras 481x321
@@ -128,3 +129,19 @@ def test_every_method_beats_random_on_deletion(lite0):
     table = summary(run(photos, "efficientnet_lite0", METHODS, steps=8, seed=0))
     for method in METHODS:
         assert table[method]["mean_auc"] < table[RANDOM]["mean_auc"], table
+
+
+def test_methods_share_one_weights_store(zoo, tmp_path):
+    store = zoo / "efficientnet_lite0.weights"
+    for method in METHODS:
+        card = load_card_for_onnx(zoo / f"saliency_{method}.onnx")
+        assert card.external_data[store.name]["bytes"] <= store.stat().st_size
+        assert (zoo / f"saliency_{method}.onnx").stat().st_size < 1_000_000  # the graph only
+    assert store.stat().st_size < 30_000_000  # EfficientNet-Lite0's 19 MB once, not four times
+    copy = tmp_path / "zoo"
+    shutil.copytree(zoo, copy)
+    data = bytearray((copy / store.name).read_bytes())
+    data[1000] ^= 0xFF
+    (copy / store.name).write_bytes(data)
+    with pytest.raises(CardError, match="does not match"):
+        load_card_for_onnx(copy / "saliency_gradcam.onnx")

@@ -134,16 +134,12 @@ def test_fit_within():
     assert fit_within(641, 481, None) == (641, 481)
 
 
-def test_top5_from_logits_or_indices():
+def test_top5_softmaxes_logits():
     logits = np.array([0.0, 3.0, 1.0, 2.0, -1.0, 5.0], np.float32)
-    labels = ("a", "b", "c", "d", "e", "f")
-    got = top5({"logits": logits, "saliency": np.zeros((2, 2), np.float32)}, labels)
-    assert [c["label"] for c in got] == ["f", "b", "d", "c", "a"]
+    got = top5(logits, ("a", "b", "c", "d", "e"))
+    assert [c["label"] for c in got] == ["class 5", "b", "d", "c", "a"]
     p = np.exp(logits - 5.0) / np.exp(logits - 5.0).sum()
-    assert got[0]["p"] == pytest.approx(p[5], abs=1e-4)
-    got = top5({"top5_indices": np.array([2, 9, 0, 1, 3]), "top5_probs": np.array([0.5, 0.2, 0.1, 0.1, 0.1], np.float32)}, labels[:3])
-    assert [c["label"] for c in got] == ["c", "class 9", "a", "b", "class 3"] and got[0]["p"] == 0.5
-    assert top5({"probs": np.array([0.1, 0.9], np.float32)}, ("x", "y"))[0] == {"label": "y", "p": 0.9}
+    assert [c["p"] for c in got] == pytest.approx(p[[5, 1, 3, 2, 0]], abs=1e-4)
 
 
 def test_registry_pairs_precisions_and_prefers_fp16_on_cuda(tiny_zoo, tmp_path):

@@ -6,8 +6,7 @@ Built with ``onnx.helper`` (no torch), so they honour the card contract exactly:
                              per channel, RED = (1, .25, .25), BLUE = (.25, .25, 1), clipped to 0..255
 - ``fake-vanilla`` (saliency, method vanilla): a fixed left-to-right ramp as saliency, fixed
                              ``logits`` over LABELS (class "c3" wins)
-- ``fake-gradcam`` (saliency, method gradcam): a fixed top-to-bottom ramp, and a top-5 given
-                             as ``top5_indices`` (int64) + ``top5_probs`` (float32) instead of logits
+- ``fake-gradcam`` (saliency, method gradcam): a fixed top-to-bottom ramp, the same logits
 """
 
 from __future__ import annotations
@@ -115,19 +114,10 @@ def write_fake_saliency(directory: Path, method: str) -> ModelCard:
     h, w = SALIENCY_SIZE
     outputs = [helper.make_tensor_value_info("saliency", TensorProto.FLOAT, [h, w])]
     specs = [TensorSpec("saliency", "float32", (h, w), "0..1")]
-    if method == "vanilla":
-        init.append(numpy_helper.from_array(LOGITS, "fixed_logits"))
-        nodes.append(helper.make_node("Identity", ["fixed_logits"], ["logits"]))
-        outputs.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, [len(LABELS)]))
-        specs.append(TensorSpec("logits", "float32", (len(LABELS),), "class scores"))
-    else:
-        order = np.argsort(-LOGITS)[:5]
-        probs = np.exp(LOGITS - LOGITS.max())
-        probs /= probs.sum()
-        init += [numpy_helper.from_array(order.astype(np.int64), "idx"), numpy_helper.from_array(probs[order].astype(np.float32), "p")]
-        nodes += [helper.make_node("Identity", ["idx"], ["top5_indices"]), helper.make_node("Identity", ["p"], ["top5_probs"])]
-        outputs += [helper.make_tensor_value_info("top5_indices", TensorProto.INT64, [5]), helper.make_tensor_value_info("top5_probs", TensorProto.FLOAT, [5])]
-        specs += [TensorSpec("top5_indices", "int64", (5,), "class ids"), TensorSpec("top5_probs", "float32", (5,), "softmax")]
+    init.append(numpy_helper.from_array(LOGITS, "fixed_logits"))
+    nodes.append(helper.make_node("Identity", ["fixed_logits"], ["logits"]))
+    outputs.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, [len(LABELS)]))
+    specs.append(TensorSpec("logits", "float32", (len(LABELS),), "class scores"))
     graph = helper.make_graph(nodes, name, [_frame_input()], outputs, init)
     fields = dict(kind="saliency", inputs=(FRAME,), outputs=tuple(specs), method=method, classifier="test", labels=f"{name}.labels.txt", input_size=SALIENCY_SIZE, arch="test-saliency")
     return _save(graph, directory, name, fields)

@@ -1,0 +1,177 @@
+"""``stylecam bench quality``: how stylized, how faithful and how steady each shipped style is.
+
+Every model runs as shipped (its ONNX file, onnxruntime) on photos no network trained on:
+the held-out split of the content folders (``models.data.is_held_out``). The same VGG-16
+then scores every model, unweighted, so the numbers compare across models and recipes:
+
+- style loss: Gram matrix mean squared difference to the style image, summed over
+  relu1_2, relu2_2, relu3_3 and relu4_3 (lower: closer to the painting's textures),
+  beside the same loss of the unstyled photo;
+- content loss: mean squared feature difference to the photo at relu2_2 (lower: more
+  of the photo kept);
+- flicker: mean absolute frame-to-frame change of the output divided by that of the
+  input, on clips panning one pixel per frame across photos (lower is steadier).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models import losses
+from models.data import ImageError, find_images, is_held_out, load_style_image, read_rgb, to_tensor
+from models.registry import WeightsUnavailable
+from models.vgg import SOURCES, load_vgg
+from server.model_card import CardError, load_card
+from server.ort_model import OrtModel
+
+USER_ERRORS = (ImageError, CardError, WeightsUnavailable)
+STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+CONTENT_LAYER = "relu2_2"
+CLIP_FRAMES = 24
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    style: str
+    style_loss: float
+    photo_style_loss: float
+    content_loss: float
+    flicker: float
+    ms_per_photo: float
+
+
+class StyleRunner:
+    """One shipped model with one style selected."""
+
+    def __init__(self, model: OrtModel, style: str) -> None:
+        card = model.card
+        self.model = model
+        self.feeds: dict[str, np.ndarray] = {}
+        if card.kind == "multistyle":
+            weights = np.zeros(len(card.styles), np.float32)
+            weights[card.styles.index(style)] = 1.0
+            self.feeds["style_weights"] = weights
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        return self.model.run(frame=rgb, **self.feeds)["stylized"]
+
+
+def fit(rgb: np.ndarray, long_side: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    scale = long_side / max(h, w)
+    return cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+
+
+def pan_clip(rgb: np.ndarray, width: int, height: int, frames: int) -> list[np.ndarray]:
+    """Windows of width x height sliding one pixel right per frame (the photo scaled to fit)."""
+    scale = max((width + frames) / rgb.shape[1], height / rgb.shape[0])
+    if scale != 1:
+        rgb = cv2.resize(rgb, (int(np.ceil(rgb.shape[1] * scale)), int(np.ceil(rgb.shape[0] * scale))),
+                         interpolation=cv2.INTER_AREA)
+    top = (rgb.shape[0] - height) // 2
+    return [np.ascontiguousarray(rgb[top : top + height, x : x + width]) for x in range(frames)]
+
+
+def flicker(run: StyleRunner, clip: list[np.ndarray]) -> float:
+    outputs = [run(frame).astype(np.float32) for frame in clip]
+    inputs = [frame.astype(np.float32) for frame in clip]
+    change_out = np.mean([np.abs(b - a).mean() for a, b in zip(outputs, outputs[1:])])
+    change_in = np.mean([np.abs(b - a).mean() for a, b in zip(inputs, inputs[1:])])
+    return float(change_out / change_in)
+
+
+def style_models(directory: Path) -> list[Path]:
+    """fp32 style and multi-style ONNX files with a card, by name."""
+    found = []
+    for card_path in sorted(Path(directory).rglob("*.json")):
+        try:
+            card = load_card(card_path)
+        except CardError:
+            continue
+        if card.kind in ("style", "multistyle") and card.precision == "fp32":
+            found.append(card_path.parent / card.onnx)
+    return found
+
+
+def held_out_photos(roots: list[Path]) -> list[Path]:
+    photos = [p for root in roots for p in find_images(root) if is_held_out(p)]
+    if not photos:
+        raise ImageError(f"no held-out photos under {', '.join(map(str, roots))}")
+    return photos
+
+
+def evaluate(args: argparse.Namespace) -> list[Row]:
+    torch.set_num_threads(args.threads)
+    vgg = load_vgg(args.vgg, STYLE_LAYERS)
+    style_paths = {p.stem: p for p in find_images(args.styles)}
+    photos = [fit(read_rgb(p), args.size) for p in held_out_photos(args.content)]
+    clips = [pan_clip(photo, args.size, args.size * 3 // 4, CLIP_FRAMES) for photo in photos[: args.clips]]
+    with torch.inference_mode():
+        photo_feats = [vgg(to_tensor(photo)) for photo in photos]
+    rows = []
+    models = [OrtModel.load(path, "cpu", args.threads) for path in style_models(args.models)]
+    if not models:
+        raise CardError(f"no fp32 style models under {args.models}; export some with `stylecam export`")
+    jobs = [(m, s) for m in models for s in m.card.styles]
+    for model, style in tqdm(jobs, desc="models x styles", unit="style", dynamic_ncols=True):
+        if style not in style_paths:
+            raise ImageError(f"no style image named {style} under {args.styles}")
+        run = StyleRunner(model, style)
+        with torch.inference_mode():
+            target = [losses.gram(f) for f in vgg(load_style_image(style_paths[style], args.style_size)).values()]
+            style_sum = photo_style_sum = content_sum = 0.0
+            start = time.perf_counter()
+            for photo, feats in zip(photos, photo_feats):
+                out = vgg(to_tensor(run(photo)))
+                style_sum += losses.style_loss([out[n] for n in STYLE_LAYERS], target).item()
+                photo_style_sum += losses.style_loss([feats[n] for n in STYLE_LAYERS], target).item()
+                content_sum += losses.content_loss(out[CONTENT_LAYER], feats[CONTENT_LAYER]).item()
+            elapsed = time.perf_counter() - start
+        n = len(photos)
+        rows.append(Row(
+            model=model.card.name, style=style, style_loss=style_sum / n, photo_style_loss=photo_style_sum / n,
+            content_loss=content_sum / n, flicker=float(np.mean([flicker(run, clip) for clip in clips])),
+            ms_per_photo=1000 * elapsed / n,
+        ))
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| model | style | style loss (photo) | content loss | flicker |", "| --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r.model} | {r.style} | {r.style_loss:.3g} ({r.photo_style_loss:.3g}) | {r.content_loss:.3g} | {r.flicker:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str], prog: str = "stylecam bench quality") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--models", type=Path, default=Path("models/zoo"), help="folder of exported models and cards")
+    parser.add_argument("--styles", type=Path, default=Path("../shared/data/styles"), help="folder of the style images, named as the styles")
+    parser.add_argument("--content", type=Path, nargs="+", default=[Path("../shared/data/content")],
+                        help="folders whose held-out split (about 1 photo in 20, by file name) is scored")
+    parser.add_argument("--size", type=int, default=320, help="long side the photos are scaled to (the CPU server's size)")
+    parser.add_argument("--style-size", type=int, default=384, help="long side of the style images, as in training")
+    parser.add_argument("--clips", type=int, default=4, help="panning clips for the flicker figure")
+    parser.add_argument("--vgg", choices=SOURCES, default="hed", help="VGG-16 weights that score every model")
+    parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
+    parser.add_argument("--json", type=Path, default=Path("bench-results/quality.json"), help="where to write the results")
+    args = parser.parse_args(argv)
+    rows = evaluate(args)
+    print(table(rows))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"vgg": args.vgg, "size": args.size, "style_layers": STYLE_LAYERS,
+                                     "content_layer": CONTENT_LAYER, "photos": len(held_out_photos(args.content)),
+                                     "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
