@@ -322,13 +322,14 @@ def main(argv: list[str] | None = None, prog: str = "stylecam bench e2e") -> int
     p.add_argument("--style", default=None, help="style model to use (default: the first the server lists)")
     p.add_argument("--saliency", default=None, help="saliency method for the style+saliency runs (default: the first loaded)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="--device for the started server")
-    p.add_argument("--json", type=Path, default=Path("bench_e2e.json"), help="where to write the results")
+    p.add_argument("--process-size", default="auto", metavar="auto|full|WxH", help="--process-size for the started server")
+    p.add_argument("--json", type=Path, default=Path("bench-results/e2e.json"), help="where to write the results")
     args = p.parse_args(argv)
 
     proc = None
     url = args.url
     if url is None:
-        proc, url = start_server(args.models, ["--device", args.device, "--max-peers", "8"])
+        proc, url = start_server(args.models, ["--device", args.device, "--max-peers", "8", "--process-size", args.process_size])
     try:
         models = get_json(f"{url}/api/models")["models"]
         health = get_json(f"{url}/api/health")
@@ -353,14 +354,17 @@ def main(argv: list[str] | None = None, prog: str = "stylecam bench e2e") -> int
             proc.terminate()
             proc.wait(timeout=10)
     header = f"{'scenario':<22}{'peers':>6}{'fps/peer':>10}{'sent':>7}{'lat p50':>9}{'lat p95':>9}{'dropped':>9}"
-    print(f"device: {health['device']}  style: {style}  ({args.seconds:.0f} s per row, {args.fps:.0f} fps sent, 640x480)")
+    print(f"device: {health['device']}  style: {style}  process size: {args.process_size}  "
+          f"({args.seconds:.0f} s per row, {args.fps:.0f} fps sent, 640x480)")
     print(header)
     for r in results:
         print(
             f"{r['scenario']:<22}{r['peers']:>6}{r['fps_per_peer']:>10.1f}{r['sent_fps_per_peer']:>7.1f}"
             f"{_fmt(r['latency_ms_median'], '9.0f')}{_fmt(r['latency_ms_p95'], '9.0f')}{r['dropped_ratio']:>9.1%}"
         )
-    args.json.write_text(json.dumps({"device": health["device"], "style": style, "results": results}, indent=2))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"device": health["device"], "style": style, "process_size": args.process_size,
+                                     "results": results}, indent=2))
     print(f"wrote {args.json}")
     return 0
 

@@ -55,16 +55,24 @@ def parse_weights(text: str | None, styles: tuple[str, ...]) -> np.ndarray:
 class Stylizer:
     """One style model plus the fixed extra inputs (blend weights) for every frame."""
 
-    def __init__(self, model: OrtModel, weights_text: str | None) -> None:
+    def __init__(self, model: OrtModel, weights_text: str | None, long_side: int | None = None) -> None:
         card = model.card
         if card.kind not in ("style", "multistyle"):
             raise StylizeError(f"{model.path} is a {card.kind} model; stylize needs a style model (use `stylecam explain` for saliency)")
         if card.kind == "style" and weights_text:
             raise StylizeError(f"{model.path} has one style ({card.styles[0]}); --weights is only for multi-style models")
+        if long_side is not None and long_side < 16:
+            raise StylizeError(f"--size {long_side}: must be at least 16 pixels")
         self.model = model
+        self.long_side = long_side
         self.feeds = {"style_weights": parse_weights(weights_text, card.styles)} if card.kind == "multistyle" else {}
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        if self.long_side is not None:
+            h, w = rgb.shape[:2]
+            scale = self.long_side / max(h, w)
+            size = (max(16, round(w * scale)), max(16, round(h * scale)))
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         return self.model.run(frame=rgb, **self.feeds)["stylized"]
 
 
@@ -130,6 +138,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="an exported style model NAME.onnx (its NAME.json card beside it)")
     p.add_argument("--weights", help="multi-style blend, STYLE=W,STYLE=W (normalised to sum 1); default: the first style")
     p.add_argument("--out", type=Path, default=Path("stylized"), help="output file (one input) or folder")
+    p.add_argument("--size", type=int, default=None, metavar="N",
+                   help="scale inputs so their long side is N pixels first (brush strokes keep the size they were "
+                        "trained at, so a smaller input looks more painted; the CPU server styles at 320); default: as is")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="onnxruntime device")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = all cores)")
     return p
@@ -137,7 +148,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str], prog: str = "stylecam stylize") -> int:
     args = build_parser(prog).parse_args(argv)
-    stylizer = Stylizer(OrtModel.load(args.model, args.device, args.threads), args.weights)
+    stylizer = Stylizer(OrtModel.load(args.model, args.device, args.threads), args.weights, args.size)
     missing = [str(src) for src in args.inputs if not src.is_file()]
     if missing:
         raise StylizeError(f"no such file: {', '.join(missing)}")

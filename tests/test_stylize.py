@@ -46,6 +46,14 @@ def test_weights_choose_the_blend(models, tmp_path):
     assert np.array_equal(cv2.imread(str(tmp_path / "default.png")).astype(int), outs["wave=1"])
 
 
+def test_size_scales_the_long_side(models, tmp_path):
+    single, _ = models
+    out = tmp_path / "small.png"
+    assert cli(["stylize", str(PHOTO), "--model", str(single), "--size", "160", "--out", str(out)]) == 0
+    h, w = cv2.imread(str(PHOTO)).shape[:2]
+    assert cv2.imread(str(out)).shape[:2] == (round(h * 160 / max(h, w)), round(w * 160 / max(h, w)))
+
+
 def test_several_images_go_to_a_folder(models, tmp_path):
     single, _ = models
     photos = sorted((CONTENT / "bsds").glob("*.jpg"))[:2]
@@ -85,11 +93,12 @@ def bad_cases(models, tmp):
         "bad number": ([str(PHOTO), "--model", str(multi), "--weights", "wave=lots"], "not a number"),
         "zero weights": ([str(PHOTO), "--model", str(multi), "--weights", "wave=0"], "not all zero"),
         "weights for one style": ([str(PHOTO), "--model", str(single), "--weights", "wave=1"], "only for multi-style"),
+        "tiny size": ([str(PHOTO), "--model", str(single), "--size", "8"], "at least 16"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing input", "not an image", "missing model", "corrupt model", "unknown style",
-                                  "bad number", "zero weights", "weights for one style"])
+                                  "bad number", "zero weights", "weights for one style", "tiny size"])
 def test_bad_input_one_line_exit_2_nothing_written(models, tmp_path, capsys, case):
     args, message = bad_cases(models, tmp_path)[case]
     out = tmp_path / "result.png"
