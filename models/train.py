@@ -25,6 +25,7 @@ from tqdm import tqdm
 from models import losses
 from models.checkpoint import Checkpoint, CheckpointError
 from models.data import ContentImages, ImageError, content_batch, load_style_image, to_uint8
+from models.layers import ConditionalInstanceNorm2d
 from models.registry import WeightsUnavailable, create_model
 from models.vgg import LAYERS, SOURCES, load_vgg
 
@@ -52,6 +53,7 @@ class TrainConfig:
     content_layer: str = "relu2_2"
     style_layers: tuple[str, ...] = LAYERS
     lr: float = 1e-3
+    style_lr_scale: float = 1.0  # multi-style: learning rate of the per-style (gamma, beta), times lr
     seed: int = 0
     noise: float = 0.0
     holdout: bool = True
@@ -90,7 +92,7 @@ class Trainer:
                 f"--resume checkpoint is {resume.arch} {resume.kwargs}, but these options train {arch} {kwargs}"
             )
         self.model = create_model(arch, **kwargs).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.param_groups(), lr=config.lr)
         self.step = 0
         self.wall = 0.0
         self.history: list[dict] = []
@@ -113,6 +115,17 @@ class Trainer:
         self.target_grams = [torch.cat([grams[i] for grams in per_style]) for i in range(len(config.style_layers))]
         self.style_scale = torch.tensor(config.style_weight, device=self.device).expand(self.num_styles)
         self.running: dict[str, float] = dict(resume.losses) if resume is not None else {}
+
+    def param_groups(self) -> list[dict]:
+        """The per-style (gamma, beta) of conditional instance norms apart: each sees only
+        its style's samples and must travel far from the shared start, so it may learn faster."""
+        per_style = [p for m in self.model.modules() if isinstance(m, ConditionalInstanceNorm2d) for p in (m.gamma, m.beta)]
+        ids = {id(p) for p in per_style}
+        shared = [p for p in self.model.parameters() if id(p) not in ids]
+        groups = [{"params": shared}]
+        if per_style:
+            groups.append({"params": per_style, "lr": self.config.lr * self.config.style_lr_scale})
+        return groups
 
     def style_weights(self, step: int, batch: int) -> torch.Tensor | None:
         """One-hot rows, styles in round robin over the stream of samples."""
@@ -210,6 +223,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float, default=d.content_weight, help="weight of the feature content loss")
     p.add_argument("--style-weight", type=float, nargs="+", default=list(d.style_weight),
                    help="weight of the Gram style loss: one value, or one per --styles image")
+    p.add_argument("--style-lr-scale", type=float, default=d.style_lr_scale,
+                   help="multi-style: learning rate of the per-style norm parameters, as a multiple of --lr")
     p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="weight of the total-variation loss")
     p.add_argument("--range-weight", type=float, default=d.range_weight,
                    help="weight of the penalty on output values outside [0, 1]")
@@ -247,7 +262,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         arch=args.arch, iterations=args.iterations, size=args.size, batch_size=args.batch_size,
         style_size=args.style_size, content_weight=args.content_weight, style_weight=tuple(args.style_weight),
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
-        lr=args.lr, seed=args.seed, noise=args.noise, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
+        lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device,
     )
 

@@ -53,6 +53,14 @@ def test_multistyle_trains_every_style_in_round_robin(four_photos, tmp_path):
                                                       ["wave", "udnie", "the_scream"])
 
 
+def test_per_style_norm_parameters_learn_at_their_own_rate(four_photos, tmp_path):
+    trainer = Trainer(tiny_config(four_photos, tmp_path, styles=("wave", "udnie"), batch_size=2, style_lr_scale=10.0))
+    shared, per_style = trainer.optimizer.param_groups
+    assert per_style["lr"] == pytest.approx(10 * shared["lr"])
+    assert all(p.shape[0] == 2 for p in per_style["params"])  # (num_styles, channels)
+    assert sum(p.numel() for g in (shared, per_style) for p in g["params"]) == sum(p.numel() for p in trainer.model.parameters())
+
+
 def test_resume_continues_exactly(four_photos, tmp_path):
     straight = Trainer(tiny_config(four_photos, tmp_path))
     for _ in range(4):
