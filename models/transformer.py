@@ -18,8 +18,8 @@ class TransformerNet(nn.Module):
     """Down (stride 2 twice), residual blocks, up (nearest 2x twice), conv to RGB.
 
     The output is linear, starting at mid-grey; consumers clamp it to [0, 1]. A tanh
-    output traps saturated regions (zero gradient), which trained into colour blobs that
-    never left; training keeps outputs in range with ``losses.out_of_range`` instead."""
+    output has no gradient where it saturates; training keeps outputs in range with
+    ``losses.out_of_range`` instead."""
 
     def __init__(
         self, channels: tuple[int, int, int], num_residual: int, kernel_in: int, kernel_out: int,
