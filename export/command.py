@@ -52,8 +52,29 @@ def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, fp16: bool, source:
     )
 
 
+def ship_checkpoint(ckpt_path: Path, out_dir: Path, name: str) -> Path:
+    """``out_dir/checkpoints/NAME.pt``: the checkpoint without its optimizer state (two
+    thirds of its size), which is all a retrain or a re-export needs (a ``--resume`` from
+    it restarts Adam's moments)."""
+    ckpt = Checkpoint.load(ckpt_path)
+    ckpt.optimizer = None
+    path = Path(out_dir) / "checkpoints" / f"{name}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.save(path)
+    return path
+
+
+def relative_to_card(path: Path, out_dir: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(out_dir).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def export_style(ckpt_path: Path, out_dir: Path, name: str | None = None, fp16: bool = False) -> Exported:
-    """Export, verify against PyTorch at VERIFY_SIZES, and only then write ``out_dir/NAME.{onnx,json}``."""
+    """Export, verify against PyTorch at VERIFY_SIZES, and only then write ``out_dir/NAME.{onnx,json}``.
+
+    The card names the checkpoint relative to itself when it lies inside ``out_dir``."""
     ckpt = Checkpoint.load(ckpt_path)
     name = (name or default_name(ckpt)) + ("_fp16" if fp16 else "")
     graph = style_graph(ckpt, fp16=fp16)
@@ -68,7 +89,7 @@ def export_style(ckpt_path: Path, out_dir: Path, name: str | None = None, fp16: 
         cases = [example_inputs(ckpt, h, w, seed=i + 1) for i, (h, w) in enumerate(VERIFY_SIZES)]
         errors = parity(staged, reference, cases, input_names, ["stylized"], {"stylized": TOLERANCE})
         source = {
-            "checkpoint": str(ckpt_path), "checkpoint_sha256": sha256_of(ckpt_path), "step": ckpt.step,
+            "checkpoint": relative_to_card(ckpt_path, out_dir), "checkpoint_sha256": sha256_of(ckpt_path), "step": ckpt.step,
             "train_command": ckpt.command, "train_history": ckpt.history, "train_config": ckpt.config, "losses": ckpt.losses,
             "vgg_source": ckpt.vgg_source, "train_wall_seconds": round(ckpt.wall_seconds, 1),
             "value_range_in_net": list(ckpt.value_range), "parity_max_abs_error": errors,
@@ -91,6 +112,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for NAME.onnx and NAME.json")
     p.add_argument("--name", help="model name (default: STYLE_ARCH, or multistyle_BODY)")
     p.add_argument("--fp16", action="store_true", help="also write a half-precision NAME_fp16.onnx for GPU serving")
+    p.add_argument("--ship", action="store_true",
+                   help="also copy the checkpoint, less its optimizer state, to OUT/checkpoints/NAME.pt and name "
+                        "that copy in the card (how models/zoo is made)")
     return p
 
 
@@ -100,8 +124,12 @@ def main(argv: list[str], prog: str = "stylecam export") -> int:
 
         return saliency_command.main(argv, prog)
     args = build_parser(prog).parse_args(argv)
+    checkpoint = args.checkpoint
+    if args.ship:
+        checkpoint = ship_checkpoint(checkpoint, args.out, args.name or default_name(Checkpoint.load(checkpoint)))
+        print(f"wrote {checkpoint} (no optimizer state)")
     for fp16 in (False, True) if args.fp16 else (False,):
-        done = export_style(args.checkpoint, args.out, args.name, fp16=fp16)
+        done = export_style(checkpoint, args.out, args.name, fp16=fp16)
         print(f"wrote {done.onnx} and {done.onnx.with_suffix('.json').name} "
               f"(max |onnxruntime - torch| = {done.errors['stylized']:.0f} levels at {VERIFY_SIZES})")
     return 0

@@ -89,6 +89,19 @@ def test_fp16_export_is_verified_too(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_ship_copies_the_checkpoint_without_optimizer_state(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
+    full = Checkpoint.load(ckpt)
+    full.optimizer = {"state": {}, "param_groups": [{"lr": 1e-3}]}
+    full.save(ckpt)
+    assert cli(["export", str(ckpt), "--out", str(tmp_path / "zoo"), "--ship"]) == 0
+    shipped = tmp_path / "zoo" / "checkpoints" / "udnie_lite.pt"
+    assert Checkpoint.load(shipped).optimizer is None
+    card = load_card_for_onnx(tmp_path / "zoo" / "udnie_lite.onnx")
+    assert card.source["checkpoint"] == "checkpoints/udnie_lite.pt"
+    assert card.source["checkpoint_sha256"] == sha256_of(shipped)
+
+
 def test_failed_verification_writes_nothing(tmp_path, monkeypatch, capsys):
     ckpt = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
     monkeypatch.setattr(command, "TOLERANCE", -1.0)
