@@ -4,9 +4,10 @@ Every model runs as shipped (its ONNX file, onnxruntime) on photos no network tr
 the held-out split of the content folders (``models.data.is_held_out``). The same VGG-16
 then scores every model, unweighted, so the numbers compare across models and recipes:
 
-- style loss: Gram matrix mean squared difference to the style image, summed over
-  relu1_2, relu2_2, relu3_3 and relu4_3 (lower: closer to the painting's textures),
-  beside the same loss of the unstyled photo;
+- style loss: Gram matrix mean squared difference to the style image relative to the
+  style's Gram energy (``losses.style_loss``), summed over relu1_2, relu2_2, relu3_3 and
+  relu4_3 (lower: closer to the painting's colours and textures), beside the same loss
+  of the unstyled photo;
 - content loss: mean squared feature difference to the photo at relu2_2 (lower: more
   of the photo kept);
 - flicker: mean absolute frame-to-frame change of the output divided by that of the

@@ -16,14 +16,19 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 def style_loss(
     features: list[torch.Tensor], target_grams: list[torch.Tensor], sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sum over layers of the mean squared Gram difference.
+    """Sum over layers of the mean squared Gram difference, relative to the target Gram's
+    mean square.
 
-    ``target_grams`` are (B, C, C) or (1, C, C) (one style for the whole batch);
-    ``sample_weights`` (B,) scale each sample's term (per-style loss weights), default 1.
+    Relative, because raw Gram magnitudes differ by orders of magnitude between layers (with
+    HED's VGG, relu1_2 : relu2_2 : relu3_3 is about 1e5 : 1e2 : 1), so a plain sum is one
+    layer's loss; relative errors weigh every layer alike (an unstyled photo scores about
+    1 per layer). ``target_grams`` are (B, C, C) or (1, C, C) (one style for the whole
+    batch); ``sample_weights`` (B,) scale each sample's term (per-style weights), default 1.
     """
     total = features[0].new_zeros(features[0].shape[0])
     for f, g in zip(features, target_grams):
-        total = total + ((gram(f) - g.expand(f.shape[0], -1, -1)) ** 2).mean(dim=(1, 2))
+        g = g.expand(f.shape[0], -1, -1)
+        total = total + ((gram(f) - g) ** 2).mean(dim=(1, 2)) / (g**2).mean(dim=(1, 2))
     return (total if sample_weights is None else total * sample_weights).mean()
 
 

@@ -47,7 +47,7 @@ class TrainConfig:
     batch_size: int = 4
     style_size: int = 384
     content_weight: float = 1e5
-    style_weight: tuple[float, ...] = (3e9,)  # one for all styles, or one per style
+    style_weight: tuple[float, ...] = (1e4,)  # one for all styles, or one per style
     tv_weight: float = 1.0
     range_weight: float = 1e6
     content_layer: str = "relu2_2"

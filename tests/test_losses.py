@@ -10,18 +10,22 @@ def test_gram_against_hand_computed_values():
     assert torch.allclose(gram(f), torch.tensor([[[1.25, 2.75], [2.75, 6.25]]]))
 
 
-def test_style_loss_is_mean_squared_gram_difference_summed_over_layers():
-    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
-    target = torch.zeros(1, 2, 2)
-    expected = (1.25**2 + 2 * 2.75**2 + 6.25**2) / 4
-    assert style_loss([f, f], [target, target]).item() == pytest.approx(2 * expected)
+def test_style_loss_is_relative_gram_error_summed_over_layers():
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # gram [[1.25, 2.75], [2.75, 6.25]]
+    target = torch.tensor([[[1.0, 2.0], [2.0, 6.0]]])
+    squared_error = (0.25**2 + 2 * 0.75**2 + 0.25**2) / 4
+    target_energy = (1 + 2 * 4 + 36) / 4
+    assert style_loss([f, f], [target, target]).item() == pytest.approx(2 * squared_error / target_energy)
     assert style_loss([f], [gram(f)]).item() == 0.0
+    # scale-free: the same relative error at any feature magnitude
+    assert style_loss([10 * f], [100 * target]).item() == pytest.approx(squared_error / target_energy)
 
 
 def test_style_loss_broadcasts_one_target_over_the_batch():
     f = torch.rand(3, 4, 5, 5)
-    assert style_loss([f], [gram(f[:1])]).item() == pytest.approx(
-        ((gram(f) - gram(f[:1])) ** 2).mean().item())
+    g = gram(f[:1])
+    expected = (((gram(f) - g) ** 2).mean(dim=(1, 2)) / (g**2).mean()).mean()
+    assert style_loss([f], [g]).item() == pytest.approx(expected.item())
 
 
 def test_content_loss_and_total_variation_by_hand():
@@ -34,8 +38,8 @@ def test_content_loss_and_total_variation_by_hand():
 
 def test_style_loss_weights_each_sample():
     f = torch.rand(2, 3, 4, 4)
-    target = torch.zeros(1, 3, 3)
-    per_sample = ((gram(f) - target) ** 2).mean(dim=(1, 2))
+    target = torch.full((1, 3, 3), 0.5)
+    per_sample = ((gram(f) - target) ** 2).mean(dim=(1, 2)) / 0.25
     weighted = style_loss([f], [target], torch.tensor([1.0, 3.0]))
     assert weighted.item() == pytest.approx(((per_sample[0] + 3 * per_sample[1]) / 2).item())
 
