@@ -29,7 +29,8 @@ export function createControls(models, onChange) {
   const styleModels = models.filter((m) => m.kind === "style" || m.kind === "multistyle");
   const methods = new Set(models.filter((m) => m.kind === "saliency").map((m) => m.method));
   const state = {
-    style: styleModels.length ? styleModels[0].name : null,
+    // the blendable multi-style network is the real-time default; single-style ones are heavier
+    style: (styleModels.find((m) => m.kind === "multistyle") ?? styleModels[0] ?? { name: null }).name,
     weights: {},
     strength: 1,
     saliency: "off",
