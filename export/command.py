@@ -53,11 +53,13 @@ def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, fp16: bool, source:
 
 
 def ship_checkpoint(ckpt_path: Path, out_dir: Path, name: str) -> Path:
-    """``out_dir/checkpoints/NAME.pt``: the checkpoint without its optimizer state (two
-    thirds of its size), which is all a retrain or a re-export needs (a ``--resume`` from
-    it restarts Adam's moments)."""
+    """``out_dir/checkpoints/NAME.pt``: the checkpoint without its optimizer state and with
+    its weights in half precision, a sixth of its size, for a repository with a size budget.
+    The shipped graphs are exported from this copy, so they match it exactly; training
+    resumes from it in float32 (restarting Adam's moments)."""
     ckpt = Checkpoint.load(ckpt_path)
     ckpt.optimizer = None
+    ckpt.state_dict = {k: v.half() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
     path = Path(out_dir) / "checkpoints" / f"{name}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt.save(path)
@@ -113,8 +115,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name (default: STYLE_ARCH, or multistyle_BODY)")
     p.add_argument("--fp16", action="store_true", help="also write a half-precision NAME_fp16.onnx for GPU serving")
     p.add_argument("--ship", action="store_true",
-                   help="also copy the checkpoint, less its optimizer state, to OUT/checkpoints/NAME.pt and name "
-                        "that copy in the card (how models/zoo is made)")
+                   help="copy the checkpoint to OUT/checkpoints/NAME.pt (half-precision weights, no optimizer "
+                        "state) and export from that copy (how models/zoo is made)")
     return p
 
 
@@ -127,7 +129,7 @@ def main(argv: list[str], prog: str = "stylecam export") -> int:
     checkpoint = args.checkpoint
     if args.ship:
         checkpoint = ship_checkpoint(checkpoint, args.out, args.name or default_name(Checkpoint.load(checkpoint)))
-        print(f"wrote {checkpoint} (no optimizer state)")
+        print(f"wrote {checkpoint} (weights in half precision, no optimizer state)")
     for fp16 in (False, True) if args.fp16 else (False,):
         done = export_style(checkpoint, args.out, args.name, fp16=fp16)
         print(f"wrote {done.onnx} and {done.onnx.with_suffix('.json').name} "

@@ -89,14 +89,16 @@ def test_fp16_export_is_verified_too(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_ship_copies_the_checkpoint_without_optimizer_state(tmp_path):
+def test_ship_copies_a_half_precision_checkpoint_without_optimizer_state(tmp_path):
     ckpt = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
     full = Checkpoint.load(ckpt)
     full.optimizer = {"state": {}, "param_groups": [{"lr": 1e-3}]}
     full.save(ckpt)
     assert cli(["export", str(ckpt), "--out", str(tmp_path / "zoo"), "--ship"]) == 0
     shipped = tmp_path / "zoo" / "checkpoints" / "udnie_lite.pt"
-    assert Checkpoint.load(shipped).optimizer is None
+    copy = Checkpoint.load(shipped)
+    assert copy.optimizer is None and all(v.dtype == torch.float16 for v in copy.state_dict.values() if v.is_floating_point())
+    assert shipped.stat().st_size < 0.55 * ckpt.stat().st_size  # half-precision weights
     card = load_card_for_onnx(tmp_path / "zoo" / "udnie_lite.onnx")
     assert card.source["checkpoint"] == "checkpoints/udnie_lite.pt"
     assert card.source["checkpoint_sha256"] == sha256_of(shipped)
