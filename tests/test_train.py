@@ -87,7 +87,7 @@ def test_train_cli_writes_self_describing_checkpoint_and_samples(four_photos, tm
     assert len(list((out / "samples").glob("*.jpg"))) == 2
     ckpt = Checkpoint.load(out / "last.pt")
     assert (ckpt.arch, ckpt.styles, ckpt.step, ckpt.vgg_source) == ("lite", ["udnie"], 3, "hed")
-    assert ckpt.config["size"] == 48 and set(ckpt.losses) == {"content", "style", "tv", "total"}
+    assert ckpt.config["size"] == 48 and set(ckpt.losses) == {"content", "style", "tv", "range", "total"}
     assert ckpt.command.startswith("stylecam train --style")
     assert ckpt.value_range == (0.0, 1.0)
     assert cli(args + ["--iterations", "4", "--resume", str(out / "last.pt")]) == 0
@@ -139,4 +139,4 @@ def test_per_style_loss_weights_and_resume_history(four_photos, tmp_path, capsys
     assert cli(base + ["--iterations", "2", "--resume", str(tmp_path / "last.pt")]) == 0
     ckpt = Checkpoint.load(tmp_path / "last.pt")
     assert ckpt.history[0]["until_step"] == 1 and "--style-weight 1e9 4e9" in ckpt.history[0]["command"]
-    assert ckpt.config["style_weight"] == (3e9,)  # the resumed run's own options
+    assert ckpt.config["style_weight"] == (1e4,)  # the resumed run's own options (the default)
