@@ -31,7 +31,8 @@ from models import losses
 from models.data import ImageError, find_images, is_held_out, load_style_image, read_rgb, to_tensor
 from models.registry import WeightsUnavailable
 from models.vgg import SOURCES, load_vgg
-from server.model_card import CardError, load_card
+from server.images import scale_to_long_side
+from server.model_card import CardError, iter_cards
 from server.ort_model import OrtModel
 
 USER_ERRORS = (ImageError, CardError, WeightsUnavailable)
@@ -67,12 +68,6 @@ class StyleRunner:
         return self.model.run(frame=rgb, **self.feeds)["stylized"]
 
 
-def fit(rgb: np.ndarray, long_side: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    scale = long_side / max(h, w)
-    return cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-
-
 def pan_clip(rgb: np.ndarray, width: int, height: int, frames: int) -> list[np.ndarray]:
     """Windows of width x height sliding one pixel right per frame (the photo scaled to fit)."""
     scale = max((width + frames) / rgb.shape[1], height / rgb.shape[0])
@@ -92,16 +87,9 @@ def flicker(run: StyleRunner, clip: list[np.ndarray]) -> float:
 
 
 def style_models(directory: Path) -> list[Path]:
-    """fp32 style and multi-style ONNX files with a card, by name."""
-    found = []
-    for card_path in sorted(Path(directory).rglob("*.json")):
-        try:
-            card = load_card(card_path)
-        except CardError:
-            continue
-        if card.kind in ("style", "multistyle") and card.precision == "fp32":
-            found.append(card_path.parent / card.onnx)
-    return found
+    """fp32 style and multi-style ONNX files with a card, by card path."""
+    return [path.parent / card.onnx for path, card in iter_cards(directory)
+            if card.kind in ("style", "multistyle") and card.precision == "fp32"]
 
 
 def held_out_photos(roots: list[Path]) -> list[Path]:
@@ -111,11 +99,11 @@ def held_out_photos(roots: list[Path]) -> list[Path]:
     return photos
 
 
-def evaluate(args: argparse.Namespace) -> list[Row]:
+def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
     torch.set_num_threads(args.threads)
     vgg = load_vgg(args.vgg, STYLE_LAYERS)
     style_paths = {p.stem: p for p in find_images(args.styles)}
-    photos = [fit(read_rgb(p), args.size) for p in held_out_photos(args.content)]
+    photos = [scale_to_long_side(read_rgb(p), args.size) for p in photo_paths]
     clips = [pan_clip(photo, args.size, args.size * 3 // 4, CLIP_FRAMES) for photo in photos[: args.clips]]
     with torch.inference_mode():
         photo_feats = [vgg(to_tensor(photo)) for photo in photos]
@@ -124,23 +112,27 @@ def evaluate(args: argparse.Namespace) -> list[Row]:
     if not models:
         raise CardError(f"no fp32 style models under {args.models}; export some with `stylecam export`")
     jobs = [(m, s) for m in models for s in m.card.styles]
+    missing = sorted({s for _, s in jobs} - set(style_paths))
+    if missing:
+        raise ImageError(f"no style image named {', '.join(missing)} under {args.styles}")
+    with torch.inference_mode():  # per style, not per model: several models may share a style
+        targets = {s: [losses.gram(f) for f in vgg(load_style_image(style_paths[s], args.style_size)).values()]
+                   for s in {s for _, s in jobs}}
+        photo_style = {s: np.mean([losses.style_loss([f[n] for n in STYLE_LAYERS], target).item() for f in photo_feats])
+                       for s, target in targets.items()}
     for model, style in tqdm(jobs, desc="models x styles", unit="style", dynamic_ncols=True):
-        if style not in style_paths:
-            raise ImageError(f"no style image named {style} under {args.styles}")
         run = StyleRunner(model, style)
         with torch.inference_mode():
-            target = [losses.gram(f) for f in vgg(load_style_image(style_paths[style], args.style_size)).values()]
-            style_sum = photo_style_sum = content_sum = 0.0
+            style_sum = content_sum = 0.0
             start = time.perf_counter()
             for photo, feats in zip(photos, photo_feats):
                 out = vgg(to_tensor(run(photo)))
-                style_sum += losses.style_loss([out[n] for n in STYLE_LAYERS], target).item()
-                photo_style_sum += losses.style_loss([feats[n] for n in STYLE_LAYERS], target).item()
+                style_sum += losses.style_loss([out[n] for n in STYLE_LAYERS], targets[style]).item()
                 content_sum += losses.content_loss(out[CONTENT_LAYER], feats[CONTENT_LAYER]).item()
             elapsed = time.perf_counter() - start
         n = len(photos)
         rows.append(Row(
-            model=model.card.name, style=style, style_loss=style_sum / n, photo_style_loss=photo_style_sum / n,
+            model=model.card.name, style=style, style_loss=style_sum / n, photo_style_loss=float(photo_style[style]),
             content_loss=content_sum / n, flicker=float(np.mean([flicker(run, clip) for clip in clips])),
             ms_per_photo=1000 * elapsed / n,
         ))
@@ -168,11 +160,12 @@ def main(argv: list[str], prog: str = "stylecam bench quality") -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
     parser.add_argument("--json", type=Path, default=Path("bench-results/quality.json"), help="where to write the results")
     args = parser.parse_args(argv)
-    rows = evaluate(args)
+    photo_paths = held_out_photos(args.content)
+    rows = evaluate(args, photo_paths)
     print(table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"vgg": args.vgg, "size": args.size, "style_layers": STYLE_LAYERS,
-                                     "content_layer": CONTENT_LAYER, "photos": len(held_out_photos(args.content)),
+                                     "content_layer": CONTENT_LAYER, "photos": len(photo_paths),
                                      "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0

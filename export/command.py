@@ -52,7 +52,7 @@ def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, fp16: bool, source:
     )
 
 
-def ship_checkpoint(ckpt_path: Path, out_dir: Path, name: str) -> Path:
+def ship_checkpoint(ckpt_path: Path, out_dir: Path, name: str | None = None) -> Path:
     """``out_dir/checkpoints/NAME.pt``: the checkpoint without its optimizer state and with
     its weights in half precision, a sixth of its size, for a repository with a size budget.
     The shipped graphs are exported from this copy, so they match it exactly; training
@@ -60,7 +60,7 @@ def ship_checkpoint(ckpt_path: Path, out_dir: Path, name: str) -> Path:
     ckpt = Checkpoint.load(ckpt_path)
     ckpt.optimizer = None
     ckpt.state_dict = {k: v.half() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
-    path = Path(out_dir) / "checkpoints" / f"{name}.pt"
+    path = Path(out_dir) / "checkpoints" / f"{name or default_name(ckpt)}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt.save(path)
     return path
@@ -128,7 +128,7 @@ def main(argv: list[str], prog: str = "stylecam export") -> int:
     args = build_parser(prog).parse_args(argv)
     checkpoint = args.checkpoint
     if args.ship:
-        checkpoint = ship_checkpoint(checkpoint, args.out, args.name or default_name(Checkpoint.load(checkpoint)))
+        checkpoint = ship_checkpoint(checkpoint, args.out, args.name)
         print(f"wrote {checkpoint} (weights in half precision, no optimizer state)")
     for fp16 in (False, True) if args.fp16 else (False,):
         done = export_style(checkpoint, args.out, args.name, fp16=fp16)

@@ -23,13 +23,17 @@ ALIGN = 64
 MIN_BYTES = 128  # smaller tensors (shapes, scalars) stay inside the graph
 
 
+def _index_path(store: Path) -> Path:
+    return store.with_name(store.name + ".index")
+
+
 def _read_index(store: Path) -> dict[str, list[int]]:
-    index = store.with_name(store.name + ".index")
+    index = _index_path(store)
     return json.loads(index.read_text()) if index.is_file() else {}
 
 
 def _write_index(store: Path, entries: dict[str, list[int]]) -> None:
-    index = store.with_name(store.name + ".index")
+    index = _index_path(store)
     staged = index.with_name(index.name + ".tmp")
     staged.write_text(json.dumps(entries, indent=0, sort_keys=True) + "\n")
     os.replace(staged, index)

@@ -15,7 +15,7 @@ import numpy as np
 from server.classes import top_classes
 from server.compose import Overlay
 from server.images import ImageFileError, read_rgb, write_rgb
-from server.model_card import CardError, card_path_for, load_card
+from server.model_card import CardError, card_path_for, iter_cards
 from server.ort_model import OrtModel
 
 DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models" / "zoo"
@@ -30,15 +30,8 @@ USER_ERRORS = (ExplainError, CardError, ImageFileError)
 
 def saliency_models(directory: Path) -> dict[str, Path]:
     """method -> .onnx path of every saliency card in ``directory``."""
-    found = {}
-    for path in sorted(Path(directory).glob("*.json")):
-        try:
-            card = load_card(path)
-        except CardError:
-            continue  # other JSON files (labels, benchmarks) may live beside the models
-        if card.kind == "saliency" and card.method:
-            found[card.method] = path.parent / card.onnx
-    return found
+    return {card.method: path.parent / card.onnx for path, card in iter_cards(directory, recursive=False)
+            if card.kind == "saliency" and card.method}
 
 
 def find_model(directory: Path, method: str) -> Path:

@@ -21,6 +21,15 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def scale_to_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
+    """Resized so its longer side is ``long_side`` pixels (sides at least 16, what the
+    exported graphs accept): area averaging to shrink, bilinear to grow."""
+    h, w = rgb.shape[:2]
+    scale = long_side / max(h, w)
+    size = (max(16, round(w * scale)), max(16, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
 def staging_path(path: Path) -> Path:
     """Where a file is written before it is complete and renamed to ``path``."""
     return path.with_name(f".{path.stem}.partial{path.suffix}")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+log = logging.getLogger(__name__)
 CARD_VERSION = 1
 KINDS = ("style", "multistyle", "saliency")
 
@@ -81,14 +83,12 @@ class ModelCard:
 def sha256_of(path: Path, limit: int | None = None) -> str:
     """Of the whole file, or of its first ``limit`` bytes."""
     digest = hashlib.sha256()
-    left = limit if limit is not None else -1
+    remaining = limit
     with open(path, "rb") as f:
-        while left != 0:
-            block = f.read(1 << 20 if left < 0 else min(1 << 20, left))
-            if not block:
-                break
+        while block := f.read(1 << 20 if remaining is None else min(1 << 20, remaining)):
             digest.update(block)
-            left -= len(block) if left > 0 else 0
+            if remaining is not None:
+                remaining -= len(block)
     return digest.hexdigest()
 
 
@@ -106,6 +106,17 @@ def load_card(path: Path) -> ModelCard:
         return ModelCard.from_dict(data)
     except TypeError as e:
         raise CardError(f"{path} is not a valid model card ({e}); re-export it with `stylecam export`") from None
+
+
+def iter_cards(directory: Path, recursive: bool = True) -> Iterator[tuple[Path, ModelCard]]:
+    """(card path, card) of every model card in ``directory``, by path; other JSON files
+    (labels, benchmarks, configs) may live beside the models and are skipped."""
+    pattern = "**/*.json" if recursive else "*.json"
+    for path in sorted(Path(directory).glob(pattern)):
+        try:
+            yield path, load_card(path)
+        except CardError as e:
+            log.debug("skipping %s: %s", path, e)
 
 
 def card_path_for(onnx_path: Path) -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.control import Catalog
-from server.model_card import CardError, ModelCard, load_card
+from server.model_card import ModelCard, iter_cards
 from server.ort_model import OrtModel
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,7 @@ def scan(directory: Path, device: str) -> dict[str, Entry]:
         return {}
     prefer = "fp16" if device == "cuda" else "fp32"
     groups: dict[tuple, list[Entry]] = {}
-    for card_path in sorted(directory.rglob("*.json")):
-        try:
-            card = load_card(card_path)
-        except CardError as e:
-            log.debug("skipping %s: %s", card_path, e)  # other JSON (e.g. configs) may live here too
-            continue
+    for card_path, card in iter_cards(directory):
         onnx_path = card_path.parent / card.onnx
         if not onnx_path.is_file():
             log.warning("skipping card %s: its model %s is missing; re-export it", card_path, onnx_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from server.images import ImageFileError, read_rgb, staging_path, write_rgb
+from server.images import ImageFileError, read_rgb, scale_to_long_side, staging_path, write_rgb
 from server.model_card import CardError
 from server.ort_model import OrtModel
 
@@ -69,10 +69,7 @@ class Stylizer:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.long_side is not None:
-            h, w = rgb.shape[:2]
-            scale = self.long_side / max(h, w)
-            size = (max(16, round(w * scale)), max(16, round(h * scale)))
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            rgb = scale_to_long_side(rgb, self.long_side)
         return self.model.run(frame=rgb, **self.feeds)["stylized"]
 
 
