@@ -12,6 +12,9 @@ then scores every model, unweighted, so the numbers compare across models and re
   of the photo kept);
 - flicker: mean absolute frame-to-frame change of the output divided by that of the
   input, on clips panning one pixel per frame across photos (lower is steadier).
+- shimmer: the same change once the pan is undone (frame t+1 shifted back one pixel),
+  in 0-255 levels. The input's is exactly 0, so this is change the network invents:
+  texture that does not move with the picture.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ USER_ERRORS = (ImageError, CardError, WeightsUnavailable)
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 CONTENT_LAYER = "relu2_2"
 CLIP_FRAMES = 24
+EDGE = 8
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Row:
     photo_style_loss: float
     content_loss: float
     flicker: float
+    shimmer: float
     ms_per_photo: float
 
 
@@ -78,12 +83,16 @@ def pan_clip(rgb: np.ndarray, width: int, height: int, frames: int) -> list[np.n
     return [np.ascontiguousarray(rgb[top : top + height, x : x + width]) for x in range(frames)]
 
 
-def flicker(run: StyleRunner, clip: list[np.ndarray]) -> float:
+def motion(run: StyleRunner, clip: list[np.ndarray]) -> tuple[float, float]:
+    """(flicker, shimmer) of one ``pan_clip``; shimmer leaves out EDGE columns each side,
+    where zero padding sees the frame border move."""
     outputs = [run(frame).astype(np.float32) for frame in clip]
     inputs = [frame.astype(np.float32) for frame in clip]
     change_out = np.mean([np.abs(b - a).mean() for a, b in zip(outputs, outputs[1:])])
     change_in = np.mean([np.abs(b - a).mean() for a, b in zip(inputs, inputs[1:])])
-    return float(change_out / change_in)
+    unpanned = np.mean([np.abs(b[:, EDGE : -EDGE - 1] - a[:, EDGE + 1 : -EDGE]).mean()
+                        for a, b in zip(outputs, outputs[1:])])
+    return float(change_out / change_in), float(unpanned)
 
 
 def style_models(directory: Path) -> list[Path]:
@@ -131,18 +140,20 @@ def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
                 content_sum += losses.content_loss(out[CONTENT_LAYER], feats[CONTENT_LAYER]).item()
             elapsed = time.perf_counter() - start
         n = len(photos)
+        flicker, shimmer = np.mean([motion(run, clip) for clip in clips], axis=0)
         rows.append(Row(
             model=model.card.name, style=style, style_loss=style_sum / n, photo_style_loss=float(photo_style[style]),
-            content_loss=content_sum / n, flicker=float(np.mean([flicker(run, clip) for clip in clips])),
+            content_loss=content_sum / n, flicker=float(flicker), shimmer=float(shimmer),
             ms_per_photo=1000 * elapsed / n,
         ))
     return rows
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| model | style | style loss (photo) | content loss | flicker |", "| --- | --- | ---: | ---: | ---: |"]
+    lines = ["| model | style | style loss (photo) | content loss | flicker | shimmer |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r.model} | {r.style} | {r.style_loss:.3g} ({r.photo_style_loss:.3g}) | {r.content_loss:.3g} | {r.flicker:.2f} |")
+        lines.append(f"| {r.model} | {r.style} | {r.style_loss:.3g} ({r.photo_style_loss:.3g}) | {r.content_loss:.3g} | {r.flicker:.2f} | {r.shimmer:.2f} |")
     return "\n".join(lines)
 
 

@@ -47,3 +47,13 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
 def out_of_range(image: torch.Tensor) -> torch.Tensor:
     """Mean squared distance outside [0, 1]: what clamping would throw away."""
     return (image - image.clamp(0.0, 1.0)).square().mean()
+
+
+def shift_instability(output: torch.Tensor, shifted: torch.Tensor, dy: int, dx: int, edge: int = 8) -> torch.Tensor:
+    """Mean squared difference between the output for an input cropped by (dy, dx) pixels and
+    the same crop of the output: what a camera pan changes beyond moving the picture (stride-2
+    layers alias), seen as shimmer on video. ``edge`` pixels by the borders, which padding
+    sees differently, are left out."""
+    h, w = shifted.shape[-2:]
+    return (shifted[..., edge : h - edge, edge : w - edge]
+            - output[..., dy + edge : dy + h - edge, dx + edge : dx + w - edge]).square().mean()

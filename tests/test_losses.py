@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.losses import content_loss, gram, out_of_range, style_loss, total_variation
+from models.losses import content_loss, gram, out_of_range, shift_instability, style_loss, total_variation
 
 
 def test_gram_against_hand_computed_values():
@@ -48,3 +48,15 @@ def test_out_of_range_counts_only_what_clamping_removes():
     image = torch.tensor([-0.5, 0.0, 0.5, 1.0, 1.5]).view(1, 1, 1, 5)
     assert out_of_range(image).item() == pytest.approx((0.25 + 0.25) / 5)
     assert out_of_range(image.clamp(0, 1)).item() == 0.0
+
+
+def test_shift_instability_is_zero_for_pixelwise_and_positive_for_strided_maps():
+    image = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+
+    def strided(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, 2), size=x.shape[-2:])
+
+    for dy, dx in ((1, 1), (2, 3)):
+        moved = image[..., dy:, dx:]
+        assert shift_instability(image.sqrt(), moved.sqrt(), dy, dx).item() == 0.0
+        assert shift_instability(strided(image), strided(moved), dy, dx).item() > 1e-3
