@@ -9,6 +9,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "e2e": ("server.bench_e2e", "real WebRTC peers against a real server: fps, glass-to-glass latency, drops"),
     "quality": ("export.bench_quality", "style and content losses on held-out photos, and video flicker, of shipped styles"),
     "deletion": ("export.bench_deletion", "saliency faithfulness: deletion AUC of each method against a random map"),
+    "parity": ("export.bench_parity", "saliency graphs against PyTorch float32 and float64: how far float32 rounding moves the maps"),
 }
 
 

@@ -1,0 +1,93 @@
+"""``stylecam bench parity``: how exactly each exported saliency graph reproduces PyTorch.
+
+For every shipped saliency graph and frame: the largest and the median difference of the
+maps (as a fraction of their 0..1 range) between onnxruntime and PyTorch float32, and, to
+show how much of it float32 itself causes, between each of them and PyTorch float64.
+Gradient maps pass through ReLU6 gates, so a few float32 rounding steps can open a gate in
+one implementation and not the other; this table measures how far that goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from export.attribution import Attribution, as_target, create_method, normalise_map
+from export.bench_deletion import pick
+from export.saliency import check_frames, preprocess
+from models.data import ImageError, read_rgb
+from models.registry import WeightsUnavailable, create_model
+from server.model_card import CardError, iter_cards
+from server.ort_model import OrtModel
+
+USER_ERRORS = (ImageError, CardError, KeyError, WeightsUnavailable)
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    frame: str
+    ort_vs_fp32_max: float
+    ort_vs_fp32_median: float
+    ort_vs_fp64_max: float
+    fp32_vs_fp64_max: float
+
+
+def torch_map(method: Attribution, frame: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    image = preprocess(torch.from_numpy(np.ascontiguousarray(frame)), method.model.pretrained_cfg.input_size)
+    return normalise_map(method.explain(image.to(dtype), as_target(-1))[1].detach()).double().numpy()
+
+
+def measure(models: Path, photos: dict[str, np.ndarray], methods: set[str] | None, threads: int) -> list[Row]:
+    rows = []
+    graphs = [(card.method, path.parent / card.onnx) for path, card in iter_cards(models)
+              if card.kind == "saliency" and (methods is None or card.method in methods)]
+    if not graphs:
+        raise CardError(f"no saliency graphs under {models}; export them with `stylecam export --saliency all`")
+    for name, onnx_path in tqdm(graphs, desc="methods", unit="method", dynamic_ncols=True):
+        graph = OrtModel.load(onnx_path, "cpu", threads)
+        single = create_method(name, create_model(graph.card.classifier))
+        double = create_method(name, create_model(graph.card.classifier).double())
+        synthetic = {f"synthetic {f.shape[0]}x{f.shape[1]}": f for f in check_frames(single.model.pretrained_cfg.input_size)}
+        for label, frame in (synthetic | photos).items():
+            ort_map = graph.run(frame=frame, target=np.array([-1], np.int64))["saliency"].astype(np.float64)
+            fp32, fp64 = torch_map(single, frame, torch.float32), torch_map(double, frame, torch.float64)
+            rows.append(Row(
+                method=name, frame=label, ort_vs_fp32_max=float(np.abs(ort_map - fp32).max()),
+                ort_vs_fp32_median=float(np.median(np.abs(ort_map - fp32))),
+                ort_vs_fp64_max=float(np.abs(ort_map - fp64).max()), fp32_vs_fp64_max=float(np.abs(fp32 - fp64).max()),
+            ))
+    return rows
+
+
+def main(argv: list[str], prog: str = "stylecam bench parity") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("images", nargs="*", type=Path, metavar="DIR",
+                        help="folders of photos (searched recursively) added to the two synthetic verification frames")
+    parser.add_argument("--count", type=int, default=4, help="photos to use, spread over the folders")
+    parser.add_argument("--models", type=Path, default=Path("models/zoo"), help="folder of saliency graphs and their cards")
+    parser.add_argument("--methods", help="comma-separated methods (default: every graph found)")
+    parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
+    parser.add_argument("--json", type=Path, default=Path("bench-results/parity.json"), help="where to write the results")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    photos = {p.name: read_rgb(p) for p in (pick(args.images, args.count) if args.images else [])}
+    methods = set(args.methods.split(",")) if args.methods else None
+    rows = measure(args.models, photos, methods, args.threads)
+    print("map differences as fractions of the map's range (largest pixel; median pixel)")
+    print("| method | frame | ort vs fp32 max | ort vs fp32 median | ort vs fp64 max | fp32 vs fp64 max |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r.method} | {r.frame} | {r.ort_vs_fp32_max:.2g} | {r.ort_vs_fp32_median:.2g} "
+              f"| {r.ort_vs_fp64_max:.2g} | {r.fp32_vs_fp64_max:.2g} |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
