@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from export.attribution import Attribution, as_target, create_method, normalise_map
+from export.attribution import create_method
 from export.bench_deletion import pick
-from export.saliency import check_frames, preprocess
+from export.saliency import check_frames, reference
 from models.data import ImageError, read_rgb
 from models.registry import WeightsUnavailable, create_model
 from server.model_card import CardError, iter_cards
@@ -39,11 +39,6 @@ class Row:
     fp32_vs_fp64_max: float
 
 
-def torch_map(method: Attribution, frame: np.ndarray, dtype: torch.dtype) -> np.ndarray:
-    image = preprocess(torch.from_numpy(np.ascontiguousarray(frame)), method.model.pretrained_cfg.input_size)
-    return normalise_map(method.explain(image.to(dtype), as_target(-1))[1].detach()).double().numpy()
-
-
 def measure(models: Path, photos: dict[str, np.ndarray], methods: set[str] | None, threads: int) -> list[Row]:
     rows = []
     graphs = [(card.method, path.parent / card.onnx) for path, card in iter_cards(models)
@@ -57,7 +52,8 @@ def measure(models: Path, photos: dict[str, np.ndarray], methods: set[str] | Non
         synthetic = {f"synthetic {f.shape[0]}x{f.shape[1]}": f for f in check_frames(single.model.pretrained_cfg.input_size)}
         for label, frame in (synthetic | photos).items():
             ort_map = graph.run(frame=frame, target=np.array([-1], np.int64))["saliency"].astype(np.float64)
-            fp32, fp64 = torch_map(single, frame, torch.float32), torch_map(double, frame, torch.float64)
+            fp32 = reference(single, frame)["saliency"].astype(np.float64)
+            fp64 = reference(double, frame, dtype=torch.float64)["saliency"]
             rows.append(Row(
                 method=name, frame=label, ort_vs_fp32_max=float(np.abs(ort_map - fp32).max()),
                 ort_vs_fp32_median=float(np.median(np.abs(ort_map - fp32))),

@@ -60,10 +60,12 @@ class SaliencyGraph(nn.Module):
         return logits, normalise_map(raw), chosen
 
 
-def reference(method: Attribution, frame: np.ndarray, target: int = -1) -> dict[str, np.ndarray]:
-    """The PyTorch autograd answer the graph must reproduce, keyed like the graph's outputs."""
+def reference(method: Attribution, frame: np.ndarray, target: int = -1,
+              dtype: torch.dtype = torch.float32) -> dict[str, np.ndarray]:
+    """The PyTorch autograd answer the graph must reproduce, keyed like the graph's outputs;
+    ``dtype`` float64 (with a float64 ``method.model``) shows what float32 itself costs."""
     image = preprocess(torch.from_numpy(np.ascontiguousarray(frame)), method.model.pretrained_cfg.input_size)
-    logits, raw, chosen = method.explain(image, as_target(target))
+    logits, raw, chosen = method.explain(image.to(dtype), as_target(target))
     return {"logits": logits.detach().numpy(), "saliency": normalise_map(raw.detach()).numpy(), "class": chosen.numpy()}
 
 
