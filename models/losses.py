@@ -7,10 +7,12 @@ import torch.nn.functional as F
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
-    """Normalised Gram matrix: (B, C, H, W) -> (B, C, C), F F^T / (C H W)."""
+    """Normalised Gram matrix: (B, C, H, W) -> (B, C, C), F F^T / (C H W), always in float32:
+    half types lose the small entries and float16 overflows, so autocast stops here."""
     b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    with torch.autocast(features.device.type, enabled=False):
+        flat = features.float().reshape(b, c, h * w)
+        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
 def style_loss(
@@ -33,12 +35,13 @@ def style_loss(
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared feature difference at one layer."""
-    return F.mse_loss(features, target)
+    """Mean squared feature difference at one layer, in float32."""
+    return F.mse_loss(features.float(), target.float())
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between neighbouring pixels, both directions."""
+    image = image.float()
     dy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
     dx = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
     return dx + dy
@@ -46,6 +49,7 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
 
 def out_of_range(image: torch.Tensor) -> torch.Tensor:
     """Mean squared distance outside [0, 1]: what clamping would throw away."""
+    image = image.float()
     return (image - image.clamp(0.0, 1.0)).square().mean()
 
 
@@ -55,5 +59,6 @@ def shift_instability(output: torch.Tensor, shifted: torch.Tensor, dy: int, dx: 
     layers alias), seen as shimmer on video. ``edge`` pixels by the borders, which padding
     sees differently, are left out."""
     h, w = shifted.shape[-2:]
+    output, shifted = output.float(), shifted.float()
     return (shifted[..., edge : h - edge, edge : w - edge]
             - output[..., dy + edge : dy + h - edge, dx + edge : dx + w - edge]).square().mean()

