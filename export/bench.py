@@ -10,6 +10,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "quality": ("export.bench_quality", "style and content losses on held-out photos, and video flicker, of shipped styles"),
     "deletion": ("export.bench_deletion", "saliency faithfulness: deletion AUC of each method against a random map"),
     "parity": ("export.bench_parity", "saliency graphs against PyTorch float32 and float64: how far float32 rounding moves the maps"),
+    "train": ("export.bench_train", "seconds per training step, fp32 against bf16 autocast + channels_last, per body and crop size"),
+    "sheet": ("export.bench_sheet", "one JPEG: held-out photos x our styles beside a peer's arbitrary-style network on the same paintings"),
 }
 
 

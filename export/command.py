@@ -14,15 +14,17 @@ from pathlib import Path
 
 import torch
 
+from export import quantize
 from export.onnx import export_onnx, frame_dims
 from export.style import example_inputs, style_graph
 from export.verify import VerificationError, parity
 from models.checkpoint import Checkpoint, CheckpointError
+from models.data import ImageError
 from models.registry import UnknownModel, WeightsUnavailable
 from server.model_card import ModelCard, TensorSpec, sha256_of, write_card
 
 # the --saliency path (export.saliency_command) raises the last two
-USER_ERRORS = (CheckpointError, VerificationError, UnknownModel, WeightsUnavailable)
+USER_ERRORS = (CheckpointError, VerificationError, UnknownModel, WeightsUnavailable, ImageError)
 # two verification sizes: one a multiple of 4, one not (odd H and W exercise the crop)
 VERIFY_SIZES = ((96, 128), (61, 83))
 TOLERANCE = 1.0  # uint8 levels
@@ -41,14 +43,14 @@ def default_name(ckpt: Checkpoint) -> str:
     return f"{ckpt.styles[0]}_{ckpt.arch}"
 
 
-def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, fp16: bool, source: dict) -> ModelCard:
+def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, precision: str, source: dict) -> ModelCard:
     multi = len(ckpt.styles) > 1
     frame = TensorSpec("frame", "uint8", ("H", "W", 3), "camera frame, RGB")
     inputs = (frame, TensorSpec("style_weights", "float32", (len(ckpt.styles),), "blend weight per style")) if multi else (frame,)
     return ModelCard(
         name=name, kind="multistyle" if multi else "style", onnx=onnx_path.name, sha256=sha256_of(onnx_path),
         inputs=inputs, outputs=(TensorSpec("stylized", "uint8", ("H", "W", 3), "stylized frame, RGB"),),
-        precision="fp16" if fp16 else "fp32", styles=tuple(ckpt.styles), arch=ckpt.arch, source=source,
+        precision=precision, styles=tuple(ckpt.styles), arch=ckpt.arch, source=source,
     )
 
 
@@ -73,14 +75,24 @@ def relative_to_card(path: Path, out_dir: Path) -> str:
         return str(path)
 
 
-def export_style(ckpt_path: Path, out_dir: Path, name: str | None = None, fp16: bool = False) -> Exported:
-    """Export, verify against PyTorch at VERIFY_SIZES, and only then write ``out_dir/NAME.{onnx,json}``.
+PRECISIONS = ("fp32", "fp16", "int8")
 
-    The card names the checkpoint relative to itself when it lies inside ``out_dir``."""
+
+def export_style(
+    ckpt_path: Path, out_dir: Path, name: str | None = None, precision: str = "fp32",
+    calibration: list[Path] | None = None,
+) -> Exported:
+    """Export, verify against PyTorch, and only then write ``out_dir/NAME.{onnx,json}``.
+
+    fp32 and fp16 graphs are held to the float32 network at VERIFY_SIZES (random frames,
+    TOLERANCE); int8 graphs are quantised from the fp32 graph with ``calibration`` photos
+    and held to it statistically on held-out photos (``export.quantize``). The card names
+    the checkpoint relative to itself when it lies inside ``out_dir``."""
     ckpt = Checkpoint.load(ckpt_path)
-    name = (name or default_name(ckpt)) + ("_fp16" if fp16 else "")
+    name = (name or default_name(ckpt)) + ("" if precision == "fp32" else f"_{precision}")
+    fp16 = precision == "fp16"
     graph = style_graph(ckpt, fp16=fp16)
-    reference = style_graph(ckpt) if fp16 else graph  # fp16 is held to the fp32 network's output
+    reference = style_graph(ckpt) if fp16 else graph  # fp16 and int8 are held to the fp32 network's output
     example = example_inputs(ckpt, 64, 64)
     input_names = ["frame", "style_weights"][: len(example)]
     dynamic = (frame_dims(), None)[: len(example)]
@@ -90,14 +102,23 @@ def export_style(ckpt_path: Path, out_dir: Path, name: str | None = None, fp16: 
         export_onnx(graph, example, staged, input_names, ["stylized"], dynamic)
         cases = [example_inputs(ckpt, h, w, seed=i + 1) for i, (h, w) in enumerate(VERIFY_SIZES)]
         errors = parity(staged, reference, cases, input_names, ["stylized"], {"stylized": TOLERANCE})
+        extra = {}
+        if precision == "int8":
+            roots = calibration or []
+            float_graph, staged = staged, Path(tmp) / f"{name}.int8.onnx"
+            photos = quantize.quantize(float_graph, staged, roots, len(ckpt.styles))
+            extra = {"int8_error_levels": quantize.int8_error(staged, reference, roots, len(ckpt.styles)),
+                     "calibration": {"folders": [str(r) for r in roots], "photos": photos,
+                                     "long_side": quantize.CALIBRATION_SIDE}}
+            errors = {"stylized": extra["int8_error_levels"]["max"]}
         source = {
-            "checkpoint": relative_to_card(ckpt_path, out_dir), "checkpoint_sha256": sha256_of(ckpt_path), "step": ckpt.step,
+            "checkpoint": relative_to_card(ckpt_path, out_dir), "checkpoint_sha256": sha256_of(ckpt_path), "step": ckpt.step, "images_seen": ckpt.images_seen,
             "train_command": ckpt.command, "train_history": ckpt.history, "train_config": ckpt.config, "losses": ckpt.losses,
             "vgg_source": ckpt.vgg_source, "train_wall_seconds": round(ckpt.wall_seconds, 1),
             "value_range_in_net": list(ckpt.value_range), "parity_max_abs_error": errors,
-            "verified_sizes": [list(s) for s in VERIFY_SIZES], "torch": torch.__version__,
+            "verified_sizes": [list(s) for s in VERIFY_SIZES], "torch": torch.__version__, **extra,
         }
-        card = style_card(ckpt, name, staged, fp16, source)
+        card = style_card(ckpt, name, staged, precision, source)
         final = out_dir / f"{name}.onnx"
         os.replace(staged, final)
     write_card(card, out_dir)
@@ -114,6 +135,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for NAME.onnx and NAME.json")
     p.add_argument("--name", help="model name (default: STYLE_ARCH, or multistyle_BODY)")
     p.add_argument("--fp16", action="store_true", help="also write a half-precision NAME_fp16.onnx for GPU serving")
+    p.add_argument("--int8", action="store_true",
+                   help="also write NAME_int8.onnx for CPUs: int8 convolutions, calibrated on --calibration photos "
+                        "and checked against float32 on their held-out split")
+    p.add_argument("--calibration", type=Path, nargs="+", metavar="DIR",
+                   help="photo folder(s) for --int8 (default: the folders the checkpoint trained on, when they exist)")
     p.add_argument("--ship", action="store_true",
                    help="copy the checkpoint to OUT/checkpoints/NAME.pt (half-precision weights, no optimizer "
                         "state) and export from that copy (how models/zoo is made)")
@@ -130,8 +156,18 @@ def main(argv: list[str], prog: str = "stylecam export") -> int:
     if args.ship:
         checkpoint = ship_checkpoint(checkpoint, args.out, args.name)
         print(f"wrote {checkpoint} (weights in half precision, no optimizer state)")
-    for fp16 in (False, True) if args.fp16 else (False,):
-        done = export_style(checkpoint, args.out, args.name, fp16=fp16)
-        print(f"wrote {done.onnx} and {done.onnx.with_suffix('.json').name} "
-              f"(max |onnxruntime - torch| = {done.errors['stylized']:.0f} levels at {VERIFY_SIZES})")
+    calibration = args.calibration
+    if args.int8 and calibration is None:
+        calibration = [Path(p) for p in Checkpoint.load(checkpoint).config.get("content", ()) if Path(p).is_dir()]
+        if not calibration:
+            raise ImageError("--int8 needs photos: the folders this checkpoint trained on are not here; pass --calibration DIR")
+    precisions = ["fp32", *(["fp16"] if args.fp16 else []), *(["int8"] if args.int8 else [])]
+    for precision in precisions:
+        done = export_style(checkpoint, args.out, args.name, precision, calibration)
+        if precision == "int8":
+            e = done.card.source["int8_error_levels"]
+            check = f"|int8 - float32| on {e['photos']} held-out photos: mean {e['mean']:.2f}, p99 {e['p99']:.0f}, max {e['max']:.0f} levels"
+        else:
+            check = f"max |onnxruntime - torch| = {done.errors['stylized']:.0f} levels at {VERIFY_SIZES}"
+        print(f"wrote {done.onnx} and {done.onnx.with_suffix('.json').name} ({check})")
     return 0

@@ -35,6 +35,7 @@ class Checkpoint:
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier invocations a --resume continued
     vgg_source: str = ""
     wall_seconds: float = 0.0
+    images_seen: int = 0  # content crops trained on, over every run a --resume continued
     optimizer: dict[str, Any] | None = None
     value_range: tuple[float, float] = STYLE_VALUE_RANGE
 
@@ -70,4 +71,7 @@ class Checkpoint:
             raise CheckpointError(f"{path}: not a stylecam checkpoint (written by `stylecam train`)")
         payload.pop("format")
         payload["value_range"] = tuple(payload["value_range"])
-        return cls(**{k: v for k, v in payload.items() if k in cls.__dataclass_fields__})
+        ckpt = cls(**{k: v for k, v in payload.items() if k in cls.__dataclass_fields__})
+        if not ckpt.images_seen:  # written before the count existed: one batch size for all its steps
+            ckpt.images_seen = ckpt.step * ckpt.config.get("batch_size", 0)
+        return ckpt

@@ -62,3 +62,15 @@ def shift_instability(output: torch.Tensor, shifted: torch.Tensor, dy: int, dx: 
     output, shifted = output.float(), shifted.float()
     return (shifted[..., edge : h - edge, edge : w - edge]
             - output[..., dy + edge : dy + h - edge, dx + edge : dx + w - edge]).square().mean()
+
+
+def luminance(image: torch.Tensor, target: torch.Tensor, pool: int = 8) -> torch.Tensor:
+    """Mean squared difference of the two images' luma averaged over ``pool`` x ``pool`` cells:
+    keeps the photo's light and dark (at low resolution only, so strokes and colours stay free).
+
+    Gram and feature losses barely see dark, flat regions (VGG activations are near zero
+    there), so without it a network is free to paint them in the style's mid-tones."""
+    weights = image.new_tensor((0.299, 0.587, 0.114)).view(1, 3, 1, 1)
+    luma = F.avg_pool2d((image.float() * weights).sum(1, keepdim=True), pool, ceil_mode=True)
+    want = F.avg_pool2d((target.float() * weights).sum(1, keepdim=True), pool, ceil_mode=True)
+    return F.mse_loss(luma, want)

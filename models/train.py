@@ -65,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     noise: float = 0.0
     stability_weight: float = 0.0
+    luminance_weight: float = 0.0
     holdout: bool = True
     vgg: str = "auto"
     checkpoint_every: int = 500
@@ -162,6 +163,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.param_groups(), lr=config.lr)
         self.step = 0
         self.wall = 0.0
+        self.images_seen = 0
         self.history: list[dict] = []
         if resume is not None:
             self.history = [*resume.history, {"command": resume.command, "until_step": resume.step}]
@@ -169,6 +171,7 @@ class Trainer:
             if resume.optimizer is not None:
                 self.optimizer.load_state_dict(resume.optimizer)
             self.step, self.wall = resume.step, resume.wall_seconds
+            self.images_seen = resume.images_seen
         layers = tuple(sorted(set(config.style_layers) | {config.content_layer}, key=LAYERS.index))
         self.vgg = load_vgg(config.vgg, layers).to(self.device, memory_format=self.memory_format)
         self.content = ContentImages([Path(p) for p in config.content], config.size, config.holdout)
@@ -232,6 +235,8 @@ class Trainer:
             "tv": c.tv_weight * losses.total_variation(y),
             "range": c.range_weight * losses.out_of_range(y),
         }
+        if c.luminance_weight > 0:
+            terms["luminance"] = c.luminance_weight * losses.luminance(y, x)
         if c.stability_weight > 0:  # a second pass on the batch moved by 1-3 pixels each way
             dy, dx = 1 + step % 3, 1 + step // 3 % 3
             with self.autocast():
@@ -250,6 +255,7 @@ class Trainer:
         terms["total"].backward()
         self.optimizer.step()
         self.step += 1
+        self.images_seen += self.config.batch_size
         values = {k: v.detach() for k, v in terms.items()}
         for k, v in values.items():  # exponential moving average: what the checkpoint reports
             self.running[k] = v if k not in self.running else 0.95 * self.running[k] + 0.05 * v
@@ -275,7 +281,8 @@ class Trainer:
         return Checkpoint(
             arch=arch, kwargs=kwargs, styles=self.config.style_names, state_dict=state, step=self.step,
             config=dataclasses.asdict(self.config), losses=self.losses(), command=command, history=self.history,
-            vgg_source=self.vgg.source, wall_seconds=self.wall, optimizer=self.optimizer.state_dict(),
+            vgg_source=self.vgg.source, wall_seconds=self.wall, images_seen=self.images_seen,
+            optimizer=self.optimizer.state_dict(),
         )
 
     @torch.no_grad()
@@ -340,6 +347,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--stability-weight", type=float, default=d.stability_weight,
                    help="weight of a term that keeps the output still when the input moves by a few pixels "
                         "(0 = off; costs a second pass of the network); lowers video shimmer")
+    p.add_argument("--luminance-weight", type=float, default=d.luminance_weight,
+                   help="weight of a term that keeps the photo's light and dark at 1/8 resolution (0 = off); "
+                        "stops dark, flat regions being painted in the style's mid-tones")
     p.add_argument("--no-holdout", dest="holdout", action="store_false",
                    help="train on every photo, including the ~1 in 20 held out for `stylecam bench quality`")
     p.add_argument("--vgg", default=d.vgg, metavar="{" + ",".join(SOURCES) + ",FILE}",
@@ -378,7 +388,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         arch=args.arch, iterations=args.iterations, size=args.size, batch_size=args.batch_size,
         style_size=tuple(args.style_size), content_weight=args.content_weight, style_weight=tuple(args.style_weight),
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
-        lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
+        lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight,
+        luminance_weight=args.luminance_weight, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device, precision=args.precision,
     )
 
@@ -424,6 +435,6 @@ def main(argv: list[str], prog: str = "stylecam train") -> int:
         raise
     finally:
         bar.close()
-    print(f"done: {trainer.step} steps in {trainer.wall:.0f} s; losses {', '.join(f'{k} {v:.4g}' for k, v in trainer.losses().items())}")
+    print(f"done: {trainer.step} steps ({trainer.images_seen:,} images) in {trainer.wall:.0f} s; losses {', '.join(f'{k} {v:.4g}' for k, v in trainer.losses().items())}")
     print(f"checkpoint: {out / 'last.pt'}")
     return 0

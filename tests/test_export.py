@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -12,10 +13,13 @@ from models.checkpoint import Checkpoint
 from server.model_card import load_card_for_onnx, sha256_of
 from style_helpers import make_checkpoint
 
+ZOO_RT = Path(__file__).resolve().parents[1] / "models" / "zoo" / "checkpoints" / "multistyle_rt.pt"
+
 NETS = {
     "johnson": ("johnson", {}, ["starry_night"]),
     "lite": ("lite", {}, ["wave"]),
     "multistyle": ("multistyle", {"body": "lite", "num_styles": 3}, ["wave", "udnie", "the_scream"]),
+    "multistyle_rt": ("multistyle", {"body": "rt", "num_styles": 3}, ["wave", "udnie", "the_scream"]),
 }
 
 
@@ -137,3 +141,42 @@ def test_unknown_classifier_for_saliency_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown model 'alexnet'; valid names:" in err and "efficientnet_lite0" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_int8_export_is_quantised_calibrated_and_checked_on_held_out_photos(tmp_path, capsys):
+    import onnx
+
+    from style_helpers import CONTENT
+
+    ckpt = ZOO_RT  # untrained weights quantise badly (mean 10 levels): the shipped network, as users export it
+    assert cli(["export", str(ckpt), "--out", str(tmp_path / "zoo"), "--int8", "--calibration", str(CONTENT / "bsds")]) == 0
+    assert "|int8 - float32| on 8 held-out photos" in capsys.readouterr().out
+    card = load_card_for_onnx(tmp_path / "zoo" / "multistyle_rt_int8.onnx")
+    assert card.precision == "int8" and card.sha256 == sha256_of(tmp_path / "zoo" / "multistyle_rt_int8.onnx")
+    error = card.source["int8_error_levels"]
+    assert 0 < error["mean"] <= 4 and error["p99"] <= 16 and error["photos"] == 8
+    assert card.source["calibration"]["photos"] == 28
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "zoo" / "multistyle_rt_int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "InstanceNormalization"} <= ops  # int8 convs, float norms
+    session = ort.InferenceSession(str(tmp_path / "zoo" / "multistyle_rt_int8.onnx"), providers=["CPUExecutionProvider"])
+    frame = np.random.default_rng(0).integers(0, 256, (37, 91, 3), dtype=np.uint8)
+    out = session.run(["stylized"], {"frame": frame, "style_weights": np.full(7, 1 / 7, np.float32)})[0]
+    assert out.shape == (37, 91, 3) and out.dtype == np.uint8
+
+
+def test_int8_export_past_its_tolerance_writes_nothing(tmp_path, capsys, monkeypatch):
+    from export import quantize
+    from style_helpers import CONTENT
+
+    monkeypatch.setattr(quantize, "MEAN_TOLERANCE", 0.0)
+    ckpt = make_checkpoint(tmp_path / "lite.pt", "lite", {}, ["wave"])
+    assert cli(["export", str(ckpt), "--out", str(tmp_path / "zoo"), "--int8", "--calibration", str(CONTENT / "bsds")]) == 2
+    assert "int8 graph too far from float32 on held-out photos" in capsys.readouterr().err
+    assert not list((tmp_path / "zoo").glob("*int8*"))
+
+
+def test_int8_export_without_photos_is_one_line(tmp_path, capsys):
+    ckpt = make_checkpoint(tmp_path / "lite.pt", "lite", {}, ["wave"])
+    assert cli(["export", str(ckpt), "--out", str(tmp_path / "zoo"), "--int8"]) == 2
+    err = capsys.readouterr().err
+    assert "pass --calibration DIR" in err and len(err.strip().splitlines()) == 1
