@@ -7,7 +7,11 @@ then scores every model, unweighted, so the numbers compare across models and re
 - style loss: Gram matrix mean squared difference to the style image relative to the
   style's Gram energy (``losses.style_loss``), summed over relu1_2, relu2_2, relu3_3 and
   relu4_3 (lower: closer to the painting's colours and textures), beside the same loss
-  of the unstyled photo;
+  of the unstyled photo. The style image is scaled to the long side the model trained
+  with (its card's ``source.train_config.style_size``), so the target is the one the
+  network learnt; ``--style-size`` serves cards that record none;
+- the same loss at relu3_3 and at relu4_3 alone (and the photo's): these layers carry
+  the big strokes, and the total alone does not rank outputs the way the eye does;
 - content loss: mean squared feature difference to the photo at relu2_2 (lower: more
   of the photo kept);
 - flicker: mean absolute frame-to-frame change of the output divided by that of the
@@ -35,7 +39,7 @@ from models.data import ImageError, find_images, is_held_out, load_style_image, 
 from models.registry import WeightsUnavailable
 from models.vgg import SOURCES, load_vgg
 from server.images import scale_to_long_side
-from server.model_card import CardError, iter_cards
+from server.model_card import CardError, ModelCard, iter_cards
 from server.ort_model import OrtModel
 
 USER_ERRORS = (ImageError, CardError, WeightsUnavailable)
@@ -49,8 +53,13 @@ EDGE = 8
 class Row:
     model: str
     style: str
-    style_loss: float
-    photo_style_loss: float
+    style_size: int  # long side of the style image behind the Gram targets
+    style_loss: float  # summed over STYLE_LAYERS
+    style_loss_relu3_3: float
+    style_loss_relu4_3: float
+    photo_style_loss: float  # the unstyled photo's, against the same targets
+    photo_style_loss_relu3_3: float
+    photo_style_loss_relu4_3: float
     content_loss: float
     flicker: float
     shimmer: float
@@ -95,6 +104,32 @@ def motion(run: StyleRunner, clip: list[np.ndarray]) -> tuple[float, float]:
     return float(change_out / change_in), float(unpanned)
 
 
+def trained_style_size(card: ModelCard, style: str, default: int) -> int:
+    """Long side of the style image the model's Gram targets came from: the card's
+    ``source.train_config.style_size``, one value for all styles (an int in older cards, else
+    a list of one) or a list with one per style; ``default`` where the card records none."""
+    sizes = (card.source.get("train_config") or {}).get("style_size")
+    if sizes is None:
+        return default
+    if isinstance(sizes, int):
+        return sizes
+    if len(sizes) == 1:
+        return int(sizes[0])
+    if len(sizes) != len(card.styles):
+        raise CardError(f"card {card.name!r}: train_config.style_size {sizes} has neither one value nor one per style "
+                        f"({len(card.styles)}); fix the card or re-export the model")
+    return int(sizes[card.styles.index(style)])
+
+
+def layer_style_losses(feats: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``losses.style_loss`` one layer at a time (it is a sum over layers, so these add up to it)."""
+    return {n: losses.style_loss([feats[n]], [target[n]]).item() for n in STYLE_LAYERS}
+
+
+def mean_per_layer(per_photo: list[dict[str, float]]) -> dict[str, float]:
+    return {n: float(np.mean([p[n] for p in per_photo])) for n in STYLE_LAYERS}
+
+
 def style_models(directory: Path) -> list[Path]:
     """fp32 style and multi-style ONNX files with a card, by card path."""
     return [path.parent / card.onnx for path, card in iter_cards(directory)
@@ -120,40 +155,45 @@ def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
     models = [OrtModel.load(path, "cpu", args.threads) for path in style_models(args.models)]
     if not models:
         raise CardError(f"no fp32 style models under {args.models}; export some with `stylecam export`")
-    jobs = [(m, s) for m in models for s in m.card.styles]
-    missing = sorted({s for _, s in jobs} - set(style_paths))
+    jobs = [(m, s, trained_style_size(m.card, s, args.style_size)) for m in models for s in m.card.styles]
+    missing = sorted({s for _, s, _ in jobs} - set(style_paths))
     if missing:
         raise ImageError(f"no style image named {', '.join(missing)} under {args.styles}")
-    with torch.inference_mode():  # per style, not per model: several models may share a style
-        targets = {s: [losses.gram(f) for f in vgg(load_style_image(style_paths[s], args.style_size)).values()]
-                   for s in {s for _, s in jobs}}
-        photo_style = {s: np.mean([losses.style_loss([f[n] for n in STYLE_LAYERS], target).item() for f in photo_feats])
-                       for s, target in targets.items()}
-    for model, style in tqdm(jobs, desc="models x styles", unit="style", dynamic_ncols=True):
+    with torch.inference_mode():  # per style and size, not per model: several models may share them
+        targets = {(s, size): {n: losses.gram(f) for n, f in vgg(load_style_image(style_paths[s], size)).items()}
+                   for s, size in {(s, size) for _, s, size in jobs}}
+        photo_style = {key: mean_per_layer([layer_style_losses(f, target) for f in photo_feats])
+                       for key, target in targets.items()}
+    for model, style, size in tqdm(jobs, desc="models x styles", unit="style", dynamic_ncols=True):
         run = StyleRunner(model, style)
         with torch.inference_mode():
-            style_sum = content_sum = 0.0
+            per_photo, content = [], []
             start = time.perf_counter()
             for photo, feats in zip(photos, photo_feats):
                 out = vgg(to_tensor(run(photo)))
-                style_sum += losses.style_loss([out[n] for n in STYLE_LAYERS], targets[style]).item()
-                content_sum += losses.content_loss(out[CONTENT_LAYER], feats[CONTENT_LAYER]).item()
+                per_photo.append(layer_style_losses(out, targets[style, size]))
+                content.append(losses.content_loss(out[CONTENT_LAYER], feats[CONTENT_LAYER]).item())
             elapsed = time.perf_counter() - start
-        n = len(photos)
+        styled, unstyled = mean_per_layer(per_photo), photo_style[style, size]
         flicker, shimmer = np.mean([motion(run, clip) for clip in clips], axis=0)
         rows.append(Row(
-            model=model.card.name, style=style, style_loss=style_sum / n, photo_style_loss=float(photo_style[style]),
-            content_loss=content_sum / n, flicker=float(flicker), shimmer=float(shimmer),
-            ms_per_photo=1000 * elapsed / n,
+            model=model.card.name, style=style, style_size=size,
+            style_loss=sum(styled.values()), style_loss_relu3_3=styled["relu3_3"], style_loss_relu4_3=styled["relu4_3"],
+            photo_style_loss=sum(unstyled.values()), photo_style_loss_relu3_3=unstyled["relu3_3"],
+            photo_style_loss_relu4_3=unstyled["relu4_3"], content_loss=float(np.mean(content)),
+            flicker=float(flicker), shimmer=float(shimmer), ms_per_photo=1000 * elapsed / len(photos),
         ))
     return rows
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| model | style | style loss (photo) | content loss | flicker | shimmer |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| model | style | style px | style loss (photo) | relu3_3 (photo) | relu4_3 (photo) | content loss | flicker | shimmer |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r.model} | {r.style} | {r.style_loss:.3g} ({r.photo_style_loss:.3g}) | {r.content_loss:.3g} | {r.flicker:.2f} | {r.shimmer:.2f} |")
+        lines.append(f"| {r.model} | {r.style} | {r.style_size} | {r.style_loss:.3g} ({r.photo_style_loss:.3g}) "
+                     f"| {r.style_loss_relu3_3:.3g} ({r.photo_style_loss_relu3_3:.3g}) "
+                     f"| {r.style_loss_relu4_3:.3g} ({r.photo_style_loss_relu4_3:.3g}) "
+                     f"| {r.content_loss:.3g} | {r.flicker:.2f} | {r.shimmer:.2f} |")
     return "\n".join(lines)
 
 
@@ -165,7 +205,7 @@ def main(argv: list[str], prog: str = "stylecam bench quality") -> int:
     parser.add_argument("--content", type=Path, nargs="+", default=[Path("../shared/data/content")],
                         help="folders whose held-out split (about 1 photo in 20, by file name) is scored")
     parser.add_argument("--size", type=int, default=320, help="long side the photos are scaled to (the CPU server's size)")
-    parser.add_argument("--style-size", type=int, default=384, help="long side of the style images, as in training")
+    parser.add_argument("--style-size", type=int, default=384, help="long side of the style images for models whose card records no training style size")
     parser.add_argument("--clips", type=int, default=4, help="panning clips for the flicker figure")
     parser.add_argument("--vgg", choices=SOURCES, default="hed", help="VGG-16 weights that score every model")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
