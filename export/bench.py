@@ -5,7 +5,7 @@ from __future__ import annotations
 from export.cli import dispatch
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
-    "style": ("server.bench_style", "onnxruntime ms per frame of style models at 320x240 and 640x480"),
+    "style": ("server.bench_style", "onnxruntime ms per frame of style models (ours, and --foreign ONNX files) at 320x240 and 640x480"),
     "e2e": ("server.bench_e2e", "real WebRTC peers against a real server: fps, glass-to-glass latency, drops"),
     "quality": ("export.bench_quality", "style and content losses on held-out photos, and video flicker, of shipped styles"),
     "deletion": ("export.bench_deletion", "saliency faithfulness: deletion AUC of each method against a random map"),

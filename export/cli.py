@@ -17,7 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stylize": ("server.stylize", "stylize images or a video with an exported model (onnxruntime only)"),
     "explain": ("server.explain", "heat map overlays + top-5 classes for images with an exported saliency model"),
     "serve": ("server.__main__", "serve the live webcam page: WebRTC in, stylized frames + saliency out"),
-    "bench": ("export.bench", "benchmarks that print a table and write JSON (style, e2e, deletion)"),
+    "bench": ("export.bench", "benchmarks that print a table and write JSON (style, train, quality, sheet, e2e, deletion, parity)"),
 }
 
 

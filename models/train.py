@@ -72,6 +72,12 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
 
+    def __post_init__(self) -> None:
+        for name in ("style_weight", "style_size"):
+            count = len(getattr(self, name))
+            if count not in (1, len(self.styles)):
+                raise ImageError(f"--{name.replace('_', '-')} takes one value or one per style ({len(self.styles)}), got {count}")
+
     @property
     def style_names(self) -> list[str]:
         return [Path(p).stem for p in self.styles]
@@ -115,7 +121,7 @@ class BatchStream:
 
     def __init__(self, dataset: ContentImages, start: int, batch_size: int, seed: int, pin: bool = False,
                  ahead: int = 3) -> None:
-        self._queue: queue.Queue[torch.Tensor] = queue.Queue(maxsize=ahead)
+        self._queue: queue.Queue[torch.Tensor | BaseException] = queue.Queue(maxsize=ahead)
         self._stop = threading.Event()
         self._pin = pin  # page-locked memory: the copy to a GPU overlaps the step before
         self._args = (dataset, start, batch_size, seed)
@@ -125,9 +131,12 @@ class BatchStream:
     def _fill(self) -> None:
         dataset, step, batch_size, seed = self._args
         while not self._stop.is_set():
-            batch = content_batch(dataset, step, batch_size, seed)
-            if self._pin:
-                batch = batch.pin_memory()
+            try:
+                batch = content_batch(dataset, step, batch_size, seed)
+                if self._pin:
+                    batch = batch.pin_memory()
+            except BaseException as e:  # handed to the training loop, which raises it
+                batch = e
             while not self._stop.is_set():
                 try:
                     self._queue.put(batch, timeout=0.1)
@@ -137,7 +146,10 @@ class BatchStream:
             step += 1
 
     def next(self) -> torch.Tensor:
-        return self._queue.get()
+        batch = self._queue.get()
+        if isinstance(batch, BaseException):
+            raise batch
+        return batch
 
     def close(self) -> None:
         self._stop.set()
@@ -376,10 +388,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for folder in args.content:
         if not folder.is_dir():
             raise ImageError(f"--content {folder}: not a folder of images")
-    for name in ("style_weight", "style_size"):
-        count = len(getattr(args, name))
-        if count not in (1, len(styles)):
-            raise ImageError(f"--{name.replace('_', '-')} takes one value or one per style ({len(styles)}), got {count}")
     for name in ("iterations", "size", "batch_size", "checkpoint_every"):
         if getattr(args, name) < 1:
             raise ImageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")

@@ -134,6 +134,8 @@ class VGGFeatures(nn.Module):
 
     def save(self, path: Path) -> None:
         """The conv weights in half precision (15 MB) and the source's input convention."""
+        if len(self.features) < len(_features()):
+            raise ValueError("only a loss network with all its layers (up to relu4_3) can be saved")
         state = {k: v.half() for k, v in self.features.state_dict().items()}
         torch.save({"format": FILE_FORMAT, "source": self.source, "features": state}, path)
 
@@ -146,8 +148,10 @@ def _load_file(features: nn.Sequential, path: Path) -> str:
         raise WeightsUnavailable(f"--vgg {path}: not a readable VGG-16 weights file ({type(e).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise WeightsUnavailable(f"--vgg {path}: not a file written by `python -m models.vgg save`")
-    own = features.state_dict()
-    features.load_state_dict({k: v.float() for k, v in payload["features"].items() if k in own})
+    try:
+        features.load_state_dict({k: v.float() for k, v in payload["features"].items()})
+    except RuntimeError as e:  # a file saved from a loss network cut short of relu4_3
+        raise WeightsUnavailable(f"--vgg {path}: {str(e).splitlines()[-1].strip()}") from None
     return payload["source"]
 
 
@@ -175,6 +179,7 @@ def load_vgg(source: str = "auto", layers: tuple[str, ...] = LAYERS) -> VGGFeatu
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
+    import sys
 
     p = argparse.ArgumentParser(prog="python -m models.vgg", description="Copy the VGG-16 loss network's "
                                 "weights into one file, for `stylecam train --vgg FILE` on a machine without them.")
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         vgg = load_vgg(args.vgg)
     except WeightsUnavailable as e:
-        print(f"error: {e}")
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
     vgg.save(args.file)
     print(f"wrote {args.file} ({vgg.source} VGG-16, {args.file.stat().st_size / 1e6:.1f} MB)")

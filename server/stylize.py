@@ -128,7 +128,7 @@ def output_path(src: Path, out: Path, model_name: str, many: bool) -> Path:
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="example: stylecam stylize photo.jpg --model models/zoo/multistyle_lite.onnx "
+        epilog="example: stylecam stylize photo.jpg --model models/zoo/multistyle_rt.onnx "
                "--weights starry_night=0.5,wave=0.5 --out photo_styled.jpg",
     )
     p.add_argument("inputs", type=Path, nargs="+", metavar="IN", help="images, or videos (.mp4 .avi .mov .mkv .webm)")

@@ -60,3 +60,17 @@ def test_shift_instability_is_zero_for_pixelwise_and_positive_for_strided_maps()
         moved = image[..., dy:, dx:]
         assert shift_instability(image.sqrt(), moved.sqrt(), dy, dx).item() == 0.0
         assert shift_instability(strided(image), strided(moved), dy, dx).item() > 1e-3
+
+
+def test_gram_stays_float32_under_bf16_autocast():
+    """Under autocast ``bmm`` would return bf16 (8 bits of mantissa); ``gram`` opts out. With
+    bf16 features (non-negative, as after a ReLU) the only error left is the inputs'
+    rounding, 2^-9 each, so at most about 2^-8 relative per entry: 1 % is a safe bound."""
+    f = torch.rand(2, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        from_bf16 = gram(f.bfloat16())
+        from_fp32 = gram(f)
+    assert from_bf16.dtype == from_fp32.dtype == torch.float32
+    assert torch.equal(from_fp32, gram(f))  # float32 in, exactly the float32 Gram out
+    assert torch.allclose(from_bf16, gram(f), rtol=1e-2, atol=0)
+    assert not torch.equal(from_bf16, gram(f))

@@ -3,14 +3,14 @@ import torch
 
 from models.layers import ConditionalInstanceNorm2d
 from models.registry import create_model, list_models
-from models.transformer import macs_per_pixel
+from models.transformer import BODIES, macs_per_pixel
 
-STYLE_NETS = [("johnson", {}), ("lite", {}), ("multistyle", {"body": "lite", "num_styles": 3}),
-              ("multistyle", {"body": "johnson", "num_styles": 2})]
+STYLE_NETS = [*((body, {}) for body in BODIES), ("multistyle", {"body": "lite", "num_styles": 3}),
+              *(("multistyle", {"body": body, "num_styles": 2}) for body in BODIES if body != "lite")]
 
 
 @pytest.mark.parametrize("arch,kwargs", STYLE_NETS)
-@pytest.mark.parametrize("size", [(37, 53), (64, 64), (30, 17)])
+@pytest.mark.parametrize("size", [(37, 53), (64, 64), (30, 17), (17, 9), (61, 83)])
 def test_output_has_input_size(arch, kwargs, size):
     model = create_model(arch, **kwargs).eval()
     n = kwargs.get("num_styles", 1)
@@ -24,9 +24,9 @@ def test_output_has_input_size(arch, kwargs, size):
 def test_unknown_model_lists_valid_names():
     with pytest.raises(KeyError) as e:
         create_model("picasso")
-    for name in ("johnson", "lite", "multistyle"):
+    for name in ("johnson", "lite", "rt", "multistyle"):
         assert name in str(e.value)
-    assert {"johnson", "lite", "multistyle"} <= set(list_models())
+    assert {"johnson", "lite", "rt", "multistyle"} <= set(list_models())
 
 
 def test_lite_has_at_most_a_fifth_of_johnsons_multiply_adds():
@@ -34,7 +34,17 @@ def test_lite_has_at_most_a_fifth_of_johnsons_multiply_adds():
     lite = macs_per_pixel(create_model("lite"), 64, 64)
     # by hand: 9x9x3x32 + 3x3x32x64/4 + 3x3x64x128/16 + 10x3x3x128x128/16 + 3x3x128x64/4 + 3x3x64x32 + 9x9x32x3
     assert johnson == 7776 + 4608 + 4608 + 92160 + 18432 + 18432 + 7776
+    # by hand: 9x9x3x16 + 3x3x16x32/4 + 3x3x32x64/16 + 6x3x3x64x64/16 + 3x3x64x32/4 + 3x3x32x16 + 5x5x16x3
+    assert lite == 3888 + 1152 + 1152 + 13824 + 4608 + 4608 + 1200
     assert lite * 5 <= johnson
+
+
+def test_rt_has_under_a_third_of_lites_multiply_adds():
+    """rt's residual blocks run at 1/8 resolution; its skips are additions, not convolutions."""
+    rt = macs_per_pixel(create_model("rt"), 64, 64)
+    # by hand: 5x5x3x16/4 + 3x3x16x32/16 + 3x3x32x64/64 + 8x3x3x64x64/64 + 3x3x64x32/16 + 3x3x32x16/4 + 3x3x16x3
+    assert rt == 300 + 288 + 288 + 4608 + 1152 + 1152 + 432
+    assert rt * 3 < macs_per_pixel(create_model("lite"), 64, 64)
 
 
 def test_conditional_instance_norm_mixes_gamma_and_beta_linearly():
@@ -48,10 +58,10 @@ def test_conditional_instance_norm_mixes_gamma_and_beta_linearly():
     assert torch.allclose(out, torch.tensor([[[[-4.0, 3.0]]]]), atol=1e-4)
 
 
-def random_multistyle(num_styles: int, seed: int):
-    """A lite multistyle net whose per-style gammas and betas differ."""
+def random_multistyle(num_styles: int, seed: int, body: str = "lite"):
+    """A multistyle net whose per-style gammas and betas differ."""
     torch.manual_seed(seed)
-    multi = create_model("multistyle", body="lite", num_styles=num_styles).eval()
+    multi = create_model("multistyle", body=body, num_styles=num_styles).eval()
     with torch.no_grad():
         for name, p in multi.named_parameters():
             if name.endswith(("gamma", "beta")):
@@ -59,11 +69,12 @@ def random_multistyle(num_styles: int, seed: int):
     return multi
 
 
-def test_one_hot_weights_reproduce_a_single_style_network_exactly():
-    multi = random_multistyle(3, seed=0)
+@pytest.mark.parametrize("body", list(BODIES))
+def test_one_hot_weights_reproduce_a_single_style_network_exactly(body):
+    multi = random_multistyle(3, seed=0, body=body)
     x = torch.rand(1, 3, 40, 44)
     for k in range(3):
-        single = create_model("lite").eval()
+        single = create_model(body).eval()
         state = {}
         for name, value in multi.state_dict().items():
             if name.endswith(".gamma"):
@@ -77,8 +88,9 @@ def test_one_hot_weights_reproduce_a_single_style_network_exactly():
             assert torch.equal(multi(x, torch.nn.functional.one_hot(torch.tensor(k), 3).float()), single(x))
 
 
-def test_a_blend_differs_from_both_ends():
-    multi = random_multistyle(2, seed=1)
+@pytest.mark.parametrize("body", list(BODIES))
+def test_a_blend_differs_from_both_ends(body):
+    multi = random_multistyle(2, seed=1, body=body)
     with torch.no_grad():
         x = torch.rand(1, 3, 32, 32)
         a, b = multi(x, torch.tensor([1.0, 0.0])), multi(x, torch.tensor([0.0, 1.0]))
@@ -90,5 +102,5 @@ def test_a_blend_differs_from_both_ends():
 def test_multistyle_rejects_one_style_and_unknown_body():
     with pytest.raises(ValueError, match="at least 2"):
         create_model("multistyle", num_styles=1)
-    with pytest.raises(ValueError, match="johnson, lite"):
+    with pytest.raises(ValueError, match="johnson, lite, rt"):
         create_model("multistyle", body="vgg")

@@ -33,7 +33,70 @@ def test_no_weights_gives_one_clear_error(monkeypatch):
 
 
 def test_unknown_source_and_layer():
-    with pytest.raises(ValueError, match="auto, torchvision, hed"):
+    with pytest.raises(vgg.WeightsUnavailable, match=r"caffe: neither a source \(auto, torchvision, hed\) nor a weights"):
         vgg.load_vgg("caffe")
     with pytest.raises(ValueError, match="relu5_3"):
         vgg.load_vgg("hed", ("relu5_3",))
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vgg") / "vgg16.pt"
+    assert vgg.main(["save", str(path), "--vgg", "hed"]) == 0
+    return path
+
+
+def test_weights_file_gives_the_sources_features_within_fp16_rounding(weights_file):
+    assert 10e6 < weights_file.stat().st_size < 20e6  # half precision: 7.6M weights up to relu4_3
+    assert torch.load(weights_file, weights_only=True)["features"]["0.weight"].dtype == torch.float16
+    source = vgg.load_vgg("hed")
+    copy = vgg.load_vgg(str(weights_file))
+    assert copy.source == "hed" and copy.flip_to_bgr and copy.scale == source.scale
+    x = torch.rand(2, 3, 48, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = source(x), copy(x)
+    assert list(got) == list(vgg.LAYERS)
+    for name in vgg.LAYERS:
+        error = ((got[name] - expected[name]).norm() / expected[name].norm()).item()
+        assert 0 < error < 1e-2, name  # rounded by fp16's 2^-11 per weight: measured 1e-4 (relu1_2) to 4e-4 (relu4_3)
+
+
+def test_upto_runs_only_the_layers_it_needs(weights_file):
+    net = vgg.load_vgg(str(weights_file), ("relu1_2", "relu3_3"))
+    assert len(net.features) == 16
+    ran = []
+    for index, module in enumerate(net.features):
+        module.register_forward_hook(lambda m, inputs, output, index=index: ran.append(index))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        full = net(x)
+        ran.clear()
+        part = net(x, upto="relu1_2")
+    assert ran == [0, 1, 2, 3]  # conv, relu, conv, relu: nothing past relu1_2
+    assert list(part) == ["relu1_2"] and torch.equal(part["relu1_2"], full["relu1_2"])
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"not weights at all", "not a readable VGG-16 weights file"),
+    ({"format": "something-else/1", "features": {}}, "not a file written by `python -m models.vgg save`"),
+])
+def test_a_foreign_weights_file_is_one_line_error(tmp_path, content, message):
+    path = tmp_path / "foreign.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    with pytest.raises(vgg.WeightsUnavailable) as e:
+        vgg.load_vgg(str(path))
+    assert message in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_weights_file_cut_short_is_one_line_error(tmp_path):
+    with pytest.raises(ValueError, match="all its layers"):
+        vgg.load_vgg("hed", ("relu1_2",)).save(tmp_path / "short.pt")
+    full = vgg.load_vgg("hed").features.state_dict()
+    torch.save({"format": vgg.FILE_FORMAT, "source": "hed", "features": {k: v for k, v in full.items() if k.startswith("0.")}},
+               tmp_path / "short.pt")
+    with pytest.raises(vgg.WeightsUnavailable, match="short.pt") as error:
+        vgg.load_vgg(str(tmp_path / "short.pt"))
+    assert len(str(error.value).splitlines()) == 1

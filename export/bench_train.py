@@ -1,0 +1,145 @@
+"""``stylecam bench train``: seconds per training step, float32 against bf16 autocast + channels_last.
+
+Every configuration (body x crop size x precision) is a real ``models.train.Trainer``: the
+network, VGG-16 up to relu4_3, Adam, batches cut in a background thread, as ``stylecam
+train`` runs them. The configurations take turns, one step each per round, so a background
+load or a clock change hits them all alike; the first rounds (allocations, kernel choice)
+are dropped and each figure is the median of the rest. Ratios are meaningful on a busy
+machine; absolute numbers are this machine's at the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from models.checkpoint import CheckpointError
+from models.data import ContentImages, ImageError, load_style_image
+from models.registry import WeightsUnavailable
+from models.train import ARCHS, TrainConfig, Trainer, cpu_has_fast_bf16
+from models.vgg import LAYERS, SOURCES
+
+USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable)  # as `stylecam train`'s
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Row:
+    arch: str
+    size: int
+    precision: str
+    median_s: float
+    min_s: float
+    steps: int
+
+
+def timed_step(trainer: Trainer) -> float:
+    """Seconds of one optimizer step; on a GPU, until its work has finished."""
+    cuda = trainer.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    trainer.train_step()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def measure(trainers: dict[tuple[str, int, str], Trainer], warmup: int, steps: int) -> list[Row]:
+    """Round robin over the configurations, starting one further along each round so that
+    none always runs right after the same neighbour."""
+    keys = list(trainers)
+    times: dict[tuple[str, int, str], list[float]] = {key: [] for key in keys}
+    with contextlib.ExitStack() as stack:
+        for trainer in trainers.values():
+            stack.enter_context(trainer.prefetching())
+        with tqdm(total=(warmup + steps) * len(keys), desc="steps", unit="step", dynamic_ncols=True) as bar:
+            for round_ in range(warmup + steps):
+                for i in range(len(keys)):
+                    key = keys[(round_ + i) % len(keys)]
+                    seconds = timed_step(trainers[key])
+                    if round_ >= warmup:
+                        times[key].append(seconds)
+                    bar.update(1)
+    return [Row(*key, median_s=statistics.median(t), min_s=min(t), steps=len(t)) for key, t in times.items()]
+
+
+def table(rows: list[Row]) -> str:
+    by_key = {(r.arch, r.size, r.precision): r for r in rows}
+    lines = ["| body | size | fp32 s/step | bf16 s/step | bf16 speed-up |", "| --- | ---: | ---: | ---: | ---: |"]
+    for arch, size in dict.fromkeys((r.arch, r.size) for r in rows):
+        fp32, bf16 = by_key[arch, size, "fp32"].median_s, by_key[arch, size, "bf16"].median_s
+        lines.append(f"| {arch} | {size} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |")
+    return "\n".join(lines)
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str], prog: str = "stylecam bench train") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--archs", choices=ARCHS, nargs="+", default=list(ARCHS), help="network bodies to time")
+    p.add_argument("--sizes", type=positive, nargs="+", default=[192, 256], help="training crop sides in pixels")
+    p.add_argument("--batch-size", type=positive, default=4, help="content crops per step")
+    p.add_argument("--steps", type=positive, default=5, help="timed steps per configuration")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per configuration first")
+    p.add_argument("--content", type=Path, nargs="+", default=[Path("../shared/data/content")],
+                   help="folder(s) of content photos")
+    p.add_argument("--style", type=Path, default=Path("../shared/data/styles/starry_night.jpg"), help="style image")
+    p.add_argument("--vgg", default="auto", metavar="{" + ",".join(SOURCES) + ",FILE}",
+                   help="VGG-16 weights, as for `stylecam train --vgg`")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto = cuda when torch sees a GPU")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--json", type=Path, default=Path("bench-results/train.json"), help="where to write the results")
+    args = p.parse_args(argv)
+    if args.warmup < 0:
+        p.error(f"--warmup must be at least 0, got {args.warmup}")
+    load_style_image(args.style, 8)  # fails now, with the file's name, rather than after the first trainer
+    for folder in args.content:
+        if not folder.is_dir():
+            raise ImageError(f"--content {folder}: not a folder of images")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainers = {}
+    photos: dict[int, ContentImages] = {}
+    for arch in args.archs:
+        for size in args.sizes:
+            for precision in PRECISIONS:
+                config = TrainConfig(styles=(str(args.style),), content=tuple(map(str, args.content)), out="",
+                                     arch=arch, size=size, batch_size=args.batch_size, style_layers=LAYERS,
+                                     vgg=args.vgg, device=args.device, precision=precision)
+                trainer = Trainer(config)
+                # the same photos at the same size: one copy in memory (the whole set is ~0.5 GB at 256 px)
+                trainer.content = photos.setdefault(size, trainer.content)
+                trainers[arch, size, precision] = trainer
+    first = next(iter(trainers.values()))
+    if first.device.type == "cpu":
+        device = f"cpu ({torch.get_num_threads()} threads, bf16 {'native' if cpu_has_fast_bf16() else 'emulated'})"
+    else:
+        device = torch.cuda.get_device_name(first.device)
+    print(f"{len(trainers)} configurations on {device}, batch {args.batch_size}, "
+          f"VGG-16 ({first.vgg.source}) to relu4_3")
+    rows = measure(trainers, args.warmup, args.steps)
+    print(table(rows))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "device": device, "threads": torch.get_num_threads(), "cpu_fast_bf16": cpu_has_fast_bf16(),
+        "batch_size": args.batch_size, "vgg": first.vgg.source, "style_layers": LAYERS, "warmup": args.warmup,
+        "steps": args.steps, "rows": [asdict(r) for r in rows],
+    }, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
