@@ -105,7 +105,8 @@ def export_style(
         extra = {}
         if precision == "int8":
             roots = calibration or []
-            float_graph, staged = staged, Path(tmp) / f"{name}.int8.onnx"
+            float_graph = Path(tmp) / f"{name}.float32.onnx"
+            os.replace(staged, float_graph)
             photos = quantize.quantize(float_graph, staged, roots, len(ckpt.styles))
             extra = {"int8_error_levels": quantize.int8_error(staged, reference, roots, len(ckpt.styles)),
                      "calibration": {"folders": [str(r) for r in roots], "photos": photos,

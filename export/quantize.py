@@ -65,12 +65,17 @@ def quantize(fp32_path: Path, out_path: Path, roots: list[Path], num_styles: int
             count += feed is not None
             return feed
 
-    logging.getLogger("root").setLevel(logging.ERROR)  # the quantizer warns about its own pre-processing
-    quantize_static(
-        str(fp32_path), str(out_path), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-        op_types_to_quantize=["Conv"],
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer warns through the root logger about its own pre-processing
+    try:
+        quantize_static(
+            str(fp32_path), str(out_path), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+            op_types_to_quantize=["Conv"],
+        )
+    finally:
+        root.setLevel(level)
     check_graph(out_path)
     return count
 

@@ -48,15 +48,30 @@ def test_weight_vector_is_normalised_in_model_order():
     ],
 )
 def test_bad_messages_name_the_value_and_change_nothing(message, expected):
-    settings = Settings(style="candy", strength=0.3)
+    def before() -> Settings:  # built afresh each time: compared by value, not identity
+        return Settings(style="blend", weights=(("a", 0.3),), strength=0.3, saliency="vanilla", opacity=0.7)
+
+    settings = before()
     with pytest.raises(ControlError) as e:
         apply(message, settings)
     assert expected in str(e.value)
+    assert settings == before()
 
 
-def test_a_bad_field_rejects_the_whole_message():
+@pytest.mark.parametrize(
+    "bad, fixed",
+    [
+        ('{"type": "config", "style": "mosaic", "strength": 7}', '{"type": "config", "style": "mosaic", "strength": 0.7}'),
+        ('{"type": "config", "weights": {"b": 1}, "saliency": "lime"}', '{"type": "config", "weights": {"b": 1}, "saliency": "gradcam"}'),
+        ('{"type": "config", "opacity": 0.1, "weights": {"a": 2}}', '{"type": "config", "opacity": 0.1, "weights": {"a": 1}}'),
+    ],
+)
+def test_a_bad_field_rejects_the_whole_message(bad, fixed):
+    settings = Settings(style="candy", weights=(("a", 0.3),))
     with pytest.raises(ControlError):
-        apply('{"type": "config", "style": "mosaic", "strength": 7}', Settings(style="candy"))
+        apply(bad, settings)
+    assert settings == Settings(style="candy", weights=(("a", 0.3),))
+    assert apply(fixed, settings) != settings  # its good fields would have changed something
 
 
 def test_empty_catalog():

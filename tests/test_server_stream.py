@@ -67,10 +67,11 @@ def test_frames_styles_weights_saliency_and_stats(server_url):
             since = len(client.messages)
             stats = await client.wait_message("stats", since=since)
             stats = await client.wait_message("stats", since=client.messages.index(stats) + 1)
-            # plausible on a loaded 2-core machine: frames flow, never more out than in, never above the 30 sent
-            assert 1 <= stats["fps_in"] <= 40 and 1 <= stats["fps_out"] <= stats["fps_in"] + 2, stats
-            assert stats["dropped"] >= 0
-            assert {"decode", "style", "overlay", "saliency"} <= set(stats["ms"]) and all(0 <= v < 1000 for v in stats["ms"].values())
+            # the camera sends 30 fps and the tiny models (a few ms a frame) keep up: nearly every
+            # frame comes back, and few are dropped (test_server_peer drops them under overload)
+            assert 20 <= stats["fps_in"] <= 33 and 0.8 * stats["fps_in"] <= stats["fps_out"] <= stats["fps_in"] + 1, stats
+            assert stats["dropped"] <= 0.1 * client.camera.count, (stats, client.camera.count)
+            assert {"decode", "style", "overlay", "saliency"} <= set(stats["ms"]) and all(0 < v < 100 for v in stats["ms"].values()), stats
             assert [c["label"] for c in stats["top5"]] == expected_top5()
             assert abs(sum(c["p"] for c in stats["top5"]) - 0.99) < 0.02
 
@@ -102,13 +103,20 @@ def test_bad_messages_get_errors_and_other_peers_keep_streaming(server_url):
                 ('{"type": "config", "strength": 2}', "'strength' must be a number from 0 to 1"),
                 ('{"type": "config", "saliency": "guided"}', "no saliency model for method 'guided'"),
                 ('{"type": "config", "colour": 1}', "unknown config field"),
+                # a good field beside a bad one: the whole message is refused
+                ('{"type": "config", "style": "tint", "strength": 2}', "'strength' must be a number from 0 to 1"),
+                ('{"type": "config", "saliency": "vanilla", "opacity": -1}', "'opacity' must be a number from 0 to 1"),
             ]
             for text, expected in cases:
                 since = len(bad.messages)
                 bad.channel.send(text)
                 message = await bad.wait_message("error", since=since)
                 assert expected in message["message"], (text, message)
-            await bad.wait_frames(5)  # its own stream goes on
+            since = len(bad.messages)
+            stats = await bad.wait_message("stats", since=since)
+            assert (stats["style"], stats["saliency"], stats["top5"]) == ("invert", "off", []), stats  # as it started
+            inverted = await bad.wait_frames(5)  # its own stream goes on, as it was
+            assert diff(inverted[40:], 255 - scene()[40:]) < 15
             await good.wait_frames(5)
             assert get_json(server_url + "/api/health")["peers"] == 2
         finally:

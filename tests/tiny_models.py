@@ -7,10 +7,13 @@ Built with ``onnx.helper`` (no torch), so they honour the card contract exactly:
 - ``fake-vanilla`` (saliency, method vanilla): a fixed left-to-right ramp as saliency, fixed
                              ``logits`` over LABELS (class "c3" wins)
 - ``fake-gradcam`` (saliency, method gradcam): a fixed top-to-bottom ramp, the same logits
+
+``slow_down`` makes any loaded model deliberately slow (what no real graph can be on demand).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +134,35 @@ def write_tiny_zoo(directory: Path) -> list[ModelCard]:
 
 def expected_top5() -> list[str]:
     return [LABELS[i] for i in np.argsort(-LOGITS)[:5]]
+
+
+class SlowSession:
+    """An onnxruntime session that sleeps ``delay`` seconds before each run (costing no
+    CPU) and counts its runs; everything else is the real session's."""
+
+    def __init__(self, session, delay: float) -> None:
+        self._session = session
+        self.delay = delay
+        self.runs = 0
+
+    def _stall(self) -> None:
+        time.sleep(self.delay)
+        self.runs += 1
+
+    def run(self, *args, **kwargs):
+        self._stall()
+        return self._session.run(*args, **kwargs)
+
+    def run_with_iobinding(self, io) -> None:
+        self._stall()
+        self._session.run_with_iobinding(io)
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+
+def slow_down(registry, name: str, delay: float) -> SlowSession:
+    """Load ``name`` from a server Registry and make each of its runs take ``delay`` s longer."""
+    model = registry.model(name)
+    model.session = SlowSession(model.session, delay)
+    return model.session
