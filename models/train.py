@@ -49,7 +49,7 @@ class TrainConfig:
     styles: tuple[str, ...]
     content: tuple[str, ...]
     out: str
-    arch: str = "lite"
+    arch: str = "rt"
     iterations: int = 2000
     size: int = 256
     batch_size: int = 4
@@ -328,7 +328,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="example: stylecam train --style ../shared/data/styles/wave.jpg --content ../shared/data/content "
-               "--arch lite --iterations 2000 --out runs/wave",
+               "--arch rt --iterations 2000 --out runs/wave",
     )
     styles = p.add_mutually_exclusive_group(required=True)
     styles.add_argument("--style", type=Path, help="one style image: trains a single-style network")

@@ -200,7 +200,7 @@ def test_train_cli_writes_self_describing_checkpoint_and_samples(four_photos, tm
     assert sorted(p.name for p in out.glob("*.pt")) == ["checkpoint_000002.pt", "checkpoint_000003.pt", "last.pt"]
     assert len(list((out / "samples").glob("*.jpg"))) == 2
     ckpt = Checkpoint.load(out / "last.pt")
-    assert (ckpt.arch, ckpt.styles, ckpt.step, ckpt.vgg_source) == ("lite", ["udnie"], 3, "hed")
+    assert (ckpt.arch, ckpt.styles, ckpt.step, ckpt.vgg_source) == ("rt", ["udnie"], 3, "hed")
     assert ckpt.config["size"] == 48 and set(ckpt.losses) == {"content", "style", "tv", "range", "total"}
     assert ckpt.command.startswith("stylecam train --style")
     assert ckpt.value_range == (0.0, 1.0)
