@@ -100,3 +100,19 @@ def test_a_weights_file_cut_short_is_one_line_error(tmp_path):
     with pytest.raises(vgg.WeightsUnavailable, match="short.pt") as error:
         vgg.load_vgg(str(tmp_path / "short.pt"))
     assert len(str(error.value).splitlines()) == 1
+
+
+def test_hed_sees_caffe_input_bgr_0_255_minus_the_mean():
+    """The first conv, recomputed from the Keras file in Caffe's convention: a swapped
+    channel order or a wrong scale or mean changes it far beyond rounding."""
+    net = vgg.load_vgg("hed", ("relu1_2",))
+    seen = []
+    net.features[0].register_forward_hook(lambda module, inputs, output: seen.append(output.clone()))  # ReLU is in place
+    image = torch.rand(1, 3, 16, 16)
+    net(image)
+    with h5py.File(vgg.hed_weights_path(), "r") as f:
+        kernel = torch.from_numpy(f["block1/layers/conv2d/vars/0"][()]).permute(3, 2, 0, 1)
+        bias = torch.from_numpy(f["block1/layers/conv2d/vars/1"][()])
+    caffe = image.flip(1) * 255 - torch.tensor(vgg._CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+    want = torch.nn.functional.conv2d(caffe, kernel, bias, padding=1)
+    assert torch.allclose(seen[0], want, rtol=1e-4, atol=1e-3 * want.abs().max().item())
