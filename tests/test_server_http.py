@@ -106,7 +106,10 @@ def test_no_models_passes_through_and_peer_cap(tmp_path):
 
 
 def test_server_imports_no_torch():
-    code = "import sys, server.app, server.__main__, server.bench_e2e, server.peer; print('torch' in sys.modules)"
+    """Every module of the serving path, stylize and explain included (the README's promise)."""
+    modules = sorted(f"server.{p.stem}" for p in (REPO / "server").glob("*.py"))
+    assert {"server.stylize", "server.explain", "server.engine"} <= set(modules)
+    code = f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
