@@ -295,3 +295,19 @@ def test_a_wrong_count_of_per_style_options_is_refused_by_the_config(four_photos
         tiny_config(four_photos, tmp_path, styles=("wave", "udnie"), style_size=(64, 96, 128))
     with pytest.raises(ImageError, match="--style-weight takes one value or one per style"):
         tiny_config(four_photos, tmp_path, styles=("wave", "udnie"), style_weight=(1.0, 2.0, 3.0))
+
+
+def test_resume_from_a_shipped_half_precision_checkpoint_trains_in_float32(four_photos, tmp_path):
+    from export.command import ship_checkpoint
+
+    trainer = Trainer(tiny_config(four_photos, tmp_path))
+    trainer.train_step()
+    trainer.checkpoint("cmd").save(tmp_path / "full.pt")
+    shipped = Checkpoint.load(ship_checkpoint(tmp_path / "full.pt", tmp_path / "zoo"))
+    assert shipped.optimizer is None
+    assert {v.dtype for v in shipped.state_dict.values() if v.is_floating_point()} == {torch.float16}
+    resumed = Trainer(tiny_config(four_photos, tmp_path), shipped)
+    assert {p.dtype for p in resumed.model.parameters()} == {torch.float32}
+    assert (resumed.step, resumed.images_seen) == (1, 2)
+    resumed.train_step()
+    assert resumed.step == 2 and torch.isfinite(resumed.loss_terms(2)["total"])
