@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from skimage import data as skimage_data  # a declared dev dependency: missing is an install error, not a skip
 
 from models.classifier import imagenet_labels
 from models.registry import WeightsUnavailable
@@ -11,7 +12,6 @@ from models.data import read_rgb, to_tensor
 from models.registry import create_model, list_models
 from style_helpers import CONTENT
 
-skimage_data = pytest.importorskip("skimage.data")
 
 # photo -> classes any of which is a right top-1 (the photos were looked at)
 PHOTOS = {
