@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from models import losses
-from models.data import ImageError, find_images, is_held_out, load_style_image, read_rgb, to_tensor
+from models.data import ImageError, find_images, load_style_image, read_rgb, split_photos, to_tensor
 from models.registry import WeightsUnavailable
 from models.vgg import SOURCES, load_vgg
 from server.images import scale_to_long_side
@@ -136,13 +136,6 @@ def style_models(directory: Path) -> list[Path]:
             if card.kind in ("style", "multistyle") and card.precision == "fp32"]
 
 
-def held_out_photos(roots: list[Path]) -> list[Path]:
-    photos = [p for root in roots for p in find_images(root) if is_held_out(p)]
-    if not photos:
-        raise ImageError(f"no held-out photos under {', '.join(map(str, roots))}")
-    return photos
-
-
 def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
     torch.set_num_threads(args.threads)
     vgg = load_vgg(args.vgg, STYLE_LAYERS)
@@ -211,7 +204,7 @@ def main(argv: list[str], prog: str = "stylecam bench quality") -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
     parser.add_argument("--json", type=Path, default=Path("bench-results/quality.json"), help="where to write the results")
     args = parser.parse_args(argv)
-    photo_paths = held_out_photos(args.content)
+    photo_paths = split_photos(args.content, held_out=True)
     rows = evaluate(args, photo_paths)
     print(table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)

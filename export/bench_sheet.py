@@ -28,7 +28,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from models.data import ImageError, find_images, is_held_out, read_rgb
+from export.bench_quality import StyleRunner
+from models.data import ImageError, find_images, read_rgb, split_photos
 from server.images import ImageFileError, scale_to_long_side, write_rgb
 from server.model_card import CardError
 from server.ort_model import OrtModel
@@ -52,9 +53,7 @@ USER_ERRORS = (ImageError, ImageFileError, CardError, SheetError)
 
 def pick_photos(roots: list[Path], count: int) -> list[Path]:
     """``count`` held-out photos: those named in PREFERRED first, then the rest by name."""
-    held_out = sorted({p for root in roots for p in find_images(root) if is_held_out(p)}, key=lambda p: (p.name, p))
-    if not held_out:
-        raise SheetError(f"no held-out photos under {', '.join(map(str, roots))}; pass --content with photo folders")
+    held_out = sorted(set(split_photos(roots, held_out=True)), key=lambda p: (p.name, p))
     rank = {name: i for i, name in enumerate(PREFERRED)}
     return sorted(held_out, key=lambda p: rank.get(p.name, len(PREFERRED)))[:count]
 
@@ -130,22 +129,6 @@ class Peer:
         return cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)
 
 
-class Ours:
-    """Our exported style model, one style selected at a time."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        self.model = OrtModel.load(path, "cpu", threads)
-        if self.model.card.kind not in ("style", "multistyle"):
-            raise SheetError(f"--model {path}: a {self.model.card.kind} model, not a style model")
-        self.styles = self.model.card.styles
-
-    def stylize(self, tile: np.ndarray, style: str) -> np.ndarray:
-        feeds = {}
-        if self.model.card.kind == "multistyle":
-            feeds["style_weights"] = np.eye(len(self.styles), dtype=np.float32)[self.styles.index(style)]
-        return self.model.run(frame=tile, **feeds)["stylized"]
-
-
 def in_cell(rgb: np.ndarray, size: int) -> np.ndarray:
     """A size x size cell with the image centred on the background."""
     cell = np.empty((size, size, 3), np.uint8)
@@ -200,15 +183,19 @@ def main(argv: list[str], prog: str = "stylecam bench sheet") -> int:
         p.error(f"--size {args.size}, --work-size {args.work_size}: each needs at least 16 (the exported graphs' smallest side)")
     if args.photos < 1:
         p.error(f"--photos {args.photos}: needs at least 1")
-    ours = Ours(args.model, args.threads)
+    model = OrtModel.load(args.model, "cpu", args.threads)
+    if model.card.kind not in ("style", "multistyle"):
+        raise SheetError(f"--model {args.model}: a {model.card.kind} model, not a style model")
+    styles = model.card.styles
+    ours = {style: StyleRunner(model, style) for style in styles}
     peer = Peer(args.peer, args.threads)
     paintings = {path.stem: path for path in find_images(args.styles)} if args.styles.is_dir() else {}
-    missing = [s for s in ours.styles if s not in paintings]
+    missing = [s for s in styles if s not in paintings]
     if missing:
         raise SheetError(f"no painting named {', '.join(missing)} under {args.styles}; pass --styles DIR")
-    vectors = {s: peer.style_vector(read_rgb(paintings[s])) for s in ours.styles}
+    vectors = {s: peer.style_vector(read_rgb(paintings[s])) for s in styles}
     photos = [(p.name, read_rgb(p)) for p in pick_photos(args.content, args.photos)] + skimage_photos()
-    size, styles = args.size, ours.styles
+    size = args.size
     sheet = np.empty((HEADER + len(photos) * size, column_x(2 * len(styles), size) + size, 3), np.uint8)
     sheet[:] = BACKGROUND
     draw_header(sheet, styles, size)
@@ -219,7 +206,7 @@ def main(argv: list[str], prog: str = "stylecam bench sheet") -> int:
             work = scale_to_long_side(photo, args.work_size)
             sheet[top:top + size, :size] = in_cell(tile, size)
             for i, style in enumerate(styles):
-                mine = cv2.resize(ours.stylize(work, style), tile.shape[1::-1], interpolation=cv2.INTER_AREA)
+                mine = cv2.resize(ours[style](work), tile.shape[1::-1], interpolation=cv2.INTER_AREA)
                 pair = (mine, peer.stylize(photo, vectors[style], *tile.shape[:2]))
                 for side, image in enumerate(pair):
                     left = column_x(1 + 2 * i + side, size)

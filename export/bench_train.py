@@ -122,9 +122,9 @@ def main(argv: list[str], prog: str = "stylecam bench train") -> int:
                 config = TrainConfig(styles=(str(args.style),), content=tuple(map(str, args.content)), out="",
                                      arch=arch, size=size, batch_size=args.batch_size, style_layers=LAYERS,
                                      vgg=args.vgg, device=args.device, precision=precision)
-                trainer = Trainer(config)
-                # the same photos at the same size: one copy in memory (the whole set is ~0.5 GB at 256 px)
-                trainer.content = photos.setdefault(size, trainer.content)
+                # the same photos at the same size: read once, one copy in memory (~0.5 GB at 256 px)
+                trainer = Trainer(config, content=photos.get(size))
+                photos.setdefault(size, trainer.content)
                 trainers[arch, size, precision] = trainer
     first = next(iter(trainers.values()))
     if first.device.type == "cpu":

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from export.verify import VerificationError, check_graph
-from models.data import ImageError, find_images, is_held_out, read_rgb
+from models.data import read_rgb, split_photos
 from server.images import scale_to_long_side
 
 CALIBRATION_PHOTOS = 28
@@ -31,10 +31,7 @@ P99_TOLERANCE = 16.0
 
 def _photos(roots: list[Path], held_out: bool, count: int, side: int) -> list[np.ndarray]:
     """``count`` photos of one split, spread evenly over the sorted list, long side ``side``."""
-    paths = [p for root in roots for p in find_images(root) if is_held_out(p) == held_out]
-    if not paths:
-        split = "held-out" if held_out else "training"
-        raise ImageError(f"no {split} photos under {', '.join(map(str, roots))} (int8 calibration needs both splits)")
+    paths = split_photos(roots, held_out)
     picks = [paths[round(i * (len(paths) - 1) / max(1, count - 1))] for i in range(min(count, len(paths)))]
     return [scale_to_long_side(read_rgb(p), side) for p in dict.fromkeys(picks)]
 

@@ -68,6 +68,15 @@ def is_held_out(path: Path) -> bool:
     return zlib.crc32(Path(path).name.encode()) % HOLDOUT_MODULUS == 0
 
 
+def split_photos(roots: list[Path], held_out: bool) -> list[Path]:
+    """The photos under ``roots`` of one split (held out, or training), each folder's sorted;
+    ImageError naming the split when there are none."""
+    paths = [p for root in roots for p in find_images(root) if is_held_out(p) == held_out]
+    if not paths:
+        raise ImageError(f"no {'held-out' if held_out else 'training'} photos under {', '.join(map(str, roots))}")
+    return paths
+
+
 def load_style_image(path: Path, size: int | None) -> torch.Tensor:
     """1x3xHxW in [0, 1], the long side resized to ``size`` (None keeps it)."""
     rgb = read_rgb(path)

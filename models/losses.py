@@ -70,7 +70,9 @@ def luminance(image: torch.Tensor, target: torch.Tensor, pool: int = 8) -> torch
 
     Gram and feature losses barely see dark, flat regions (VGG activations are near zero
     there), so without it a network is free to paint them in the style's mid-tones."""
-    weights = image.new_tensor((0.299, 0.587, 0.114)).view(1, 3, 1, 1)
-    luma = F.avg_pool2d((image.float() * weights).sum(1, keepdim=True), pool, ceil_mode=True)
-    want = F.avg_pool2d((target.float() * weights).sum(1, keepdim=True), pool, ceil_mode=True)
-    return F.mse_loss(luma, want)
+    weights = image.new_tensor((0.299, 0.587, 0.114), dtype=torch.float32).view(1, 3, 1, 1)
+
+    def cell_luma(rgb: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d((rgb.float() * weights).sum(1, keepdim=True), pool, ceil_mode=True)
+
+    return F.mse_loss(cell_luma(image), cell_luma(target))

@@ -159,7 +159,8 @@ class BatchStream:
 class Trainer:
     """Holds the network, loss network, style targets and optimizer of one run."""
 
-    def __init__(self, config: TrainConfig, resume: Checkpoint | None = None) -> None:
+    def __init__(self, config: TrainConfig, resume: Checkpoint | None = None, content: ContentImages | None = None) -> None:
+        """``content``: photos already read at ``config.size`` (several trainers can share them)."""
         self.config = config
         self.device = pick_device(config.device)
         torch.manual_seed(config.seed)
@@ -186,7 +187,7 @@ class Trainer:
             self.images_seen = resume.images_seen
         layers = tuple(sorted(set(config.style_layers) | {config.content_layer}, key=LAYERS.index))
         self.vgg = load_vgg(config.vgg, layers).to(self.device, memory_format=self.memory_format)
-        self.content = ContentImages([Path(p) for p in config.content], config.size, config.holdout)
+        self.content = content or ContentImages([Path(p) for p in config.content], config.size, config.holdout)
         self.num_styles = len(config.styles)
         sizes = config.style_size * (self.num_styles if len(config.style_size) == 1 else 1)
         with torch.no_grad():  # style targets in float32: computed once, so precision costs nothing here

@@ -134,7 +134,7 @@ class VGGFeatures(nn.Module):
 
     def save(self, path: Path) -> None:
         """The conv weights in half precision (15 MB) and the source's input convention."""
-        if len(self.features) < len(_features()):
+        if len(self.features) <= _RELU_INDEX[LAYERS[-1]]:
             raise ValueError("only a loss network with all its layers (up to relu4_3) can be saved")
         state = {k: v.half() for k, v in self.features.state_dict().items()}
         torch.save({"format": FILE_FORMAT, "source": self.source, "features": state}, path)

@@ -55,10 +55,10 @@ def test_shipped_model_matches_its_card_and_runs(card_path):
 
 def held_out_photos(count: int, long_side: int) -> list[np.ndarray]:
     """The first ``count`` photos training never saw, long side ``long_side``."""
-    from models.data import find_images, is_held_out, read_rgb
+    from models.data import read_rgb, split_photos
     from server.images import scale_to_long_side
 
-    paths = [p for p in find_images(CONTENT) if is_held_out(p)][:count]
+    paths = split_photos([CONTENT], held_out=True)[:count]
     assert len(paths) == count, f"fewer than {count} held-out photos under {CONTENT}"
     return [scale_to_long_side(read_rgb(p), long_side) for p in paths]
 
