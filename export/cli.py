@@ -13,6 +13,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("models.train", "train a style network (single or multi-style) with perceptual losses"),
+    "teach": ("models.teacher", "render a teacher network's stylized photos for `train --teacher` (distillation)"),
     "export": ("export.command", "turn a checkpoint (or a pretrained classifier) into verified ONNX + card"),
     "stylize": ("server.stylize", "stylize images or a video with an exported model (onnxruntime only)"),
     "explain": ("server.explain", "heat map overlays + top-5 classes for images with an exported saliency model"),

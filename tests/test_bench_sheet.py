@@ -3,41 +3,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from skimage import data
 
 from export.bench import main as bench
 from export.bench_sheet import main as bench_sheet
-from export.onnx import export_onnx
 from server.images import read_rgb, scale_to_long_side
-from style_helpers import CONTENT, STYLES
+from style_helpers import CONTENT, STYLES, write_stand_in_peer
 from tiny_models import write_tint
-
-
-class FakePredict(torch.nn.Module):
-    """The peer's predictor signature: [1, 256, 256, 3] -> [1, 1, 1, 100] (mean colour)."""
-
-    def forward(self, style_image: torch.Tensor) -> torch.Tensor:
-        return style_image.mean(dim=(1, 2), keepdim=True) @ torch.full((3, 100), 1 / 3)
-
-
-class FakeTransform(torch.nn.Module):
-    """The peer's transform signature: [1, 384, 384, 3] + [1, 1, 1, 100] -> [1, 384, 384, 3].
-    It inverts the photo, whatever the style, so the peer's tiles have a known answer."""
-
-    def forward(self, content_image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return 1.0 - content_image + 0.0 * style.sum()
 
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("sheet")
-    peer = root / "peer"
-    peer.mkdir()
-    export_onnx(FakePredict(), (torch.rand(1, 256, 256, 3),), peer / "arbitrary_predict.onnx",
-                ["style_image"], ["mobilenet_conv/Conv/BiasAdd"], None)
-    export_onnx(FakeTransform(), (torch.rand(1, 384, 384, 3), torch.rand(1, 1, 1, 100)), peer / "arbitrary_transform.onnx",
-                ["content_image", "mobilenet_conv/Conv/BiasAdd"], ["transformer/expand/conv3/conv/Sigmoid"], None)
+    peer = write_stand_in_peer(root / "peer")
     (root / "zoo").mkdir()
     write_tint(root / "zoo")
     styles = root / "styles"

