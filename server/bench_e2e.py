@@ -98,6 +98,15 @@ class CounterCamera(VideoStreamTrack):
         step = 90000 / self.fps
         return int(round(round(pts / step) * step))
 
+    def draw(self, count: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frame number ``count`` as sent (into ``out`` when given)."""
+        out = self._scene.copy() if out is None else out
+        np.copyto(out, self._scene)
+        bar = (count * 8) % out.shape[1]
+        out[BLOCK:, bar : bar + 12] = 255
+        draw_counter(out, count)
+        return out
+
     async def recv(self) -> av.VideoFrame:
         if self._start is None:
             self._start = time.monotonic()
@@ -105,11 +114,7 @@ class CounterCamera(VideoStreamTrack):
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        np.copyto(self._image, self._scene)
-        bar = (self.count * 8) % self._image.shape[1]
-        self._image[BLOCK:, bar : bar + 12] = 255
-        draw_counter(self._image, self.count)
-        frame = av.VideoFrame.from_ndarray(self._image, format="rgb24")
+        frame = av.VideoFrame.from_ndarray(self.draw(self.count, self._image), format="rgb24")
         frame.pts, frame.time_base = int(round(self.count * 90000 / self.fps)), TIME_BASE
         self.sent_at[frame.pts] = time.monotonic()
         self.pts_of[self.count % (1 << BITS)] = frame.pts
@@ -219,6 +224,15 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no {kind!r} message in {timeout} s; got {self.messages[since:]}")
             await asyncio.sleep(0.02)
+
+    def sent_of_last(self) -> np.ndarray | None:
+        """The frame this client sent that ``received.last`` came back from (None until the
+        pts offset is known)."""
+        r = self.received
+        if r.pts_offset is None or r.last_pts is None:
+            return None
+        sent_pts = self.camera.sent_pts_near((r.last_pts - r.pts_offset) % (1 << 32))
+        return self.camera.draw(round(sent_pts * self.camera.fps / 90000))
 
     async def close(self) -> None:
         await self.pc.close()

@@ -21,6 +21,33 @@ def tiny_zoo(tmp_path_factory) -> Path:
     return directory
 
 
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = ("multistyle_rt.onnx", "multistyle_rt.json", "saliency_gradcam.onnx", "saliency_gradcam.json",
+           "efficientnet_lite0.weights", "efficientnet_lite0.weights.index", "imagenet_classes.txt")
+
+
+@pytest.fixture(scope="session")
+def real_zoo(tmp_path_factory) -> Path:
+    """The shipped default style network and the Grad-CAM graph (links into models/zoo)."""
+    directory = tmp_path_factory.mktemp("real-zoo")
+    for name in SHIPPED:
+        (directory / name).symlink_to(REPO / "models" / "zoo" / name)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def real_server_url(real_zoo):
+    """Base URL of a server on the shipped graphs, CPU, processing at 320x240."""
+    from server.bench_e2e import start_server
+
+    proc, url = start_server(real_zoo, ["--device", "cpu", "--process-size", "320x240", "--max-peers", "2"])
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def server_url(tiny_zoo):
     """Base URL of a server on the tiny zoo, CPU, silence timeout 2 s."""

@@ -3,6 +3,7 @@ playing a clip this test writes. Needs /usr/bin/chromium (apt-get install chromi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -34,7 +35,16 @@ def write_y4m(path: Path, frames: int = 30, width: int = 640, height: int = 480)
             f.write(b"FRAME\n" + cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420).tobytes())
 
 
-def test_page_streams_styles_and_shows_stats(server_url, tmp_path):
+MEAN_RGB = """(id) => { const v = document.getElementById(id); const c = document.createElement('canvas');
+    c.width = v.videoWidth; c.height = v.videoHeight; const g = c.getContext('2d'); g.drawImage(v, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data; let s = [0, 0, 0];
+    for (let i = 0; i < d.length; i += 4) { s[0] += d[i]; s[1] += d[i + 1]; s[2] += d[i + 2]; }
+    return s.map(x => x / (d.length / 4)); }"""
+
+
+@contextlib.contextmanager
+def chromium_page(tmp_path: Path):
+    """A headless Chromium page whose camera plays the test clip; yields (page, page errors)."""
     from playwright.sync_api import sync_playwright
 
     clip = tmp_path / "clip.y4m"
@@ -52,44 +62,78 @@ def test_page_streams_styles_and_shows_stats(server_url, tmp_path):
             page = browser.pages[0] if browser.pages else browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(server_url + "/")
-            page.wait_for_selector("#styles .chip")
-            assert page.locator("#styles .chip").count() == 3  # Original, invert, tint (blend)
-            page.click("#start")
-            page.wait_for_function("document.getElementById('status').dataset.state === 'live'", timeout=20000)
-            page.wait_for_function("window.stylecam.framesDecoded().then(n => n > 10)", polling=500, timeout=20000)
-            first = page.evaluate("window.stylecam.framesDecoded()")
-
-            # the blend model and its sliders: all blue
-            page.click("#styles .chip:has-text('tint')")
-            assert page.is_visible("#blend")
-            page.locator("#blend-sliders input").nth(0).fill("0")
-            page.locator("#blend-sliders input").nth(1).fill("1")
-            time.sleep(1.5)
-            mean = page.evaluate(
-                """() => { const v = document.getElementById('remote'); const c = document.createElement('canvas');
-                c.width = v.videoWidth; c.height = v.videoHeight; const g = c.getContext('2d'); g.drawImage(v, 0, 0);
-                const d = g.getImageData(0, 0, c.width, c.height).data; let s = [0, 0, 0];
-                for (let i = 0; i < d.length; i += 4) { s[0] += d[i]; s[1] += d[i + 1]; s[2] += d[i + 2]; }
-                return s.map(x => x / (d.length / 4)); }"""
-            )
-            assert mean[2] > 2 * mean[0] and mean[2] > 2 * mean[1], mean  # tint: blue weight 1, red 0
-
-            # a saliency method: top-5 and per-stage timings show up
-            page.click("#saliency button[data-value='vanilla']")
-            page.wait_for_function("document.querySelectorAll('#top5 li:not(.empty)').length === 5", timeout=15000)
-            page.wait_for_function("Number(document.getElementById('fps-out').textContent) > 0", timeout=10000)
-            assert page.locator("#top5 li").first.inner_text().startswith("c3")
-            assert page.locator("#stage-ms .stage-chip").count() >= 3
-            assert page.evaluate("window.stylecam.framesDecoded()") > first
-            assert page.is_hidden("#notice")
-            page.screenshot(path=str(Path(os.environ.get("STYLECAM_SCREENSHOT_DIR", tmp_path)) / "stylecam_page.png"))
-            page.click("#start")  # stop
-            page.wait_for_function("document.getElementById('placeholder').hidden === false")
-            assert not errors, errors
+            yield page, errors
         finally:
             browser.close()
+
+
+def start_streaming(page) -> None:
+    page.click("#start")
+    page.wait_for_function("document.getElementById('status').dataset.state === 'live'", timeout=20000)
+    page.wait_for_function("window.stylecam.framesDecoded().then(n => n > 10)", polling=500, timeout=20000)
+
+
+def test_page_streams_styles_and_shows_stats(server_url, tmp_path):
+    with chromium_page(tmp_path) as (page, errors):
+        page.goto(server_url + "/")
+        page.wait_for_selector("#styles .chip")
+        assert page.locator("#styles .chip").count() == 3  # Original, invert, tint (blend)
+        start_streaming(page)
+        first = page.evaluate("window.stylecam.framesDecoded()")
+
+        # the blend model and its sliders: all blue
+        page.click("#styles .chip:has-text('tint')")
+        assert page.is_visible("#blend")
+        page.locator("#blend-sliders input").nth(0).fill("0")
+        page.locator("#blend-sliders input").nth(1).fill("1")
+        time.sleep(1.5)
+        mean = page.evaluate(MEAN_RGB, "remote")
+        assert mean[2] > 2 * mean[0] and mean[2] > 2 * mean[1], mean  # tint: blue weight 1, red 0
+
+        # a saliency method: top-5 and per-stage timings show up
+        page.click("#saliency button[data-value='vanilla']")
+        page.wait_for_function("document.querySelectorAll('#top5 li:not(.empty)').length === 5", timeout=15000)
+        page.wait_for_function("Number(document.getElementById('fps-out').textContent) > 0", timeout=10000)
+        assert page.locator("#top5 li").first.inner_text().startswith("c3")
+        assert page.locator("#stage-ms .stage-chip").count() >= 3
+        assert page.evaluate("window.stylecam.framesDecoded()") > first
+        assert page.is_hidden("#notice")
+        page.screenshot(path=str(Path(os.environ.get("STYLECAM_SCREENSHOT_DIR", tmp_path)) / "stylecam_page.png"))
+        page.click("#start")  # stop
+        page.wait_for_function("document.getElementById('placeholder').hidden === false")
+        assert not errors, errors
     _wait_no_peers(server_url)
+
+
+def test_page_runs_the_shipped_style_network_and_grad_cam(real_server_url, real_zoo, tmp_path):
+    """The default zoo's graphs through the page: blend sliders named after the card's
+    styles, each style visibly its own, real ImageNet classes in the top-5."""
+    import json
+
+    card = json.loads((real_zoo / "multistyle_rt.json").read_text())
+    labels = set((real_zoo / "imagenet_classes.txt").read_text().splitlines())
+    with chromium_page(tmp_path) as (page, errors):
+        page.goto(real_server_url + "/")
+        page.wait_for_selector("#styles .chip")
+        assert page.locator("#styles .chip").all_inner_texts() == ["Original", "multistyle_rt (blend)"]
+        start_streaming(page)
+        page.click("#styles .chip:has-text('multistyle_rt')")
+        sliders = page.locator("#blend-sliders input")
+        assert [sliders.nth(i).get_attribute("data-style") for i in range(sliders.count())] == card["styles"]
+        time.sleep(1.5)
+        camera, starry = page.evaluate(MEAN_RGB, "local"), page.evaluate(MEAN_RGB, "remote")
+        sliders.nth(0).fill("0")
+        sliders.nth(card["styles"].index("the_scream")).fill("1")
+        time.sleep(1.5)
+        scream = page.evaluate(MEAN_RGB, "remote")
+        distance = lambda a, b: sum(abs(x - y) for x, y in zip(a, b))  # noqa: E731
+        assert distance(starry, camera) > 30 and distance(scream, starry) > 30, (camera, starry, scream)
+        page.click("#saliency button[data-value='gradcam']")
+        page.wait_for_function("document.querySelectorAll('#top5 li:not(.empty)').length === 5", timeout=20000)
+        shown = page.locator("#top5 li").all_inner_texts()
+        assert all(any(text.startswith(label) for label in labels) for text in shown), shown
+        assert not errors, errors
+    _wait_no_peers(real_server_url)
 
 
 def _wait_no_peers(url: str, timeout: float = 5.0) -> None:
