@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import run
 
-from server.bench_e2e import Client, get_json, scene, start_server
+from server.bench_e2e import Client, CounterCamera, get_json, scene, start_server
 
 pytestmark = pytest.mark.timeout(60)
 REPO = Path(__file__).resolve().parent.parent
@@ -139,3 +139,55 @@ def test_cuda_without_a_gpu_is_one_line_exit_2(tmp_path):
         pytest.skip("this machine has a GPU")
     out = subprocess.run([sys.executable, "-m", "export.cli", "serve", "--device", "cuda", "--port", "0", "--models", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("stylecam serve: error: --device cuda:"), out.stderr
+
+
+def test_an_offer_that_never_connects_frees_its_slot_after_the_connect_timeout(tmp_path):
+    """The README: a peer that fails ICE is closed. An offer is answered, then the client
+    goes away without ever connecting: its --max-peers slot is free again after
+    connect_timeout, and not before."""
+    import asyncio
+
+    from aiohttp import web
+    from aiortc import RTCPeerConnection
+
+    from server.app import PEERS, ServerConfig, create_app
+
+    async def go():
+        app = create_app(ServerConfig(models=tmp_path / "none", device="cpu", max_peers=1, connect_timeout=1.5))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        try:
+            pc = RTCPeerConnection()
+            pc.addTrack(CounterCamera())
+            pc.createDataChannel("control")
+            await pc.setLocalDescription(await pc.createOffer())
+            body = json.dumps({"sdp": pc.localDescription.sdp, "type": "offer"}).encode()
+            clock = asyncio.get_running_loop().time
+            offered = clock()
+            status, _ = await asyncio.to_thread(post, url + "/offer", body)
+            await pc.close()  # never applies the answer: ICE never starts
+            assert status == 200 and len(app[PEERS]) == 1
+            status, _ = await asyncio.to_thread(post, url + "/offer", body)
+            assert status == 503  # the slot is held while the first peer might still connect
+            while app[PEERS]:
+                assert clock() - offered < 4.0, "peer not closed within the connect timeout"
+                await asyncio.sleep(0.1)
+            assert clock() - offered >= 1.5
+        finally:
+            await runner.cleanup()
+
+    run(go(), timeout=30)
+
+
+def test_default_process_size_is_256x192_on_cpu_and_full_size_on_gpu():
+    from server.__main__ import build_parser
+    from server.app import ServerConfig
+
+    auto = ServerConfig(process_size=build_parser("serve").parse_args([]).process_size)
+    assert auto.resolved_process_size("cpu") == (256, 192) and auto.resolved_process_size("cuda") is None
+    chosen = ServerConfig(process_size=build_parser("serve").parse_args(["--process-size", "320x240"]).process_size)
+    assert chosen.resolved_process_size("cpu") == chosen.resolved_process_size("cuda") == (320, 240)
+    assert ServerConfig(process_size=None).resolved_process_size("cpu") is None  # --process-size full

@@ -5,6 +5,7 @@ ending anything, and peers that leave or go silent are gone within 5 s."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import numpy as np
@@ -203,3 +204,18 @@ def test_silent_peer_is_closed(server_url):
             await client.close()
 
     run(go(), timeout=30)
+
+
+def test_bench_e2e_prints_its_table_and_writes_json(server_url, tmp_path, capsys):
+    """`stylecam bench e2e` against a running server, one short scenario per row."""
+    from export.cli import main as cli
+
+    out = tmp_path / "e2e.json"
+    assert cli(["bench", "e2e", "--url", server_url, "--peers", "1", "--seconds", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert [(r["scenario"], r["peers"]) for r in result["results"]] == [("style", 1), ("style+gradcam", 1)]  # the first method the server lists
+    for r in result["results"]:
+        assert 15 <= r["fps_per_peer"] <= 33 and 0 < r["latency_ms_median"] <= r["latency_ms_p95"] < 2000, r
+        assert f"{r['scenario']:<22}{1:>6}{r['fps_per_peer']:>10.1f}" in printed
+    assert result["style"] == "invert" and f"wrote {out}" in printed
