@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.classifier import ImageClassifier
+from stylecam.models.classifier import ImageClassifier
 
 METHODS = ("vanilla", "guided", "smoothgrad", "gradcam")
 NOISE_STEPS = 32  # SmoothGrad noise quantisation: int8 steps per sigma

@@ -11,25 +11,37 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("models.train", "train a style network (single or multi-style) with perceptual losses"),
-    "teach": ("models.teacher", "render a teacher network's stylized photos for `train --teacher` (distillation)"),
-    "export": ("export.command", "turn a checkpoint (or a pretrained classifier) into verified ONNX + card"),
-    "stylize": ("server.stylize", "stylize images or a video with an exported model (onnxruntime only)"),
-    "explain": ("server.explain", "heat map overlays + top-5 classes for images with an exported saliency model"),
-    "serve": ("server.__main__", "serve the live webcam page: WebRTC in, stylized frames + saliency out"),
-    "bench": ("export.bench", "benchmarks that print a table and write JSON (style, train, quality, sheet, e2e, deletion, parity)"),
+Table = dict[str, tuple["str | Table", str]]  # name -> (module, or a table of its own subcommands; one-line help)
+
+BENCHMARKS: Table = {
+    "style": ("stylecam.export.bench.style", "onnxruntime ms per frame of style models (ours, and --foreign ONNX files) at 320x240 and 640x480"),
+    "e2e": ("stylecam.export.bench.e2e", "real WebRTC peers against a real server: fps, glass-to-glass latency, drops"),
+    "quality": ("stylecam.export.bench.quality", "style and content losses on held-out photos, and video flicker, of shipped styles"),
+    "deletion": ("stylecam.export.bench.deletion", "saliency faithfulness: deletion AUC of each method against a random map"),
+    "parity": ("stylecam.export.bench.parity", "saliency graphs against PyTorch float32 and float64: how far float32 rounding moves the maps"),
+    "train": ("stylecam.export.bench.train", "seconds per training step, fp32 against bf16 autocast + channels_last, per body and crop size"),
+    "sheet": ("stylecam.export.bench.sheet", "one JPEG: held-out photos x our styles beside a peer's arbitrary-style network on the same paintings"),
+}
+
+SUBCOMMANDS: Table = {
+    "train": ("stylecam.models.train", "train a style network (single or multi-style) with perceptual losses"),
+    "teach": ("stylecam.models.teacher", "render a teacher network's stylized photos for `train --teacher` (distillation)"),
+    "export": ("stylecam.export.command", "turn a checkpoint (or a pretrained classifier) into verified ONNX + card"),
+    "stylize": ("stylecam.server.stylize", "stylize images or a video with an exported model (onnxruntime only)"),
+    "explain": ("stylecam.server.explain", "heat map overlays + top-5 classes for images with an exported saliency model"),
+    "serve": ("stylecam.server.__main__", "serve the live webcam page: WebRTC in, stylized frames + saliency out"),
+    "bench": (BENCHMARKS, "benchmarks that print a table and write JSON (style, train, quality, sheet, e2e, deletion, parity)"),
 }
 
 
-def _usage(commands: dict[str, tuple[str, str]], prog: str) -> str:
+def _usage(commands: Table, prog: str) -> str:
     width = max(map(len, commands))
     lines = [f"  {name:<{width}}  {text}" for name, (_, text) in commands.items()]
     return (f"usage: {prog} COMMAND [options]   ({prog} COMMAND --help for its options)\n\ncommands:\n"
             + "\n".join(lines))
 
 
-def dispatch(commands: dict[str, tuple[str, str]], argv: list[str], prog: str) -> int:
+def dispatch(commands: Table, argv: list[str], prog: str) -> int:
     """Import the chosen command's module and run it; bad input -> one line, exit 2."""
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(commands, prog))
@@ -38,7 +50,10 @@ def dispatch(commands: dict[str, tuple[str, str]], argv: list[str], prog: str) -
     if name not in commands:
         print(f"{prog}: unknown command {name!r}; valid: {', '.join(commands)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(commands[name][0])
+    target = commands[name][0]
+    if isinstance(target, dict):
+        return dispatch(target, rest, f"{prog} {name}")
+    module = importlib.import_module(target)
     try:
         return module.main(rest, prog=f"{prog} {name}")
     except KeyboardInterrupt:

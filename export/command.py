@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from export import quantize
-from export.onnx import export_onnx, frame_dims
-from export.style import example_inputs, style_graph
-from export.verify import VerificationError, parity
-from models.checkpoint import Checkpoint, CheckpointError
-from models.data import ImageError
-from models.registry import UnknownModel, WeightsUnavailable
-from server.model_card import ModelCard, TensorSpec, sha256_of, write_card
+from stylecam.export import quantize
+from stylecam.export.onnx import export_onnx, frame_dims
+from stylecam.export.style import example_inputs, style_graph
+from stylecam.export.verify import VerificationError, parity
+from stylecam.models.checkpoint import Checkpoint, CheckpointError
+from stylecam.models.data import ImageError
+from stylecam.models.registry import UnknownModel, WeightsUnavailable
+from stylecam.server.model_card import ModelCard, TensorSpec, sha256_of, write_card
 
 # the --saliency path (export.saliency_command) raises the last two
 USER_ERRORS = (CheckpointError, VerificationError, UnknownModel, WeightsUnavailable, ImageError)
@@ -149,7 +149,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str], prog: str = "stylecam export") -> int:
     if "--saliency" in argv:
-        from export import saliency_command
+        from stylecam.export import saliency_command
 
         return saliency_command.main(argv, prog)
     args = build_parser(prog).parse_args(argv)

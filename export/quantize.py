@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.verify import VerificationError, check_graph
-from models.data import read_rgb, split_photos
-from server.images import scale_to_long_side
+from stylecam.export.verify import VerificationError, check_graph
+from stylecam.models.data import read_rgb, split_photos
+from stylecam.server.images import scale_to_long_side
 
 CALIBRATION_PHOTOS = 28
 VERIFY_PHOTOS = 8

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.attribution import Attribution, as_target, create_method, normalise_map
-from export.gradients import trace_joint
-from export.onnx import OPSET, export_onnx, frame_dims
-from export.verify import VerificationError, check_graph
-from export.weight_store import externalise
-from models.registry import create_model
-from server.model_card import ModelCard, TensorSpec, sha256_of, write_card
+from stylecam.export.attribution import Attribution, as_target, create_method, normalise_map
+from stylecam.export.gradients import trace_joint
+from stylecam.export.onnx import OPSET, export_onnx, frame_dims
+from stylecam.export.verify import VerificationError, check_graph
+from stylecam.export.weight_store import externalise
+from stylecam.models.factory import create_model
+from stylecam.server.model_card import ModelCard, TensorSpec, sha256_of, write_card
 
 DEFAULT_CLASSIFIER = "efficientnet_lite0"
 # ReLU gates make input gradients discontinuous: a pre-activation within float32 rounding

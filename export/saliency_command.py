@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from export.attribution import METHODS
-from export.saliency import DEFAULT_CLASSIFIER, VerificationError, export_saliency
-from models.registry import UnknownModel, WeightsUnavailable
+from stylecam.export.attribution import METHODS
+from stylecam.export.saliency import DEFAULT_CLASSIFIER, VerificationError, export_saliency
+from stylecam.models.registry import UnknownModel, WeightsUnavailable
 
 USER_ERRORS = (UnknownModel, VerificationError, WeightsUnavailable)
 

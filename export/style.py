@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.checkpoint import Checkpoint
+from stylecam.models.checkpoint import Checkpoint
 
 
 class StyleGraph(nn.Module):

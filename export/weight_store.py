@@ -17,7 +17,7 @@ from pathlib import Path
 import onnx
 from onnx.external_data_helper import set_external_data
 
-from server.model_card import sha256_of
+from stylecam.server.model_card import sha256_of
 
 ALIGN = 64
 MIN_BYTES = 128  # smaller tensors (shapes, scalars) stay inside the graph

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.data import STYLE_VALUE_RANGE
-from models.registry import create_model
+from stylecam.models.data import STYLE_VALUE_RANGE
+from stylecam.models.factory import create_model
 
 FORMAT = "stylecam-checkpoint/1"
 

@@ -1,8 +1,12 @@
-"""Model registry: every network is built by name, so checkpoints can rebuild it from (arch, kwargs)."""
+"""Model registry: every network is built by name, so checkpoints can rebuild it from (arch, kwargs).
+
+Modules register their factories with ``@register_model``; ``models.factory`` imports them
+all and builds by name.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from torch import nn
 
@@ -28,18 +32,6 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def _load_builtin() -> None:
-    from models import classifier, transformer  # noqa: F401  (registration side effect)
-
-
-def list_models() -> list[str]:
-    _load_builtin()
-    return sorted(_MODELS)
-
-
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model; an unknown name lists the valid ones."""
-    _load_builtin()
-    if name not in _MODELS:
-        raise UnknownModel(f"unknown model {name!r}; valid names: {', '.join(sorted(_MODELS))}")
-    return _MODELS[name](**kwargs)
+def registered() -> dict[str, Callable[..., nn.Module]]:
+    """Name -> factory of every model registered so far (``models.factory`` imports them all)."""
+    return dict(_MODELS)

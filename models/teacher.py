@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.data import ImageError, find_images, read_rgb, split_photos, to_tensor
+from stylecam.models.data import ImageError, find_images, read_rgb, split_photos, to_tensor
 
 PEER_FILES = ("arbitrary_predict.onnx", "arbitrary_transform.onnx")
 PEER_STYLE_SIDE = 256  # the predictor's input side when its graph leaves it dynamic

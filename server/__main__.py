@@ -9,8 +9,9 @@ import re
 import sys
 from pathlib import Path
 
-from server.app import ServerConfig, serve
-from server.model_card import CardError
+from stylecam.server.app import serve
+from stylecam.server.config import ServerConfig
+from stylecam.server.model_card import CardError
 
 USER_ERRORS = (CardError, OSError)  # OSError: port in use, address not available
 DEFAULTS = ServerConfig()

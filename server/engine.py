@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,11 +23,11 @@ import av
 import cv2
 import numpy as np
 
-from server.classes import top_classes
-from server.compose import Overlay, mix_strength
-from server.control import Settings
-from server.ort_model import Binding
-from server.registry import Registry
+from stylecam.server.classes import top_classes
+from stylecam.server.compose import Overlay, mix_strength
+from stylecam.server.control import Settings
+from stylecam.server.ort_model import Binding
+from stylecam.server.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +107,23 @@ class _Buffers:
         self.even = width % 2 == 0 and height % 2 == 0
 
 
+@dataclass(frozen=True)
+class PipelineStats:
+    """What the peer reports each second: the choices in force, stage times, top-5."""
+
+    style: str | None
+    saliency: str
+    ms: dict[str, float]
+    top5: list[dict]
+
+
 class Pipeline:
     """One peer's models, buffers, settings and timings. ``process`` is called by one
-    track at a time; worker threads only read ``settings`` (replaced whole)."""
+    track at a time; worker threads only read ``settings`` (replaced whole by ``update``)."""
 
     def __init__(self, engine: Engine, settings: Settings, on_error: Callable[[str], None]) -> None:
         self.engine = engine
-        self.settings = settings
+        self._settings = settings
         self._on_error = on_error
         self._buffers: _Buffers | None = None
         self._bindings: dict[str, Binding] = {}
@@ -124,16 +135,31 @@ class Pipeline:
         self._saliency_task: asyncio.Task | None = None
         self._next_saliency = 0.0
         self._oversize_reported = False
-        self.top5: list[dict] = []
-        self.ms: dict[str, float] = {}
+        self._top5: list[dict] = []
+        self._ms: dict[str, float] = {}  # written by both thread pools
+        self._ms_lock = threading.Lock()
         self.closed = False
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def update(self, settings: Settings) -> None:
+        """New settings, replaced whole, so a worker reads either the old or the new."""
+        self._settings = settings
+
+    def snapshot(self) -> PipelineStats:
+        settings = self._settings
+        with self._ms_lock:
+            ms = {stage: round(value, 1) for stage, value in self._ms.items()}
+        return PipelineStats(settings.style, settings.saliency, ms, list(self._top5) if settings.saliency != "off" else [])
 
     # -- event loop side ---------------------------------------------------------------
     async def process(self, frame: av.VideoFrame) -> av.VideoFrame:
         """The styled frame for ``frame`` (the frame itself when there is nothing to do)."""
-        settings = self.settings
+        settings = self._settings
         if settings.saliency != self._saliency_method:
-            self._saliency_method, self._saliency_map, self.top5 = settings.saliency, None, []
+            self._saliency_method, self._saliency_map, self._top5 = settings.saliency, None, []
         if settings.style is None and settings.saliency == "off" and frame.width * frame.height <= self.engine.max_frame_pixels:
             return frame
         now = time.monotonic()
@@ -165,7 +191,8 @@ class Pipeline:
     def _time(self, stage: str, start: float) -> float:
         now = time.perf_counter()
         ms = (now - start) * 1000.0
-        self.ms[stage] = ms if stage not in self.ms else 0.8 * self.ms[stage] + 0.2 * ms
+        with self._ms_lock:
+            self._ms[stage] = ms if stage not in self._ms else 0.8 * self._ms[stage] + 0.2 * ms
         return now
 
     # -- worker thread side --------------------------------------------------------------
@@ -274,7 +301,7 @@ class Pipeline:
             self.report(f"saliency model {name!r} failed ({str(e).splitlines()[0]}); saliency is off")
             return
         entry = self.engine.registry.entries[name]
-        if self.settings.saliency == method:  # the choice may have changed meanwhile
+        if self._settings.saliency == method:  # the choice may have changed meanwhile
             self._saliency_map = np.asarray(outputs["saliency"], dtype=np.float32).squeeze()
-            self.top5 = top5(outputs["logits"], entry.labels)
+            self._top5 = top5(outputs["logits"], entry.labels)
         self._time("saliency", t)

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from server.classes import top_classes
-from server.compose import Overlay
-from server.images import ImageFileError, read_rgb, write_rgb
-from server.model_card import CardError, card_path_for, iter_cards
-from server.ort_model import OrtModel
+from stylecam.server.classes import top_classes
+from stylecam.server.compose import Overlay
+from stylecam.server.images import ImageFileError, read_rgb, write_rgb
+from stylecam.server.model_card import DEFAULT_ZOO, CardError, card_path_for, iter_cards
+from stylecam.server.ort_model import OrtModel
 
-DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models" / "zoo"
 
 
 class ExplainError(ValueError):
@@ -95,8 +94,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="output folder (default: .)")
     parser.add_argument("--target", metavar="CLASS", help="class to explain, by index (0-999) or name, "
                         "e.g. 'tabby' (default: each image's top-1 class)")
-    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, metavar="DIR",
-                        help=f"folder of exported saliency models (default: {DEFAULT_MODELS})")
+    parser.add_argument("--models", type=Path, default=DEFAULT_ZOO, metavar="DIR",
+                        help="folder of exported saliency models (default: the shipped models)")
     parser.add_argument("--opacity", type=float, default=0.6, help="heat map opacity where saliency is 1 (default: 0.6)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default: 2)")
     parser.add_argument("--list-classes", action="store_true", help="print the class indices and names, then exit")

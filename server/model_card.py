@@ -11,12 +11,14 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
 log = logging.getLogger(__name__)
 CARD_VERSION = 1
 KINDS = ("style", "multistyle", "saliency")
+DEFAULT_ZOO = Path(str(resources.files("stylecam.models") / "zoo"))  # the trained default models, shipped in the package
 
 
 class CardError(ValueError):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.model_card import CardError, ModelCard, load_card_for_onnx
+from stylecam.server.model_card import CardError, ModelCard, load_card_for_onnx
 
 log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")

@@ -18,9 +18,9 @@ from typing import Callable
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from server.control import Catalog, ControlError, Settings, apply_config, parse_message
-from server.engine import Engine
-from server.track import NewestFrame, StyledTrack
+from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message
+from stylecam.server.engine import Engine
+from stylecam.server.track import NewestFrame, StyledTrack
 
 log = logging.getLogger(__name__)
 CONTROL_LABEL = "control"
@@ -89,7 +89,7 @@ class Peer:
     def _on_message(self, text: str | bytes) -> None:
         try:
             data = parse_message(text)
-            self.pipeline.settings = apply_config(data, self.pipeline.settings, self.catalog)
+            self.pipeline.update(apply_config(data, self.pipeline.settings, self.catalog))
         except ControlError as e:
             self._send({"type": "error", "message": str(e)})
 
@@ -138,16 +138,17 @@ class Peer:
             frames_in = self.source.frames_in if self.source else 0
             frames_out = self.track.frames_out if self.track else 0
             span = max(now - last_t, 1e-3)
+            stats = self.pipeline.snapshot()
             self._send(
                 {
                     "type": "stats",
                     "fps_in": round((frames_in - last_in) / span, 1),
                     "fps_out": round((frames_out - last_out) / span, 1),
                     "dropped": self.source.dropped if self.source else 0,
-                    "ms": {stage: round(ms, 1) for stage, ms in dict(self.pipeline.ms).items()},  # copy: workers add keys
-                    "top5": self.pipeline.top5 if self.pipeline.settings.saliency != "off" else [],
-                    "style": self.pipeline.settings.style,
-                    "saliency": self.pipeline.settings.saliency,
+                    "ms": stats.ms,
+                    "top5": stats.top5,
+                    "style": stats.style,
+                    "saliency": stats.saliency,
                 }
             )
             last_in, last_out, last_t = frames_in, frames_out, now

@@ -13,9 +13,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.control import Catalog
-from server.model_card import ModelCard, iter_cards
-from server.ort_model import OrtModel
+from stylecam.server.control import Catalog
+from stylecam.server.model_card import ModelCard, iter_cards
+from stylecam.server.ort_model import OrtModel
 
 log = logging.getLogger(__name__)
 

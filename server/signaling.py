@@ -12,8 +12,8 @@ import logging
 from aiohttp import web
 from aiortc import RTCSessionDescription
 
-from server.app import CONFIG, ENGINE, PEERS, WEB_DIR
-from server.peer import Peer
+from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR
+from stylecam.server.peer import Peer
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from server.images import ImageFileError, read_rgb, scale_to_long_side, staging_path, write_rgb
-from server.model_card import CardError
-from server.ort_model import OrtModel
+from stylecam.server.images import ImageFileError, read_rgb, scale_to_long_side, staging_path, write_rgb
+from stylecam.server.model_card import CardError
+from stylecam.server.ort_model import OrtModel
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})

@@ -16,7 +16,7 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from server.engine import Pipeline
+from stylecam.server.engine import Pipeline
 
 log = logging.getLogger(__name__)
 

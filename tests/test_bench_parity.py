@@ -1,6 +1,6 @@
 import json
 
-from export.bench_parity import main as bench_parity
+from stylecam.export.bench.parity import main as bench_parity
 
 
 def test_gradcam_graph_matches_pytorch_at_every_pixel(tmp_path, capsys):

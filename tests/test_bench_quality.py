@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.bench_quality import main as bench_quality
-from export.bench_quality import pan_clip, trained_style_size
-from server.model_card import CardError, ModelCard, sha256_of, write_card
+from stylecam.export.bench.quality import main as bench_quality
+from stylecam.export.bench.quality import pan_clip, trained_style_size
+from stylecam.server.model_card import CardError, ModelCard, sha256_of, write_card
 from style_helpers import CONTENT, STYLES
 from tiny_models import FRAME, STYLIZED, write_tint
 

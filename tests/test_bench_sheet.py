@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from export.bench import main as bench
-from export.bench_sheet import main as bench_sheet
-from server.images import read_rgb, scale_to_long_side
+from stylecam.export.cli import main as cli
+from stylecam.export.bench.sheet import main as bench_sheet
+from stylecam.server.images import read_rgb, scale_to_long_side
 from style_helpers import CONTENT, STYLES, write_stand_in_peer
 from tiny_models import write_tint
 
@@ -63,7 +63,7 @@ def test_missing_peer_folder_is_one_line(parts, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "sheet.jpg"
-    assert bench(["sheet", *args(parts, out)[:2], "--peer", str(empty), "--out", str(out)]) == 2
+    assert cli(["bench", "sheet", *args(parts, out)[:2], "--peer", str(empty), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "no arbitrary_predict.onnx or arbitrary_transform.onnx there" in err and len(err.splitlines()) == 1
     assert not out.exists()
@@ -73,5 +73,5 @@ def test_missing_painting_is_one_line(parts, tmp_path, capsys):
     styles = tmp_path / "styles"
     styles.mkdir()
     shutil.copy(parts["styles"] / "red.jpg", styles / "red.jpg")
-    assert bench(["sheet", *args(parts, tmp_path / "s.jpg"), "--styles", str(styles)]) == 2
+    assert cli(["bench", "sheet", *args(parts, tmp_path / "s.jpg"), "--styles", str(styles)]) == 2
     assert f"no painting named blue under {styles}" in capsys.readouterr().err

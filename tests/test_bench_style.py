@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from export.bench import main as bench
-from export.onnx import export_onnx
-from server.bench_style import foreign_subject
-from server.bench_style import main as bench_style
+from stylecam.export.cli import main as cli
+from stylecam.export.onnx import export_onnx
+from stylecam.export.bench.style import foreign_subject
+from stylecam.export.bench.style import main as bench_style
 from tiny_models import write_tint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,19 +84,19 @@ def test_chosen_baseline(models, tmp_path):
     ("fixed", "has a fixed size 64x64"),
 ])
 def test_foreign_file_it_cannot_understand(models, tmp_path, capsys, name, message):
-    assert bench(["style", "--foreign", str(models[name]), "--json", str(tmp_path / "x.json")]) == 2
+    assert cli(["bench", "style", "--foreign", str(models[name]), "--json", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.json").exists()
 
 
 def test_unknown_baseline_is_one_line(models, capsys):
-    assert bench(["style", str(models["tint"]), "--baseline", "nope"]) == 2
+    assert cli(["bench", "style", str(models["tint"]), "--baseline", "nope"]) == 2
     assert "--baseline nope: no such model; valid: tint" in capsys.readouterr().err
 
 
 def test_bench_style_never_imports_torch(models, tmp_path):
-    code = ("import sys; from server.bench_style import main; "
+    code = ("import sys; from stylecam.export.bench.style import main; "
             f"main([{str(models['tint'])!r}, '--foreign', {str(models['foreign'])!r}, '--repeats', '1', "
             f"'--threads', '1', '--json', {str(tmp_path / 's.json')!r}]); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

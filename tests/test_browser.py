@@ -23,7 +23,7 @@ def write_y4m(path: Path, frames: int = 30, width: int = 640, height: int = 480)
     """A short 4:2:0 clip: the bench's test scene with a bar moving across it."""
     import cv2
 
-    from server.bench_e2e import scene
+    from stylecam.server.client import scene
 
     base = scene(width, height)
     with open(path, "wb") as f:
@@ -137,7 +137,7 @@ def test_page_runs_the_shipped_style_network_and_grad_cam(real_server_url, real_
 
 
 def _wait_no_peers(url: str, timeout: float = 5.0) -> None:
-    from server.bench_e2e import get_json
+    from stylecam.server.client import get_json
 
     deadline = time.monotonic() + timeout
     while get_json(url + "/api/health")["peers"]:
@@ -146,7 +146,7 @@ def _wait_no_peers(url: str, timeout: float = 5.0) -> None:
 
 
 def test_page_says_so_when_the_server_has_no_models(tmp_path):
-    from server.bench_e2e import start_server
+    from stylecam.server.client import start_server
 
     proc, url = start_server(tmp_path / "no-models", ["--device", "cpu"])
     try:

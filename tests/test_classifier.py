@@ -6,10 +6,10 @@ import pytest
 import torch
 from skimage import data as skimage_data  # a declared dev dependency: missing is an install error, not a skip
 
-from models.classifier import imagenet_labels
-from models.registry import WeightsUnavailable
-from models.data import read_rgb, to_tensor
-from models.registry import create_model, list_models
+from stylecam.models.classifier import imagenet_labels
+from stylecam.models.registry import WeightsUnavailable
+from stylecam.models.data import read_rgb, to_tensor
+from stylecam.models.factory import create_model, list_models
 from style_helpers import CONTENT
 
 

@@ -3,7 +3,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from server.compose import Overlay, inferno_lut, mix_strength
+from stylecam.server.compose import Overlay, inferno_lut, mix_strength
 
 # a colour map easy to do by hand: index i -> (i, 255 - i, 0)
 RAMP = np.stack([np.arange(256), 255 - np.arange(256), np.zeros(256)], axis=1).astype(np.uint8)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from export.saliency import export_saliency
+from stylecam.export.saliency import export_saliency
 from style_helpers import CONTENT
 
 BEAR = CONTENT / "coco" / "000000000285.jpg"
@@ -21,7 +21,7 @@ def zoo(tmp_path_factory):
 
 
 def explain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "export.cli", "explain", *args],
+    return subprocess.run([sys.executable, "-m", "stylecam.export.cli", "explain", *args],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -75,7 +75,7 @@ def test_corrupt_model_file(zoo, tmp_path):
 
 
 def test_explain_never_imports_torch(zoo, tmp_path):
-    code = ("import sys; from server.explain import main; "
+    code = ("import sys; from stylecam.server.explain import main; "
             f"main([{str(BEAR)!r}, '--method', 'gradcam', '--models', {str(zoo)!r}, '--out', {str(tmp_path)!r}]); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

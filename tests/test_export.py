@@ -6,11 +6,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export import command
-from export.cli import main as cli
-from export.style import example_inputs, style_graph
-from models.checkpoint import Checkpoint
-from server.model_card import load_card_for_onnx, sha256_of
+from stylecam.export import command
+from stylecam.export.cli import main as cli
+from stylecam.export.style import example_inputs, style_graph
+from stylecam.models.checkpoint import Checkpoint
+from stylecam.server.model_card import load_card_for_onnx, sha256_of
 from style_helpers import make_checkpoint
 
 ZOO_RT = Path(__file__).resolve().parents[1] / "models" / "zoo" / "checkpoints" / "multistyle_rt.pt"
@@ -166,8 +166,8 @@ def test_int8_export_is_quantised_calibrated_and_checked_on_held_out_photos(tmp_
 
     # recomputed here, not read from the card: the int8 graph against the float32 network in
     # torch, on two held-out photos the calibration never saw, each style
-    from models.data import read_rgb, split_photos
-    from server.images import scale_to_long_side
+    from stylecam.models.data import read_rgb, split_photos
+    from stylecam.server.images import scale_to_long_side
 
     network = style_graph(Checkpoint.load(ckpt))
     errors = []

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.losses import content_loss, gram, out_of_range, shift_instability, style_loss, total_variation
+from stylecam.models.losses import content_loss, gram, out_of_range, shift_instability, style_loss, total_variation
 
 
 def test_gram_against_hand_computed_values():

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.attribution import METHODS, GuidedBackprop, Vanilla, create_method, normalise_map
-from export.bench_deletion import RANDOM, pick, run, summary
-from export.gradients import trace_joint
-from export.saliency import EXACT_METHODS, Parity, compare, export_saliency, reference
-from models.data import read_rgb
-from models.registry import create_model
-from server.model_card import CardError, load_card_for_onnx
+from stylecam.export.attribution import METHODS, GuidedBackprop, Vanilla, create_method, normalise_map
+from stylecam.export.bench.deletion import RANDOM, pick, run, summary
+from stylecam.export.gradients import trace_joint
+from stylecam.export.saliency import EXACT_METHODS, Parity, compare, export_saliency, reference
+from stylecam.models.data import read_rgb
+from stylecam.models.factory import create_model
+from stylecam.server.model_card import CardError, load_card_for_onnx
 from style_helpers import CONTENT
 
 PHOTOS = [CONTENT / "coco" / "000000000285.jpg", CONTENT / "bsds" / "253027.jpg"]  # brown bear 640x480, zebras 481x321

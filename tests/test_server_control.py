@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.control import Catalog, ControlError, Settings, apply_config, parse_message
+from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message
 
 CATALOG = Catalog(styles=("candy", "mosaic"), multistyles={"blend": ("a", "b", "c")}, saliency=("vanilla", "gradcam"))
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import run
 
-from server.bench_e2e import Client, CounterCamera, get_json, scene, start_server
+from stylecam.server.client import Client, CounterCamera, get_json, scene, start_server
 
 pytestmark = pytest.mark.timeout(60)
 REPO = Path(__file__).resolve().parent.parent
@@ -107,8 +107,8 @@ def test_no_models_passes_through_and_peer_cap(tmp_path):
 
 def test_server_imports_no_torch():
     """Every module of the serving path, stylize and explain included (the README's promise)."""
-    modules = sorted(f"server.{p.stem}" for p in (REPO / "server").glob("*.py"))
-    assert {"server.stylize", "server.explain", "server.engine"} <= set(modules)
+    modules = sorted(f"stylecam.server.{p.stem}" for p in (REPO / "server").glob("*.py"))
+    assert {"stylecam.server.stylize", "stylecam.server.explain", "stylecam.server.engine"} <= set(modules)
     code = f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -116,7 +116,7 @@ def test_server_imports_no_torch():
 
 
 def test_help_names_every_option_and_default():
-    out = subprocess.run([sys.executable, "-m", "export.cli", "serve", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())
     for option in ("--host", "--port", "--models", "--device", "--max-peers", "--process-size", "--max-frame-pixels", "--saliency-fps", "--silence-timeout", "--threads"):
@@ -126,18 +126,18 @@ def test_help_names_every_option_and_default():
 
 def test_port_in_use_is_one_line_exit_2(server_url):
     port = server_url.rsplit(":", 1)[1]
-    out = subprocess.run([sys.executable, "-m", "export.cli", "serve", "--port", port, "--models", "/nonexistent"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--port", port, "--models", "/nonexistent"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("stylecam serve: error:") and "Traceback" not in out.stderr
 
 
 def test_cuda_without_a_gpu_is_one_line_exit_2(tmp_path):
-    from server.ort_model import cuda_device_count
+    from stylecam.server.ort_model import cuda_device_count
 
     if cuda_device_count() > 0:
         pytest.skip("this machine has a GPU")
-    out = subprocess.run([sys.executable, "-m", "export.cli", "serve", "--device", "cuda", "--port", "0", "--models", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--device", "cuda", "--port", "0", "--models", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("stylecam serve: error: --device cuda:"), out.stderr
 
 
@@ -150,7 +150,8 @@ def test_an_offer_that_never_connects_frees_its_slot_after_the_connect_timeout(t
     from aiohttp import web
     from aiortc import RTCPeerConnection
 
-    from server.app import PEERS, ServerConfig, create_app
+    from stylecam.server.app import create_app
+    from stylecam.server.config import PEERS, ServerConfig
 
     async def go():
         app = create_app(ServerConfig(models=tmp_path / "none", device="cpu", max_peers=1, connect_timeout=1.5))
@@ -183,8 +184,8 @@ def test_an_offer_that_never_connects_frees_its_slot_after_the_connect_timeout(t
 
 
 def test_default_process_size_is_256x192_on_cpu_and_full_size_on_gpu():
-    from server.__main__ import build_parser
-    from server.app import ServerConfig
+    from stylecam.server.__main__ import build_parser
+    from stylecam.server.config import ServerConfig
 
     auto = ServerConfig(process_size=build_parser("serve").parse_args([]).process_size)
     assert auto.resolved_process_size("cpu") == (256, 192) and auto.resolved_process_size("cuda") is None

@@ -10,8 +10,9 @@ import pytest
 from aiohttp import web
 from conftest import run
 
-from server.app import ENGINE, ServerConfig, create_app
-from server.bench_e2e import Client
+from stylecam.server.app import create_app
+from stylecam.server.config import ENGINE, ServerConfig
+from stylecam.server.client import Client
 from tiny_models import slow_down
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import run
 
-from server.bench_e2e import Client, CounterCamera, get_json, scene
+from stylecam.server.client import Client, CounterCamera, get_json, scene
 from tiny_models import expected_top5
 
 pytestmark = pytest.mark.timeout(60)
@@ -95,10 +95,10 @@ def test_shipped_models_style_and_explain_frames_through_the_server(real_server_
     in the chosen style, and the top-5 is the graph's."""
     import cv2
 
-    from export.bench_quality import StyleRunner
-    from server.engine import top5
-    from server.ort_model import OrtModel
-    from server.registry import scan
+    from stylecam.export.bench.quality import StyleRunner
+    from stylecam.server.engine import top5
+    from stylecam.server.ort_model import OrtModel
+    from stylecam.server.registry import scan
 
     style = OrtModel.load(real_zoo / "multistyle_rt.onnx", "cpu", 1)
     runners = {name: StyleRunner(style, name) for name in ("starry_night", "wave")}
@@ -208,7 +208,7 @@ def test_silent_peer_is_closed(server_url):
 
 def test_bench_e2e_prints_its_table_and_writes_json(server_url, tmp_path, capsys):
     """`stylecam bench e2e` against a running server, one short scenario per row."""
-    from export.cli import main as cli
+    from stylecam.export.cli import main as cli
 
     out = tmp_path / "e2e.json"
     assert cli(["bench", "e2e", "--url", server_url, "--peers", "1", "--seconds", "2", "--json", str(out)]) == 0

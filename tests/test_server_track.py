@@ -16,11 +16,11 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from conftest import run
 
-from server.bench_e2e import scene
-from server.control import Settings
-from server.engine import Engine, ThreadPlan, fit_within, top5
-from server.registry import Registry, scan
-from server.track import NewestFrame, StyledTrack
+from stylecam.server.client import scene
+from stylecam.server.control import Settings
+from stylecam.server.engine import Engine, ThreadPlan, fit_within, top5
+from stylecam.server.registry import Registry, scan
+from stylecam.server.track import NewestFrame, StyledTrack
 from tiny_models import slow_down
 
 pytestmark = pytest.mark.timeout(30)
@@ -93,7 +93,7 @@ def test_buffers_reused_per_size_and_saliency_overlaid(tiny_zoo):
         left, right = out[:, :2].reshape(-1, 3).mean(0), out[:, -2:].reshape(-1, 3).mean(0)
         assert left[0] > 80 and left[1] < 40 and left[2] < 40
         assert right[0] > 200 and right[1] > 200
-        assert [c["label"] for c in pipeline.top5][:2] == ["c3", "c6"]
+        assert [c["label"] for c in pipeline.snapshot().top5][:2] == ["c3", "c6"]
         await pipeline.process(make_frame(100, 2, size=(80, 60)))
         assert pipeline._buffers is not buffers and pipeline._buffers.rgb.shape == (60, 80, 3)
         engine.close()
@@ -127,7 +127,7 @@ def test_a_slow_saliency_model_does_not_slow_styling(tiny_zoo):
             rates["beside"].append(await styled_per_second(beside, frames))
         assert saliency.runs >= 4  # saliency really ran alongside, all along
         assert max(rates["beside"]) >= 0.9 * max(rates["alone"]), rates
-        assert [c["label"] for c in beside.top5][:1] == ["c3"]
+        assert [c["label"] for c in beside.snapshot().top5][:1] == ["c3"]
         beside.close()
         engine.close()
 
@@ -138,7 +138,7 @@ def test_a_slow_saliency_model_does_not_slow_styling(tiny_zoo):
 def test_real_saliency_graph_gives_a_map_and_top5():
     """The shipped multi-style network and Grad-CAM graph (models/zoo) through the engine:
     the graph is fed its frame and target (-1: the top class), and what the peer's stats
-    send (``pipeline.top5``) and overlay are exactly what the graph gives for that frame."""
+    send (``pipeline.snapshot().top5``) and overlay are exactly what the graph gives for that frame."""
 
     async def go():
         engine = make_engine(ZOO, process_size=(128, 96))
@@ -159,8 +159,8 @@ def test_real_saliency_graph_gives_a_map_and_top5():
         np.testing.assert_allclose(pipeline._saliency_map, want["saliency"], atol=1e-5)
         assert 0.0 <= pipeline._saliency_map.min() and pipeline._saliency_map.max() <= 1.0 and pipeline._saliency_map.std() > 0.05
         labels = engine.registry.entries["saliency_gradcam"].labels
-        assert len(labels) == 1000 and len(pipeline.top5) == 5
-        assert [c["label"] for c in pipeline.top5] == [labels[i] for i in np.argsort(-want["logits"])[:5]]
+        assert len(labels) == 1000 and len(pipeline.snapshot().top5) == 5
+        assert [c["label"] for c in pipeline.snapshot().top5] == [labels[i] for i in np.argsort(-want["logits"])[:5]]
         assert int(want["class"][0]) == int(np.argmax(want["logits"]))  # -1 asked for the top class
         engine.close()
 
@@ -219,7 +219,7 @@ def test_registry_pairs_precisions_and_prefers_fp16_on_cuda(tiny_zoo, tmp_path):
     import dataclasses
     import shutil
 
-    from server.model_card import load_card, write_card
+    from stylecam.server.model_card import load_card, write_card
 
     shutil.copy(tiny_zoo / "invert.onnx", tmp_path / "invert.onnx")
     card = dataclasses.replace(load_card(tiny_zoo / "invert.json"), source={"checkpoint_sha256": "abc"})

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from export.cli import main as cli
-from export.command import export_style
-from server.model_card import load_card_for_onnx, sha256_of, write_card
+from stylecam.export.cli import main as cli
+from stylecam.export.command import export_style
+from stylecam.server.model_card import load_card_for_onnx, sha256_of, write_card
 from style_helpers import CONTENT, make_checkpoint
 
 PHOTO = sorted((CONTENT / "bsds").glob("*.jpg"))[0]
@@ -26,7 +26,7 @@ def models(tmp_path_factory):
 def test_image_round_trip_through_the_console_script(models, tmp_path):
     single, _ = models
     out = tmp_path / "styled.png"
-    done = subprocess.run([sys.executable, "-m", "export.cli", "stylize", str(PHOTO), "--model", str(single),
+    done = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "stylize", str(PHOTO), "--model", str(single),
                            "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     original, styled = cv2.imread(str(PHOTO)), cv2.imread(str(out))

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from export.cli import main as cli
-from models.data import read_rgb
-from models.teacher import TeacherPairs
-from models.train import Trainer
+from stylecam.export.cli import main as cli
+from stylecam.models.data import read_rgb
+from stylecam.models.teacher import TeacherPairs
+from stylecam.models.train import Trainer
 from style_helpers import CONTENT, STYLES, write_stand_in_peer
 from test_train import tiny_config
 
@@ -94,7 +94,7 @@ def test_train_refuses_a_distill_weight_without_a_teacher_and_a_folder_without_a
 
 
 def test_training_with_a_teacher_missing_a_style_names_it(taught, tmp_path):
-    from models.data import ImageError
+    from stylecam.models.data import ImageError
 
     content, out = taught
     with pytest.raises(ImageError, match="has no the_scream"):

@@ -4,11 +4,11 @@ import shutil
 import pytest
 import torch
 
-from export.cli import main as cli
-from models.checkpoint import Checkpoint
-from models.data import content_batch, load_style_image
-from models.losses import gram
-from models.train import TrainConfig, Trainer
+from stylecam.export.cli import main as cli
+from stylecam.models.checkpoint import Checkpoint
+from stylecam.models.data import content_batch, load_style_image
+from stylecam.models.losses import gram
+from stylecam.models.train import TrainConfig, Trainer
 from style_helpers import CONTENT, STYLES
 
 
@@ -233,7 +233,7 @@ def test_resume_from_another_architecture_is_refused(four_photos, tmp_path, caps
 
 
 def test_held_out_photos_never_reach_training():
-    from models.data import ContentImages, find_images, is_held_out
+    from stylecam.models.data import ContentImages, find_images, is_held_out
 
     photos = find_images(CONTENT / "bsds")
     held = [p for p in photos if is_held_out(p)]
@@ -273,7 +273,7 @@ def test_bench_train_times_both_precisions_of_each_configuration(four_photos, tm
 
 
 def test_a_failing_batch_reaches_the_training_loop(four_photos, tmp_path):
-    from models.train import BatchStream
+    from stylecam.models.train import BatchStream
 
     def broken(step):
         raise OSError("disk gone")
@@ -285,7 +285,7 @@ def test_a_failing_batch_reaches_the_training_loop(four_photos, tmp_path):
 
 
 def test_a_wrong_count_of_per_style_options_is_refused_by_the_config(four_photos, tmp_path):
-    from models.data import ImageError
+    from stylecam.models.data import ImageError
 
     with pytest.raises(ImageError, match="--style-size takes one value or one per style"):
         tiny_config(four_photos, tmp_path, styles=("wave", "udnie"), style_size=(64, 96, 128))
@@ -294,7 +294,7 @@ def test_a_wrong_count_of_per_style_options_is_refused_by_the_config(four_photos
 
 
 def test_resume_from_a_shipped_half_precision_checkpoint_trains_in_float32(four_photos, tmp_path):
-    from export.command import ship_checkpoint
+    from stylecam.export.command import ship_checkpoint
 
     trainer = Trainer(tiny_config(four_photos, tmp_path))
     trainer.train_step()

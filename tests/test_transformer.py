@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from models.layers import ConditionalInstanceNorm2d
-from models.registry import create_model, list_models
-from models.transformer import BODIES, macs_per_pixel
+from stylecam.models.layers import ConditionalInstanceNorm2d
+from stylecam.models.factory import create_model, list_models
+from stylecam.models.transformer import BODIES, macs_per_pixel
 
 STYLE_NETS = [*((body, {}) for body in BODIES), ("multistyle", {"body": "lite", "num_styles": 3}),
               *(("multistyle", {"body": body, "num_styles": 2}) for body in BODIES if body != "lite")]

@@ -2,7 +2,7 @@ import h5py
 import pytest
 import torch
 
-from models import vgg
+from stylecam.models import vgg
 
 
 def test_hed_weights_are_loaded_transposed_from_keras():
@@ -78,7 +78,7 @@ def test_upto_runs_only_the_layers_it_needs(weights_file):
 
 @pytest.mark.parametrize("content,message", [
     (b"not weights at all", "not a readable VGG-16 weights file"),
-    ({"format": "something-else/1", "features": {}}, "not a file written by `python -m models.vgg save`"),
+    ({"format": "something-else/1", "features": {}}, "not a file written by `python -m stylecam.models.vgg save`"),
 ])
 def test_a_foreign_weights_file_is_one_line_error(tmp_path, content, message):
     path = tmp_path / "foreign.pt"

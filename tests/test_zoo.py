@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.model_card import load_card, sha256_of
-from server.ort_model import OrtModel
+from stylecam.server.model_card import load_card, sha256_of
+from stylecam.server.ort_model import OrtModel
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
 CARDS = sorted(ZOO.glob("*.json"))
@@ -55,8 +55,8 @@ def test_shipped_model_matches_its_card_and_runs(card_path):
 
 def held_out_photos(count: int, long_side: int) -> list[np.ndarray]:
     """The first ``count`` photos training never saw, long side ``long_side``."""
-    from models.data import read_rgb, split_photos
-    from server.images import scale_to_long_side
+    from stylecam.models.data import read_rgb, split_photos
+    from stylecam.server.images import scale_to_long_side
 
     paths = split_photos([CONTENT], held_out=True)[:count]
     assert len(paths) == count, f"fewer than {count} held-out photos under {CONTENT}"
@@ -71,8 +71,8 @@ def test_style_graph_is_its_checkpoint(card_path):
     most 4 levels, 99th percentile at most 16."""
     import torch
 
-    from export.style import example_inputs, style_graph
-    from models.checkpoint import Checkpoint
+    from stylecam.export.style import example_inputs, style_graph
+    from stylecam.models.checkpoint import Checkpoint
 
     card = load_card(card_path)
     ckpt = Checkpoint.load(ZOO / card.source["checkpoint"])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.model_card import ModelCard, TensorSpec, sha256_of, write_card
+from stylecam.server.model_card import ModelCard, TensorSpec, sha256_of, write_card
 
 OPSET = 17
 SALIENCY_SIZE = (28, 28)

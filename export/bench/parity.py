@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from export.attribution import create_method
-from export.bench_deletion import pick
-from export.saliency import check_frames, reference
-from models.data import ImageError, read_rgb
-from models.registry import WeightsUnavailable, create_model
-from server.model_card import CardError, iter_cards
-from server.ort_model import OrtModel
+from stylecam.export.attribution import create_method
+from stylecam.export.bench.deletion import pick
+from stylecam.export.saliency import check_frames, reference
+from stylecam.models.data import ImageError, read_rgb
+from stylecam.models.factory import create_model
+from stylecam.models.registry import WeightsUnavailable
+from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
+from stylecam.server.ort_model import OrtModel
 
 USER_ERRORS = (ImageError, CardError, KeyError, WeightsUnavailable)
 
@@ -68,7 +69,7 @@ def main(argv: list[str], prog: str = "stylecam bench parity") -> int:
     parser.add_argument("images", nargs="*", type=Path, metavar="DIR",
                         help="folders of photos (searched recursively) added to the two synthetic verification frames")
     parser.add_argument("--count", type=int, default=4, help="photos to use, spread over the folders")
-    parser.add_argument("--models", type=Path, default=Path("models/zoo"), help="folder of saliency graphs and their cards")
+    parser.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="folder of saliency graphs and their cards (default: the shipped ones)")
     parser.add_argument("--methods", help="comma-separated methods (default: every graph found)")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
     parser.add_argument("--json", type=Path, default=Path("bench-results/parity.json"), help="where to write the results")

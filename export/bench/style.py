@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from server.model_card import CardError
-from server.ort_model import OrtModel, providers_for
+from stylecam.server.model_card import CardError
+from stylecam.server.ort_model import OrtModel, providers_for
 
 SIZES = ((240, 320), (480, 640))
 FOREIGN_NEEDS = ("one float32 NCHW image input [1, 3, H, W] in 0..1 with dynamic H and W, "

@@ -1,0 +1,145 @@
+"""``stylecam bench e2e``: real aiortc clients against a real ``stylecam serve`` process.
+
+Each client (``stylecam.server.client``) sends a synthetic 640x480 camera at 30 fps.
+Glass-to-glass latency runs from the moment the client's camera handed a frame to its
+encoder to the moment the styled frame came out of the client's decoder, matched by pts.
+
+Reports, per scenario (1, 2, 4 peers x style only / style + saliency): received fps per
+peer, median and p95 latency, dropped ratio (sent frames never seen back). Prints a table
+and writes JSON. It needs a style model (``--models``, default: the shipped ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from stylecam.server.client import Client, get_json, start_server
+from stylecam.server.model_card import DEFAULT_ZOO
+
+USER_ERRORS = (OSError, RuntimeError)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: float) -> dict:
+    clients = [Client(url, fps=fps, decode_every=10) for _ in range(peers)]
+    try:
+        await asyncio.gather(*(c.connect() for c in clients))
+        for c in clients:  # pass-through until each client has read its counter back
+            c.send({"type": "config", "style": None, "saliency": "off"})
+        deadline = time.monotonic() + 15
+        while any(c.received.pts_offset is None for c in clients) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        for c in clients:
+            c.send({"type": "config", **config})
+        await asyncio.sleep(3.0)  # warm-up: sessions open, saliency starts, rates settle
+        starts = [(c.received.frames, c.camera.count, len(c.received.latencies_ms), len(c.received.seen)) for c in clients]
+        t0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        span = time.monotonic() - t0
+        rows = []
+        for c, (f0, s0, l0, n0) in zip(clients, starts):
+            sent = c.camera.count - s0
+            seen = len(c.received.seen) - n0
+            stats = [m for m in c.messages if m.get("type") == "stats"]
+            rows.append(
+                {
+                    "fps": (c.received.frames - f0) / span,
+                    "latencies": c.received.latencies_ms[l0:],
+                    "dropped_ratio": 1.0 - min(1.0, seen / sent) if sent else None,
+                    "sent_fps": sent / span,
+                    "server_ms": stats[-1]["ms"] if stats else {},
+                    "pts_checks": (c.received.pts_agree, c.received.pts_checks),
+                }
+            )
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    latencies = [x for r in rows for x in r["latencies"]]
+    return {
+        "peers": peers,
+        "config": config,
+        "fps_per_peer": statistics.mean(r["fps"] for r in rows),
+        "sent_fps_per_peer": statistics.mean(r["sent_fps"] for r in rows),
+        "latency_ms_median": statistics.median(latencies) if latencies else None,
+        "latency_ms_p95": _percentile(latencies, 0.95),
+        "latency_samples": len(latencies),
+        "dropped_ratio": statistics.mean(r["dropped_ratio"] for r in rows if r["dropped_ratio"] is not None),
+        "server_ms_peer0": rows[0]["server_ms"],
+        "pts_checks_agree_of": [sum(r["pts_checks"][0] for r in rows), sum(r["pts_checks"][1] for r in rows)],
+    }
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None, prog: str = "stylecam bench e2e") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="model directory the server loads (default: the shipped models)")
+    p.add_argument("--url", default=None, help="bench a server already running here instead of starting one")
+    p.add_argument("--peers", default="1,2,4", help="comma-separated peer counts")
+    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per scenario (after 3 s warm-up)")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate each client sends at")
+    p.add_argument("--style", default=None, help="style model to use (default: the first the server lists)")
+    p.add_argument("--saliency", default=None, help="saliency method for the style+saliency runs (default: the first loaded)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="--device for the started server")
+    p.add_argument("--process-size", default="auto", metavar="auto|full|WxH", help="--process-size for the started server")
+    p.add_argument("--json", type=Path, default=Path("bench-results/e2e.json"), help="where to write the results")
+    args = p.parse_args(argv)
+
+    proc = None
+    url = args.url
+    if url is None:
+        proc, url = start_server(args.models, ["--device", args.device, "--max-peers", "8", "--process-size", args.process_size])
+    try:
+        models = get_json(f"{url}/api/models")["models"]
+        health = get_json(f"{url}/api/health")
+        styles = [m["name"] for m in models if m["kind"] in ("style", "multistyle")]
+        methods = [m["method"] for m in models if m["kind"] == "saliency"]
+        style = args.style or (styles[0] if styles else None)
+        if style is None:
+            raise RuntimeError(f"no style model under {args.models}; export one (stylecam export) or pass --models")
+        method = args.saliency or (methods[0] if methods else None)
+        configs = [("style", {"style": style, "saliency": "off"})]
+        if method:
+            configs.append((f"style+{method}", {"style": style, "saliency": method, "opacity": 0.4}))
+        results = []
+        for label, config in configs:
+            for n in (int(x) for x in args.peers.split(",")):
+                result = asyncio.run(_scenario(url, n, config, args.seconds, args.fps))
+                result["scenario"] = label
+                results.append(result)
+                print(f"  done: {label} x{n} peers", file=sys.stderr, flush=True)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+    header = f"{'scenario':<22}{'peers':>6}{'fps/peer':>10}{'sent':>7}{'lat p50':>9}{'lat p95':>9}{'dropped':>9}"
+    print(f"device: {health['device']}  style: {style}  process size: {args.process_size}  "
+          f"({args.seconds:.0f} s per row, {args.fps:.0f} fps sent, 640x480)")
+    print(header)
+    for r in results:
+        print(
+            f"{r['scenario']:<22}{r['peers']:>6}{r['fps_per_peer']:>10.1f}{r['sent_fps_per_peer']:>7.1f}"
+            f"{_fmt(r['latency_ms_median'], '9.0f')}{_fmt(r['latency_ms_p95'], '9.0f')}{r['dropped_ratio']:>9.1%}"
+        )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"device": health["device"], "style": style, "process_size": args.process_size,
+                                     "results": results}, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

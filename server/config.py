@@ -1,0 +1,49 @@
+"""What a running server is configured with, and its app-scoped state slots (web.AppKey).
+
+Its own module so that app.py (which builds the app) and signaling.py (which serves
+requests) both read it without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from stylecam.server.engine import Engine
+from stylecam.server.model_card import DEFAULT_ZOO
+
+WEB = Path(str(resources.files("stylecam.web")))
+# largest size frames are styled at on CPU: style + Grad-CAM for one peer at 24 fps on 2 cores
+# (320x240: 17 fps), measured with `stylecam bench e2e --process-size`
+CPU_PROCESS_SIZE = (256, 192)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    models: Path = DEFAULT_ZOO
+    device: str = "auto"  # auto | cpu | cuda
+    max_peers: int = 4
+    process_size: tuple[int, int] | None | str = "auto"  # (max w, max h), None = full, "auto": CPU_PROCESS_SIZE on CPU, full on GPU
+    max_frame_pixels: int = 1920 * 1080
+    saliency_fps: float = 5.0
+    silence_timeout: float = 3.0
+    connect_timeout: float = 15.0
+    threads: int = 0  # CPU cores to plan for; 0 = all this process may use
+    max_offer_bytes: int = 64 * 1024
+    web_dir: Path = WEB
+
+    def resolved_process_size(self, device: str) -> tuple[int, int] | None:
+        if self.process_size == "auto":
+            return None if device == "cuda" else CPU_PROCESS_SIZE
+        return self.process_size  # type: ignore[return-value]
+
+
+CONFIG = web.AppKey("config", ServerConfig)
+ENGINE = web.AppKey("engine", Engine)
+PEERS = web.AppKey("peers", set)
+WEB_DIR = web.AppKey("web_dir", Path)

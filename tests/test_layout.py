@@ -1,0 +1,93 @@
+"""The package's shape: one import name (``stylecam.*``), and no import cycles.
+
+The graph is read from the source (every import statement, lazy ones inside functions
+included), so a cycle that only closes at run time is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FOLDERS = {"server": "stylecam.server", "models": "stylecam.models", "export": "stylecam.export"}
+
+
+def module_name(path: Path) -> str:
+    folder = path.relative_to(REPO).parts[0]
+    parts = path.relative_to(REPO / folder).with_suffix("").parts
+    name = ".".join((FOLDERS[folder], *parts))
+    return name.removesuffix(".__init__")
+
+
+def sources() -> dict[str, Path]:
+    return {module_name(p): p for folder in FOLDERS for p in sorted((REPO / folder).rglob("*.py"))}
+
+
+def imports(path: Path, known: set[str]) -> tuple[set[str], list[str]]:
+    """(project modules that ``path`` imports, imports that bypass the stylecam. name)."""
+    found, bare = set(), []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported = [node.module]
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]  # "from pkg import module"
+        elif isinstance(node, ast.Import):
+            imported = names = [a.name for a in node.names]
+        else:
+            continue
+        bare += [n for n in imported if n.split(".")[0] in FOLDERS]
+        found |= {n for n in names if n in known}
+    return found, bare
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules (first == last), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_every_import_is_under_stylecam_and_none_is_circular():
+    modules = sources()
+    assert {"stylecam.server.app", "stylecam.models.train", "stylecam.export.cli"} <= set(modules)
+    graph, bare = {}, {}
+    for name, path in modules.items():
+        graph[name], wrong = imports(path, set(modules))
+        if wrong:
+            bare[name] = wrong
+    assert not bare, f"imports outside the stylecam. name: {bare}"
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
+
+
+def test_the_cycle_finder_finds_a_lazy_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_old_top_level_names_are_not_importable(tmp_path):
+    """Only stylecam.* is installed: no second path to the same modules (run away from the
+    repository, where the current folder would put them on sys.path)."""
+    code = ("import importlib.util as u; import stylecam.server.app, stylecam.models.data, stylecam.export.cli; "
+            "print([n for n in ('server', 'models', 'export', 'web') if u.find_spec(n)])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,1 @@
+"""The browser page (static files), shipped as package data of stylecam."""
