@@ -11,16 +11,17 @@ the exported graphs output too. These classes are both the PyTorch reference and
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from stylecam.models.classifier import ImageClassifier
+from stylecam.server.model_card import SALIENCY_METHODS
 
-METHODS = ("vanilla", "guided", "smoothgrad", "gradcam")
+METHODS = tuple(SALIENCY_METHODS)
 NOISE_STEPS = 32  # SmoothGrad noise quantisation: int8 steps per sigma
 TOP_PERCENT = 1  # normalise by the value the hottest 1% of pixels reach (the 99th percentile)
 

@@ -8,7 +8,8 @@ an ONNX translation get a decomposition here.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch._decomp import core_aten_decompositions

@@ -59,7 +59,7 @@ class Checkpoint:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> "Checkpoint":
+    def load(cls, path: Path) -> Checkpoint:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such checkpoint file")

@@ -6,7 +6,7 @@ all and builds by name.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

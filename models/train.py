@@ -12,8 +12,8 @@ Batches are cut from the photos in a background thread while the previous step r
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import contextlib
+import dataclasses
 import logging
 import queue
 import random
@@ -33,8 +33,8 @@ from tqdm import tqdm
 from stylecam.models import losses
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ContentImages, ImageError, content_batch, load_style_image, to_uint8
-from stylecam.models.layers import ConditionalInstanceNorm2d
 from stylecam.models.factory import create_model
+from stylecam.models.layers import ConditionalInstanceNorm2d
 from stylecam.models.registry import WeightsUnavailable
 from stylecam.models.teacher import TeacherPairs, read_manifest
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from stylecam.server.app import serve
@@ -26,8 +27,8 @@ def _size(text: str) -> tuple[int, int] | None | str:
     return int(match[1]), int(match[2])
 
 
-def _positive(kind):
-    def parse(text: str):
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
         value = kind(text)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")

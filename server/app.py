@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -33,7 +33,8 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[ENGINE] = engine
     yield
-    await asyncio.gather(*(peer.close() for peer in list(app[PEERS])), return_exceptions=True)
+    peers: set = app[PEERS]
+    await asyncio.gather(*(peer.close() for peer in list(peers)), return_exceptions=True)
     engine.close()
 
 

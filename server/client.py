@@ -12,20 +12,21 @@ frame's pts); after that every returned frame is matched by its pts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import json
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
-
 
 WIDTH, HEIGHT = 640, 480
 BLOCK = 32  # code block side, pixels
@@ -80,7 +81,7 @@ class CounterCamera(VideoStreamTrack):
         self.sent_at: dict[int, float] = {}  # pts -> when handed to the encoder
         self.pts_of: dict[int, int] = {}  # drawn counter -> pts of its latest frame
         self.count = 0
-        self._start: float | None = None
+        self._began: float | None = None
 
     def sent_pts_near(self, pts: int) -> int:
         """The pts this camera gave the frame nearest ``pts`` (codecs round pts by a tick
@@ -98,9 +99,9 @@ class CounterCamera(VideoStreamTrack):
         return out
 
     async def recv(self) -> av.VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self.count / self.fps
+        if self._began is None:
+            self._began = time.monotonic()
+        due = self._began + self.count / self.fps
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -146,15 +147,17 @@ class Client:
         self._reader: asyncio.Task | None = None
         self.pc.on("track", self._on_track)
 
-    def _on_track(self, track) -> None:
+    def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
             self._reader = asyncio.create_task(self._read(track))
 
-    async def _read(self, track) -> None:
+    async def _read(self, track: MediaStreamTrack) -> None:
         r = self.received
         try:
             while True:
                 frame = await track.recv()
+                if not isinstance(frame, av.VideoFrame) or frame.pts is None:
+                    continue
                 now = time.monotonic()
                 r.frames += 1
                 r.first_at = r.first_at or now
@@ -248,10 +251,21 @@ def start_server(models: Path, extra: list[str], timeout: float = 60.0) -> tuple
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True, cwd=Path(__file__).resolve().parent.parent)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+        line = proc.stdout.readline() if proc.stdout else ""
         if not line:
             break
         if "listening on " in line:
             return proc, line.split("listening on ")[1].strip().rstrip("/")
     proc.kill()
     raise RuntimeError(f"server did not start (exit code {proc.poll()}): {' '.join(cmd)}")
+
+
+@contextlib.contextmanager
+def serving(models: Path, extra: list[str]) -> Iterator[str]:
+    """``start_server`` for the length of a ``with`` block; yields the base URL."""
+    proc, url = start_server(models, extra)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

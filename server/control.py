@@ -21,7 +21,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-SALIENCY_METHODS = ("off", "vanilla", "guided", "smoothgrad", "gradcam")
+from stylecam.server.model_card import SALIENCY_METHODS
+
+CHOICES = ("off", *SALIENCY_METHODS)  # what "saliency" may be set to
 MAX_MESSAGE_BYTES = 16 * 1024
 
 
@@ -124,8 +126,8 @@ def apply_config(data: dict[str, Any], settings: Settings, catalog: Catalog) -> 
             changes[key] = _unit_float(data, key)
     if "saliency" in data:
         method = data["saliency"]
-        if method not in SALIENCY_METHODS:
-            raise ControlError(f"unknown saliency method {method!r}; valid: {', '.join(SALIENCY_METHODS)}")
+        if method not in CHOICES:
+            raise ControlError(f"unknown saliency method {method!r}; valid: {', '.join(CHOICES)}")
         if method != "off" and method not in catalog.saliency:
             valid = ", ".join(catalog.saliency) or "none loaded"
             raise ControlError(f"no saliency model for method {method!r}; loaded: {valid}")

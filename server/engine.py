@@ -15,15 +15,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import av
 import cv2
 import numpy as np
 
-from stylecam.server.classes import top_classes
 from stylecam.server.compose import Overlay, mix_strength
 from stylecam.server.control import Settings
 from stylecam.server.ort_model import Binding
@@ -42,7 +42,7 @@ class ThreadPlan:
     saliency_threads: int
 
     @classmethod
-    def for_device(cls, device: str, max_peers: int, threads: int = 0) -> "ThreadPlan":
+    def for_device(cls, device: str, max_peers: int, threads: int = 0) -> ThreadPlan:
         """CPU: as many concurrent style jobs as cores (never more than peers), each
         session's intra-op pool sized to the cores (concurrent runs share it), saliency
         on half the cores. CUDA: the GPU does the work; host threads only feed it."""
@@ -66,11 +66,6 @@ def fit_within(width: int, height: int, box: tuple[int, int] | None) -> tuple[in
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
-def top5(logits: np.ndarray, labels: tuple[str, ...]) -> list[dict]:
-    """The page's top-5 list; an index beyond the labels file shows as ``class N``."""
-    return [{"label": labels[i] if i < len(labels) else f"class {i}", "p": round(p, 4)} for i, p in top_classes(logits)]
-
-
 class Engine:
     """App-scoped: the registry, the thread pools, and the per-peer pipelines they serve."""
 
@@ -83,7 +78,7 @@ class Engine:
         self.style_pool = ThreadPoolExecutor(plan.style_workers, thread_name_prefix="style")
         self.saliency_pool = ThreadPoolExecutor(plan.saliency_workers, thread_name_prefix="saliency")
 
-    def pipeline(self, settings: Settings, on_error: Callable[[str], None]) -> "Pipeline":
+    def pipeline(self, settings: Settings, on_error: Callable[[str], None]) -> Pipeline:
         return Pipeline(self, settings, on_error)
 
     def close(self) -> None:
@@ -196,11 +191,11 @@ class Pipeline:
         return now
 
     # -- worker thread side --------------------------------------------------------------
-    def _model(self, name: str):
+    def _runner(self, name: str) -> Any:  # StyleRunner or SaliencyRunner, as the name's card says
         if name in self._failed:
             return None
         try:
-            return self.engine.registry.model(name)
+            return self.engine.registry.runner(name)
         except Exception as e:  # CardError, onnxruntime errors: degrade to pass-through
             self._failed.add(name)
             self.report(f"model {name!r} cannot be used ({e}); frames pass through unstyled")
@@ -232,21 +227,19 @@ class Pipeline:
         return b
 
     def _stylize(self, b: _Buffers, settings: Settings) -> bool:
-        model = self._model(settings.style) if settings.style else None
-        if model is None:
+        name = settings.style
+        runner = self._runner(name) if name else None
+        if name is None or runner is None:
             return False
-        binding = self._bindings.get(settings.style)
+        binding = self._bindings.get(name)
         if binding is None:
-            binding = self._bindings[settings.style] = model.binding()
-        feeds = {"frame": b.small}
-        if model.card.kind == "multistyle":
-            spec = model.card.input("style_weights")
-            feeds["style_weights"] = np.asarray(settings.weight_vector(model.card.styles), dtype=spec.dtype if spec else "float32")
+            binding = self._bindings[name] = runner.model.binding()
+        weights = runner.weights(settings.weight_vector(runner.styles)) if runner.blends else None
         try:
-            binding.run({"stylized": b.stylized_small}, **feeds)
+            runner.run_into(binding, b.stylized_small, b.small, weights)
         except Exception as e:
-            self._failed.add(settings.style)
-            self.report(f"model {settings.style!r} failed on a {b.small_size[0]}x{b.small_size[1]} frame ({str(e).splitlines()[0]}); frames pass through unstyled")
+            self._failed.add(name)
+            self.report(f"model {name!r} failed on a {b.small_size[0]}x{b.small_size[1]} frame ({str(e).splitlines()[0]}); frames pass through unstyled")
             return False
         return True
 
@@ -285,23 +278,17 @@ class Pipeline:
 
     def _saliency_job(self, method: str) -> None:
         name = self.engine.registry.saliency_for(method)
-        model = self._model(name) if name else None
-        if model is None or self._saliency_input is None:
+        runner = self._runner(name) if name else None
+        if name is None or runner is None or self._saliency_input is None:
             return
         t = time.perf_counter()
-        feeds = {"frame": self._saliency_input}
-        target = model.card.input("target")
-        if target is not None:  # -1: explain the top class
-            shape = tuple(d if isinstance(d, int) else 1 for d in target.shape)
-            feeds["target"] = np.full(shape, -1, dtype=target.dtype)
         try:
-            outputs = model.run(**feeds)
+            result = runner(self._saliency_input)  # target -1: explain the top class
         except Exception as e:
             self._failed.add(name)
             self.report(f"saliency model {name!r} failed ({str(e).splitlines()[0]}); saliency is off")
             return
-        entry = self.engine.registry.entries[name]
         if self._settings.saliency == method:  # the choice may have changed meanwhile
-            self._saliency_map = np.asarray(outputs["saliency"], dtype=np.float32).squeeze()
-            self._top5 = top5(outputs["logits"], entry.labels)
+            self._saliency_map = result.map
+            self._top5 = runner.top5(result.logits)
         self._time("saliency", t)

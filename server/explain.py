@@ -7,6 +7,7 @@ heat map overlay as a PNG and prints the top-5 classes.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,9 @@ import numpy as np
 from stylecam.server.classes import top_classes
 from stylecam.server.compose import Overlay
 from stylecam.server.images import ImageFileError, read_rgb, write_rgb
-from stylecam.server.model_card import DEFAULT_ZOO, CardError, card_path_for, iter_cards
+from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
 from stylecam.server.ort_model import OrtModel
-
+from stylecam.server.runner import SaliencyRunner
 
 
 class ExplainError(ValueError):
@@ -43,17 +44,7 @@ def find_model(directory: Path, method: str) -> Path:
     return models[method]
 
 
-def read_labels(model: OrtModel) -> list[str]:
-    if not model.card.labels:
-        raise CardError(f"{card_path_for(model.path)} names no labels file; re-export it with `stylecam export --saliency`")
-    path = model.path.parent / model.card.labels
-    try:
-        return path.read_text().splitlines()
-    except OSError as e:
-        raise CardError(f"cannot read class names {path}: {e.strerror}; re-export the model") from None
-
-
-def parse_target(text: str | None, labels: list[str], method: str) -> int:
+def parse_target(text: str | None, labels: Sequence[str], method: str) -> int:
     """A class index or a (case-insensitive) class name -> index; None -> -1 (top-1)."""
     if text is None:
         return -1
@@ -76,10 +67,10 @@ class Explanation:
     explained: int
 
 
-def explain(model: OrtModel, rgb: np.ndarray, target: int, opacity: float, overlay: Overlay) -> Explanation:
-    out = model.run(frame=rgb, target=np.array([target], np.int64))
-    picture = overlay.apply(rgb.copy(), out["saliency"], opacity)
-    return Explanation(picture, top_classes(out["logits"]), int(out["class"].reshape(-1)[0]))
+def explain(runner: SaliencyRunner, rgb: np.ndarray, target: int, opacity: float, overlay: Overlay) -> Explanation:
+    result = runner(rgb, target)
+    picture = overlay.apply(rgb.copy(), result.map, opacity)
+    return Explanation(picture, top_classes(result.logits), result.explained)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -109,8 +100,8 @@ def main(argv: list[str], prog: str = "stylecam explain") -> int:
         parser.error("give at least one image (or --list-classes)")
     if not 0.0 <= args.opacity <= 1.0:
         raise ExplainError(f"--opacity {args.opacity} is outside [0, 1]")
-    model = OrtModel.load(find_model(args.models, args.method), device="cpu", threads=args.threads)
-    labels = read_labels(model)
+    runner = SaliencyRunner(OrtModel.load(find_model(args.models, args.method), device="cpu", threads=args.threads))
+    labels = runner.labels
     if args.list_classes:
         print("\n".join(f"{i:4d}  {name}" for i, name in enumerate(labels)))
         return 0
@@ -119,7 +110,7 @@ def main(argv: list[str], prog: str = "stylecam explain") -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     overlay = Overlay()
     for path, rgb in images:
-        result = explain(model, rgb, target, args.opacity, overlay)
+        result = explain(runner, rgb, target, args.opacity, overlay)
         dst = args.out / f"{path.stem}_{args.method}.png"
         write_rgb(dst, result.overlay)
         top = ", ".join(f"{labels[i]} {p:.3f}" for i, p in result.top5)

@@ -10,14 +10,22 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 CARD_VERSION = 1
 KINDS = ("style", "multistyle", "saliency")
+# every method a saliency card may name, with the name the page shows for it
+SALIENCY_METHODS = {"vanilla": "Gradient", "guided": "Guided", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM"}
+# tensor names of the graph contract: style graphs take FRAME (and STYLE_WEIGHTS for a
+# multistyle one) and give STYLIZED; saliency graphs take FRAME and TARGET and give
+# LOGITS, SALIENCY and CLASS
+FRAME, STYLE_WEIGHTS, STYLIZED = "frame", "style_weights", "stylized"
+TARGET, LOGITS, SALIENCY, CLASS = "target", "logits", "saliency", "class"
 DEFAULT_ZOO = Path(str(resources.files("stylecam.models") / "zoo"))  # the trained default models, shipped in the package
 
 
@@ -68,7 +76,7 @@ class ModelCard:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         known = {f.name for f in dataclasses.fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
         for key in ("inputs", "outputs"):
@@ -119,6 +127,18 @@ def iter_cards(directory: Path, recursive: bool = True) -> Iterator[tuple[Path, 
             yield path, load_card(path)
         except CardError as e:
             log.debug("skipping %s: %s", path, e)
+
+
+def read_labels(card_path: Path, card: ModelCard) -> tuple[str, ...]:
+    """The class names a saliency card points to, one per line (blank lines skipped);
+    CardError when it names none or the file cannot be read."""
+    if not card.labels:
+        raise CardError(f"{card_path} names no labels file; re-export it with `stylecam export --saliency`")
+    path = Path(card_path).parent / card.labels
+    try:
+        return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    except OSError as e:
+        raise CardError(f"cannot read class names {path}: {e.strerror}; re-export the model") from None
 
 
 def card_path_for(onnx_path: Path) -> Path:

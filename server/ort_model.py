@@ -6,6 +6,7 @@ import ctypes
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,11 +51,11 @@ class OrtModel:
     """A card and its live session."""
 
     card: ModelCard
-    session: "object"
+    session: Any  # onnxruntime.InferenceSession
     path: Path
 
     @classmethod
-    def load(cls, onnx_path: Path, device: str = "cpu", threads: int = 0, spin: bool = True) -> "OrtModel":
+    def load(cls, onnx_path: Path, device: str = "cpu", threads: int = 0, spin: bool = True) -> OrtModel:
         """Open an exported model; a missing, corrupt or mismatched file raises CardError.
 
         ``threads`` is the session's intra-op pool (0: onnxruntime picks); concurrent
@@ -85,7 +86,7 @@ class OrtModel:
         names = [spec.name for spec in self.card.outputs]
         return dict(zip(names, self.session.run(names, feeds)))
 
-    def binding(self) -> "Binding":
+    def binding(self) -> Binding:
         """An IO binding for one caller (not thread-safe: one per peer pipeline)."""
         return Binding(self)
 

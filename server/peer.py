@@ -9,11 +9,11 @@ connects within ``connect_timeout`` seconds.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import json
 import logging
+import secrets
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
@@ -27,7 +27,7 @@ CONTROL_LABEL = "control"
 
 
 class Peer:
-    def __init__(self, engine: Engine, catalog: Catalog, silence_timeout: float, connect_timeout: float, on_closed: Callable[["Peer"], None]) -> None:
+    def __init__(self, engine: Engine, catalog: Catalog, silence_timeout: float, connect_timeout: float, on_closed: Callable[[Peer], None]) -> None:
         self.id = secrets.token_hex(3)  # names the peer in logs
         self.engine = engine
         self.catalog = catalog
@@ -172,7 +172,7 @@ class Peer:
             self.track.stop()
         try:
             await asyncio.wait_for(self.pc.close(), timeout=3.0)
-        except (asyncio.TimeoutError, Exception) as e:  # a stuck transport must not keep the peer
+        except (TimeoutError, Exception) as e:  # a stuck transport must not keep the peer
             log.warning("peer %s: close did not finish cleanly (%s)", self.id, type(e).__name__)
         log.info("peer %s: closed", self.id)
         self._on_closed(self)

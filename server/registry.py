@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stylecam.server.control import Catalog
-from stylecam.server.model_card import ModelCard, iter_cards
+from stylecam.server.model_card import CardError, ModelCard, iter_cards, read_labels
 from stylecam.server.ort_model import OrtModel
+from stylecam.server.runner import SaliencyRunner, StyleRunner
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,10 @@ class Entry:
 def _labels(card_path: Path, card: ModelCard) -> tuple[str, ...]:
     if not card.labels:
         return ()
-    path = card_path.parent / card.labels
     try:
-        return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    except OSError as e:
-        log.warning("%s: labels file %s unreadable (%s); top-5 will show class ids", card_path, path, e.strerror)
+        return read_labels(card_path, card)
+    except CardError as e:
+        log.warning("%s; top-5 will show class ids", e)
         return ()
 
 
@@ -82,6 +82,7 @@ class Registry:
         self.device = device
         self._threads = threads  # intra-op threads per kind
         self._models: dict[str, OrtModel] = {}
+        self._runners: dict[str, StyleRunner | SaliencyRunner] = {}
         self._lock = threading.Lock()
 
     def catalog(self) -> Catalog:
@@ -108,6 +109,15 @@ class Registry:
             }
             for name, e in self.entries.items()
         ]
+
+    def runner(self, name: str) -> StyleRunner | SaliencyRunner:
+        """The shared runner (and session) for ``name``; raises like ``model``."""
+        runner = self._runners.get(name)
+        if runner is None:
+            model = self.model(name)
+            runner = SaliencyRunner(model, self.entries[name].labels) if model.card.kind == "saliency" else StyleRunner(model)
+            self._runners[name] = runner
+        return runner
 
     def model(self, name: str) -> OrtModel:
         """The shared session for ``name``; raises KeyError (unknown) or CardError (unusable)."""

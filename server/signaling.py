@@ -13,6 +13,7 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR
+from stylecam.server.model_card import SALIENCY_METHODS
 from stylecam.server.peer import Peer
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ async def offer(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    return web.json_response({"models": request.app[ENGINE].registry.describe()})
+    methods = [{"method": method, "label": label} for method, label in SALIENCY_METHODS.items()]
+    return web.json_response({"models": request.app[ENGINE].registry.describe(), "saliency_methods": methods})
 
 
 async def health(request: web.Request) -> web.Response:

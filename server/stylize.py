@@ -17,6 +17,7 @@ import numpy as np
 from stylecam.server.images import ImageFileError, read_rgb, scale_to_long_side, staging_path, write_rgb
 from stylecam.server.model_card import CardError
 from stylecam.server.ort_model import OrtModel
+from stylecam.server.runner import StyleRunner
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
@@ -63,14 +64,14 @@ class Stylizer:
             raise StylizeError(f"{model.path} has one style ({card.styles[0]}); --weights is only for multi-style models")
         if long_side is not None and long_side < 16:
             raise StylizeError(f"--size {long_side}: must be at least 16 pixels")
-        self.model = model
+        self.runner = StyleRunner(model)
         self.long_side = long_side
-        self.feeds = {"style_weights": parse_weights(weights_text, card.styles)} if card.kind == "multistyle" else {}
+        self.weights = self.runner.weights(parse_weights(weights_text, card.styles)) if self.runner.blends else None
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.long_side is not None:
             rgb = scale_to_long_side(rgb, self.long_side)
-        return self.model.run(frame=rgb, **self.feeds)["stylized"]
+        return self.runner(rgb, self.weights)
 
 
 def stylize_image(stylizer: Stylizer, src: Path, dst: Path) -> None:
@@ -97,7 +98,7 @@ def stylize_video(stylizer: Stylizer, src: Path, dst: Path) -> int:
                     break
                 out = cv2.cvtColor(stylizer(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), cv2.COLOR_RGB2BGR)
                 if writer is None:
-                    fourcc = cv2.VideoWriter_fourcc(*("VP80" if dst.suffix.lower() == ".webm" else "mp4v"))
+                    fourcc = cv2.VideoWriter.fourcc(*("VP80" if dst.suffix.lower() == ".webm" else "mp4v"))
                     writer = cv2.VideoWriter(str(staged), fourcc, fps, (out.shape[1], out.shape[0]))
                     if not writer.isOpened():
                         raise StylizeError(f"{dst}: OpenCV cannot write this video format; use .mp4 or .avi")
@@ -151,7 +152,7 @@ def main(argv: list[str], prog: str = "stylecam stylize") -> int:
         raise StylizeError(f"no such file: {', '.join(missing)}")
     many = len(args.inputs) > 1
     for src in args.inputs:
-        dst = output_path(src, args.out, stylizer.model.card.name, many)
+        dst = output_path(src, args.out, stylizer.runner.model.card.name, many)
         if src.suffix.lower() in VIDEO_SUFFIXES:
             frames = stylize_video(stylizer, src, dst)
             print(f"{src} -> {dst} ({frames} frames)")

@@ -38,6 +38,8 @@ class NewestFrame:
         try:
             while True:
                 frame = await self._track.recv()
+                if not isinstance(frame, av.VideoFrame):  # a video track gives video frames only
+                    continue
                 if self._frame is not None:
                     self.dropped += 1
                 self._frame = frame

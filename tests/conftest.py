@@ -38,27 +38,19 @@ def real_zoo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_server_url(real_zoo):
     """Base URL of a server on the shipped graphs, CPU, processing at 320x240."""
-    from stylecam.server.client import start_server
+    from stylecam.server.client import serving
 
-    proc, url = start_server(real_zoo, ["--device", "cpu", "--process-size", "320x240", "--max-peers", "2"])
-    try:
+    with serving(real_zoo, ["--device", "cpu", "--process-size", "320x240", "--max-peers", "2"]) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
 def server_url(tiny_zoo):
     """Base URL of a server on the tiny zoo, CPU, silence timeout 2 s."""
-    from stylecam.server.client import start_server
+    from stylecam.server.client import serving
 
-    proc, url = start_server(tiny_zoo, ["--device", "cpu", "--silence-timeout", "2", "--max-peers", "4"])
-    try:
+    with serving(tiny_zoo, ["--device", "cpu", "--silence-timeout", "2", "--max-peers", "4"]) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def run(coro, timeout: float = 30.0):

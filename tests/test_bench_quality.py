@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from style_helpers import CONTENT, STYLES
+from tiny_models import FRAME, STYLIZED, write_tint
 
 from stylecam.export.bench.quality import main as bench_quality
 from stylecam.export.bench.quality import pan_clip, trained_style_size
 from stylecam.server.model_card import CardError, ModelCard, sha256_of, write_card
-from style_helpers import CONTENT, STYLES
-from tiny_models import FRAME, STYLIZED, write_tint
 
 
 def write_identity(directory: Path, styles: tuple[str, ...], source: dict) -> ModelCard:

@@ -4,12 +4,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from skimage import data
-
-from stylecam.export.cli import main as cli
-from stylecam.export.bench.sheet import main as bench_sheet
-from stylecam.server.images import read_rgb, scale_to_long_side
 from style_helpers import CONTENT, STYLES, write_stand_in_peer
 from tiny_models import write_tint
+
+from stylecam.export.bench.sheet import main as bench_sheet
+from stylecam.export.cli import main as cli
+from stylecam.server.images import read_rgb, scale_to_long_side
 
 
 @pytest.fixture(scope="module")

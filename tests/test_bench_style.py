@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import write_tint
 
-from stylecam.export.cli import main as cli
-from stylecam.export.onnx import export_onnx
 from stylecam.export.bench.style import foreign_subject
 from stylecam.export.bench.style import main as bench_style
-from tiny_models import write_tint
+from stylecam.export.cli import main as cli
+from stylecam.export.onnx import export_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 

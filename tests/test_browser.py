@@ -146,16 +146,11 @@ def _wait_no_peers(url: str, timeout: float = 5.0) -> None:
 
 
 def test_page_says_so_when_the_server_has_no_models(tmp_path):
-    from stylecam.server.client import start_server
+    from stylecam.server.client import serving
 
-    proc, url = start_server(tmp_path / "no-models", ["--device", "cpu"])
-    try:
-        with chromium_page(tmp_path) as (page, errors):
-            page.goto(url + "/")
-            page.wait_for_selector("#notice:not([hidden])", timeout=10000)
-            assert "No style models are installed" in page.inner_text("#notice")
-            assert page.inner_text("#styles").strip().endswith("No style models installed.")
-            assert not errors, errors
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with serving(tmp_path / "no-models", ["--device", "cpu"]) as url, chromium_page(tmp_path) as (page, errors):
+        page.goto(url + "/")
+        page.wait_for_selector("#notice:not([hidden])", timeout=10000)
+        assert "No style models are installed" in page.inner_text("#notice")
+        assert page.inner_text("#styles").strip().endswith("No style models installed.")
+        assert not errors, errors

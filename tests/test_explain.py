@@ -5,9 +5,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from style_helpers import CONTENT
 
 from stylecam.export.saliency import export_saliency
-from style_helpers import CONTENT
 
 BEAR = CONTENT / "coco" / "000000000285.jpg"
 

@@ -5,13 +5,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from style_helpers import make_checkpoint
 
 from stylecam.export import command
 from stylecam.export.cli import main as cli
 from stylecam.export.style import example_inputs, style_graph
 from stylecam.models.checkpoint import Checkpoint
 from stylecam.server.model_card import load_card_for_onnx, sha256_of
-from style_helpers import make_checkpoint
 
 ZOO_RT = Path(__file__).resolve().parents[1] / "models" / "zoo" / "checkpoints" / "multistyle_rt.pt"
 
@@ -145,7 +145,6 @@ def test_unknown_classifier_for_saliency_is_one_line(tmp_path, capsys):
 
 def test_int8_export_is_quantised_calibrated_and_checked_on_held_out_photos(tmp_path, capsys):
     import onnx
-
     from style_helpers import CONTENT
 
     ckpt = ZOO_RT  # untrained weights quantise badly (mean 10 levels): the shipped network, as users export it

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from style_helpers import CONTENT
 from torch import nn
 
 from stylecam.export.attribution import METHODS, GuidedBackprop, Vanilla, create_method, normalise_map
@@ -14,7 +15,6 @@ from stylecam.export.saliency import EXACT_METHODS, Parity, compare, export_sali
 from stylecam.models.data import read_rgb
 from stylecam.models.factory import create_model
 from stylecam.server.model_card import CardError, load_card_for_onnx
-from style_helpers import CONTENT
 
 PHOTOS = [CONTENT / "coco" / "000000000285.jpg", CONTENT / "bsds" / "253027.jpg"]  # brown bear 640x480, zebras 481x321
 

@@ -82,7 +82,9 @@ def test_bad_offers_are_400_and_leak_nothing(server_url, body, expected):
 def test_no_models_passes_through_and_peer_cap(tmp_path):
     proc, url = start_server(tmp_path / "nothing-here", ["--device", "cpu", "--max-peers", "1"])
     try:
-        assert get_json(url + "/api/models") == {"models": []}
+        listing = get_json(url + "/api/models")
+        assert listing["models"] == []
+        assert [m["method"] for m in listing["saliency_methods"]] == ["vanilla", "guided", "smoothgrad", "gradcam"]
         assert get_json(url + "/api/health")["models"] == 0
 
         async def go():

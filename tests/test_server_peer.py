@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from aiohttp import web
 from conftest import run
+from tiny_models import slow_down
 
 from stylecam.server.app import create_app
-from stylecam.server.config import ENGINE, ServerConfig
 from stylecam.server.client import Client
-from tiny_models import slow_down
+from stylecam.server.config import ENGINE, ServerConfig
 
 pytestmark = pytest.mark.timeout(60)
 

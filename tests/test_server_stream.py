@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 from conftest import run
+from tiny_models import expected_top5
 
 from stylecam.server.client import Client, CounterCamera, get_json, scene
-from tiny_models import expected_top5
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,13 +95,11 @@ def test_shipped_models_style_and_explain_frames_through_the_server(real_server_
     in the chosen style, and the top-5 is the graph's."""
     import cv2
 
-    from stylecam.export.bench.quality import StyleRunner
-    from stylecam.server.engine import top5
     from stylecam.server.ort_model import OrtModel
-    from stylecam.server.registry import scan
+    from stylecam.server.runner import SaliencyRunner, StyleRunner
 
     style = OrtModel.load(real_zoo / "multistyle_rt.onnx", "cpu", 1)
-    runners = {name: StyleRunner(style, name) for name in ("starry_night", "wave")}
+    runners = {name: StyleRunner(style).in_style(name) for name in ("starry_night", "wave")}
 
     def small(rgb: np.ndarray) -> np.ndarray:
         return cv2.resize(rgb, (320, 240), interpolation=cv2.INTER_AREA)
@@ -109,11 +107,11 @@ def test_shipped_models_style_and_explain_frames_through_the_server(real_server_
     def expected(name: str, sent: np.ndarray) -> np.ndarray:
         return cv2.resize(runners[name](small(sent)), (640, 480), interpolation=cv2.INTER_LINEAR)
 
-    gradcam = OrtModel.load(real_zoo / "saliency_gradcam.onnx", "cpu", 1)
-    labels = scan(real_zoo, "cpu")["saliency_gradcam"].labels
+    gradcam = SaliencyRunner(OrtModel.load(real_zoo / "saliency_gradcam.onnx", "cpu", 1))
+    labels = gradcam.labels
 
     def direct(sent: np.ndarray) -> list[str]:
-        return [c["label"] for c in top5(gradcam.run(frame=small(sent), target=np.array([-1]))["logits"], labels)]
+        return [c["label"] for c in gradcam.top5(gradcam(small(sent)).logits)]
 
     async def go():
         client = Client(real_server_url)

@@ -15,13 +15,14 @@ import pytest
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from conftest import run
+from tiny_models import slow_down
 
 from stylecam.server.client import scene
 from stylecam.server.control import Settings
-from stylecam.server.engine import Engine, ThreadPlan, fit_within, top5
+from stylecam.server.engine import Engine, ThreadPlan, fit_within
 from stylecam.server.registry import Registry, scan
+from stylecam.server.runner import top5
 from stylecam.server.track import NewestFrame, StyledTrack
-from tiny_models import slow_down
 
 pytestmark = pytest.mark.timeout(30)
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"

@@ -5,11 +5,11 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+from style_helpers import CONTENT, make_checkpoint
 
 from stylecam.export.cli import main as cli
 from stylecam.export.command import export_style
 from stylecam.server.model_card import load_card_for_onnx, sha256_of, write_card
-from style_helpers import CONTENT, make_checkpoint
 
 PHOTO = sorted((CONTENT / "bsds").glob("*.jpg"))[0]
 

@@ -12,13 +12,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from style_helpers import CONTENT, STYLES, write_stand_in_peer
+from test_train import tiny_config
 
 from stylecam.export.cli import main as cli
 from stylecam.models.data import read_rgb
 from stylecam.models.teacher import TeacherPairs
 from stylecam.models.train import Trainer
-from style_helpers import CONTENT, STYLES, write_stand_in_peer
-from test_train import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@ import shutil
 
 import pytest
 import torch
+from style_helpers import CONTENT, STYLES
 
 from stylecam.export.cli import main as cli
 from stylecam.models.checkpoint import Checkpoint
 from stylecam.models.data import content_batch, load_style_image
 from stylecam.models.losses import gram
 from stylecam.models.train import TrainConfig, Trainer
-from style_helpers import CONTENT, STYLES
 
 
 @pytest.fixture(scope="module")

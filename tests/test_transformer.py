@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from stylecam.models.layers import ConditionalInstanceNorm2d
 from stylecam.models.factory import create_model, list_models
+from stylecam.models.layers import ConditionalInstanceNorm2d
 from stylecam.models.transformer import BODIES, macs_per_pixel
 
 STYLE_NETS = [*((body, {}) for body in BODIES), ("multistyle", {"body": "lite", "num_styles": 3}),

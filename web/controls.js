@@ -1,10 +1,6 @@
 // The control panel: built from /api/models, reports changes as partial config messages,
 // and shows what the server reports (stats, top-5).
 
-const METHODS = [
-  ["off", "Off"], ["vanilla", "Gradient"], ["guided", "Guided"], ["smoothgrad", "SmoothGrad"], ["gradcam", "Grad-CAM"],
-];
-
 const $ = (id) => document.getElementById(id);
 const pct = (v) => `${Math.round(v * 100)}%`;
 
@@ -25,7 +21,7 @@ function radio(container, selected) {
  * {style}, {weights}, {strength}, {saliency} or {opacity} as the user changes them.
  * Returns {config(): full config message, showStats(stats), reset()}.
  */
-export function createControls(models, onChange) {
+export function createControls(models, saliencyMethods, onChange) {
   const styleModels = models.filter((m) => m.kind === "style" || m.kind === "multistyle");
   const methods = new Set(models.filter((m) => m.kind === "saliency").map((m) => m.method));
   const state = {
@@ -91,7 +87,7 @@ export function createControls(models, onChange) {
 
   // saliency methods
   const saliency = $("saliency");
-  for (const [method, label] of METHODS) {
+  for (const { method, label } of [{ method: "off", label: "Off" }, ...saliencyMethods]) {
     const button = el("button", { type: "button", textContent: label });
     button.dataset.value = method;
     button.setAttribute("role", "radio");

@@ -98,15 +98,16 @@ function stop() {
 
 async function init() {
   let models = [];
+  let saliencyMethods = [];
   try {
-    models = (await (await fetch("/api/models")).json()).models;
+    ({ models, saliency_methods: saliencyMethods } = await (await fetch("/api/models")).json());
   } catch (err) {
     notice("Cannot reach the stylecam server. Is it running?", "error");
   }
   if (!models.some((m) => m.kind === "style" || m.kind === "multistyle")) {
     notice("No style models are installed on the server, so video passes through unchanged. Export one with `stylecam export` into the models directory and restart the server.");
   }
-  controls = createControls(models, (partial) => session && session.send({ type: "config", ...partial }));
+  controls = createControls(models, saliencyMethods, (partial) => session && session.send({ type: "config", ...partial }));
   $("start").addEventListener("click", () => (session || camera ? stop() : start()));
   // For automated checks (and the curious): frames decoded so far.
   window.stylecam = { framesDecoded: async () => (session ? session.framesDecoded() : 0) };

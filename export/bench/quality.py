@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from stylecam.models.vgg import SOURCES, load_vgg
 from stylecam.server.images import scale_to_long_side
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards
 from stylecam.server.ort_model import OrtModel
+from stylecam.server.runner import StyleRunner
 
 USER_ERRORS = (ImageError, CardError, WeightsUnavailable)
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -66,22 +68,6 @@ class Row:
     ms_per_photo: float
 
 
-class StyleRunner:
-    """One shipped model with one style selected."""
-
-    def __init__(self, model: OrtModel, style: str) -> None:
-        card = model.card
-        self.model = model
-        self.feeds: dict[str, np.ndarray] = {}
-        if card.kind == "multistyle":
-            weights = np.zeros(len(card.styles), np.float32)
-            weights[card.styles.index(style)] = 1.0
-            self.feeds["style_weights"] = weights
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        return self.model.run(frame=rgb, **self.feeds)["stylized"]
-
-
 def pan_clip(rgb: np.ndarray, width: int, height: int, frames: int) -> list[np.ndarray]:
     """Windows of width x height sliding one pixel right per frame (the photo scaled to fit)."""
     scale = max((width + frames) / rgb.shape[1], height / rgb.shape[0])
@@ -92,9 +78,9 @@ def pan_clip(rgb: np.ndarray, width: int, height: int, frames: int) -> list[np.n
     return [np.ascontiguousarray(rgb[top : top + height, x : x + width]) for x in range(frames)]
 
 
-def motion(run: StyleRunner, clip: list[np.ndarray]) -> tuple[float, float]:
+def motion(run: Callable[[np.ndarray], np.ndarray], clip: list[np.ndarray]) -> tuple[float, float]:
     """(flicker, shimmer) of one ``pan_clip``; shimmer leaves out EDGE columns each side,
-    where zero padding sees the frame border move."""
+    where the padding (reflection) sees the frame border move."""
     outputs = [run(frame).astype(np.float32) for frame in clip]
     inputs = [frame.astype(np.float32) for frame in clip]
     change_out = np.mean([np.abs(b - a).mean() for a, b in zip(outputs, outputs[1:])])
@@ -158,7 +144,7 @@ def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
         photo_style = {key: mean_per_layer([layer_style_losses(f, target) for f in photo_feats])
                        for key, target in targets.items()}
     for model, style, size in tqdm(jobs, desc="models x styles", unit="style", dynamic_ncols=True):
-        run = StyleRunner(model, style)
+        run = StyleRunner(model).in_style(style)
         with torch.inference_mode():
             per_photo, content = [], []
             start = time.perf_counter()

@@ -28,12 +28,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stylecam.export.bench.quality import StyleRunner
 from stylecam.models.data import ImageError, find_images, read_rgb, split_photos
 from stylecam.models.teacher import PEER_FILES, ArbitraryStyle
 from stylecam.server.images import ImageFileError, scale_to_long_side, write_rgb
 from stylecam.server.model_card import DEFAULT_ZOO, CardError
 from stylecam.server.ort_model import OrtModel
+from stylecam.server.runner import StyleRunner
 
 PREFERRED = ("302003.jpg", "65019.jpg", "000000000308.jpg", "159091.jpg")  # a face, a man, a group, a bear
 SKIMAGE_PHOTOS = ("astronaut", "chelsea")
@@ -125,7 +125,7 @@ def main(argv: list[str], prog: str = "stylecam bench sheet") -> int:
     if model.card.kind not in ("style", "multistyle"):
         raise SheetError(f"--model {args.model}: a {model.card.kind} model, not a style model")
     styles = model.card.styles
-    ours = {style: StyleRunner(model, style) for style in styles}
+    ours = {style: StyleRunner(model).in_style(style) for style in styles}
     peer = ArbitraryStyle(args.peer, args.threads)
     paintings = {path.stem: path for path in find_images(args.styles)} if args.styles.is_dir() else {}
     missing = [s for s in styles if s not in paintings]

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from stylecam.server.model_card import CardError
 from stylecam.server.ort_model import OrtModel, providers_for
+from stylecam.server.runner import StyleRunner
 
 SIZES = ((240, 320), (480, 640))
 FOREIGN_NEEDS = ("one float32 NCHW image input [1, 3, H, W] in 0..1 with dynamic H and W, "
@@ -56,12 +57,9 @@ def card_subject(path: Path, device: str, threads: int) -> Subject:
     model = OrtModel.load(path, device, threads)
     if model.card.kind not in ("style", "multistyle"):
         raise BenchInputError(f"{path}: a {model.card.kind} model, not a style model")
-    feeds = {}
-    if model.card.kind == "multistyle":
-        n = len(model.card.styles)
-        feeds["style_weights"] = np.full(n, 1.0 / n, dtype=np.float32)
-    return Subject(model.card.name, "card", Path(path), model.provider,
-                   lambda frame: model.run(frame=frame, **feeds)["stylized"])
+    runner = StyleRunner(model)
+    weights = runner.weights([1.0 / len(runner.styles)] * len(runner.styles)) if runner.blends else None
+    return Subject(model.card.name, "card", Path(path), model.provider, lambda frame: runner(frame, weights))
 
 
 def _describe(args) -> str:
