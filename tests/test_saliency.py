@@ -155,3 +155,18 @@ def test_the_gate_holds_exact_methods_to_every_pixel(exact):
     assert isinstance(parity, Parity) and parity.saliency_max_error == pytest.approx(0.01)
     assert parity.ok is not exact
     assert EXACT_METHODS == {"gradcam"}
+
+
+def test_bench_deletion_prints_its_table_and_writes_json(tmp_path, capsys):
+    """`stylecam bench deletion` as the README gives it, on two photos and a short schedule."""
+    from stylecam.export.cli import main as cli
+
+    out = tmp_path / "deletion.json"
+    assert cli(["bench", "deletion", str(CONTENT / "bsds"), "--count", "2", "--steps", "4", "--methods", "gradcam",
+                "--threads", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert set(result["summary"]) == {"gradcam", RANDOM} and len(result["images"]) == 2
+    for name, row in result["summary"].items():
+        assert 0 <= row["mean_auc"] <= 1 and f"{name:<12}{row['mean_auc']:>8.3f}" in printed
+    assert "deletion AUC (lower is better), 2 photos, efficientnet_lite0, 4 steps" in printed
