@@ -1,7 +1,7 @@
-"""``stylecam export``: checkpoint -> verified ``NAME.onnx`` + ``NAME.json`` model card.
+"""``stylecam export style|saliency``: verified ``NAME.onnx`` + ``NAME.json`` model cards.
 
-``stylecam export --saliency METHOD ...`` exports a classifier's saliency graph instead
-(see ``export.saliency_command``).
+``style CKPT`` exports a trained style network (``stylecam export CKPT``, the older form,
+still works); ``saliency METHOD`` a classifier's saliency graph (``saliency_command``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from stylecam.export import quantize
+from stylecam.export import quantize, saliency_command
 from stylecam.export.onnx import export_onnx, frame_dims
 from stylecam.export.style import example_inputs, style_graph
 from stylecam.export.verify import VerificationError, parity
@@ -23,8 +23,13 @@ from stylecam.models.data import ImageError
 from stylecam.models.registry import UnknownModel, WeightsUnavailable
 from stylecam.server.model_card import ModelCard, TensorSpec, sha256_of, write_card
 
-# the --saliency path (export.saliency_command) raises the last two
-USER_ERRORS = (CheckpointError, VerificationError, UnknownModel, WeightsUnavailable, ImageError)
+
+# the saliency path (export.saliency_command) raises the last two
+class UsageError(ValueError):
+    """A command line in a form this command no longer takes; the message gives the new one."""
+
+
+USER_ERRORS = (UsageError, CheckpointError, VerificationError, UnknownModel, WeightsUnavailable, ImageError)
 # two verification sizes: one a multiple of 4, one not (odd H and W exercise the crop)
 VERIFY_SIZES = ((96, 128), (61, 83))
 TOLERANCE = 1.0  # uint8 levels
@@ -127,11 +132,14 @@ def export_style(
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="saliency graphs: stylecam export --saliency METHOD [--classifier NAME] --out DIR "
-               "(stylecam export --saliency all --help for its options)",
-    )
+    top = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    sub = top.add_subparsers(dest="what", required=True, metavar="{style,saliency}")
+    saliency_command.add_arguments(sub.add_parser(
+        "saliency", help="a classifier with a saliency method's backward pass baked in",
+        description=saliency_command.DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+    p = sub.add_parser("style", help="a checkpoint written by `stylecam train`",
+                       description="Checkpoint -> NAME.onnx + NAME.json, verified against PyTorch before anything is written.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="a checkpoint written by `stylecam train` (e.g. runs/wave/last.pt)")
     p.add_argument("--out", type=Path, required=True, help="folder for NAME.onnx and NAME.json")
     p.add_argument("--name", help="model name (default: STYLE_ARCH, or multistyle_BODY)")
@@ -144,15 +152,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--ship", action="store_true",
                    help="copy the checkpoint to OUT/checkpoints/NAME.pt (half-precision weights, no optimizer "
                         "state) and export from that copy (how models/zoo is made)")
-    return p
+    return top
 
 
 def main(argv: list[str], prog: str = "stylecam export") -> int:
-    if "--saliency" in argv:
-        from stylecam.export import saliency_command
-
-        return saliency_command.main(argv, prog)
+    if any(a == "--saliency" or a.startswith("--saliency=") for a in argv):
+        raise UsageError("`stylecam export --saliency METHOD ...` is now `stylecam export saliency METHOD ...`")
+    if argv and argv[0] not in ("style", "saliency", "-h", "--help"):
+        argv = ["style", *argv]  # the older form: stylecam export CKPT ...
     args = build_parser(prog).parse_args(argv)
+    if args.what == "saliency":
+        return saliency_command.run(args)
     checkpoint = args.checkpoint
     if args.ship:
         checkpoint = ship_checkpoint(checkpoint, args.out, args.name)

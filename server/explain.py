@@ -1,6 +1,6 @@
 """``stylecam explain``: what the classifier looks at in still images, with onnxruntime only.
 
-Runs an exported saliency graph (``stylecam export --saliency``) on each image, writes the
+Runs an exported saliency graph (``stylecam export saliency``) on each image, writes the
 heat map overlay as a PNG and prints the top-5 classes.
 """
 
@@ -38,7 +38,7 @@ def find_model(directory: Path, method: str) -> Path:
     models = saliency_models(directory)
     if not models:
         raise ExplainError(f"no saliency models in {directory}; "
-                           f"export them with `stylecam export --saliency all --out {directory}` or pass --models DIR")
+                           f"export them with `stylecam export saliency all --out {directory}` or pass --models DIR")
     if method not in models:
         raise ExplainError(f"unknown method {method!r}; available in {directory}: {', '.join(models)}")
     return models[method]

@@ -133,7 +133,7 @@ def read_labels(card_path: Path, card: ModelCard) -> tuple[str, ...]:
     """The class names a saliency card points to, one per line (blank lines skipped);
     CardError when it names none or the file cannot be read."""
     if not card.labels:
-        raise CardError(f"{card_path} names no labels file; re-export it with `stylecam export --saliency`")
+        raise CardError(f"{card_path} names no labels file; re-export it with `stylecam export saliency`")
     path = Path(card_path).parent / card.labels
     try:
         return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())

@@ -86,7 +86,7 @@ def test_multistyle_graph_blends_by_weights(export_net):
 
 def test_fp16_export_is_verified_too(tmp_path, capsys):
     ckpt = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
-    assert cli(["export", str(ckpt), "--out", str(tmp_path / "o"), "--fp16", "--name", "u"]) == 0
+    assert cli(["export", "style", str(ckpt), "--out", str(tmp_path / "o"), "--fp16", "--name", "u"]) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["u.json", "u.onnx", "u_fp16.json", "u_fp16.onnx"]
     card = load_card_for_onnx(tmp_path / "o" / "u_fp16.onnx")
     assert card.precision == "fp16" and card.source["parity_max_abs_error"]["stylized"] <= 1
@@ -137,7 +137,7 @@ def test_unusable_checkpoint_files(tmp_path, capsys, content):
 
 
 def test_unknown_classifier_for_saliency_is_one_line(tmp_path, capsys):
-    assert cli(["export", "--saliency", "vanilla", "--classifier", "alexnet", "--out", str(tmp_path / "o")]) == 2
+    assert cli(["export", "saliency", "vanilla", "--classifier", "alexnet", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'alexnet'; valid names:" in err and "efficientnet_lite0" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
@@ -235,3 +235,20 @@ def test_fp16_export_of_a_network_past_half_precision_writes_nothing(tmp_path, c
     assert cli(["export", str(ckpt_path), "--out", str(tmp_path / "o"), "--fp16", "--name", "u"]) == 2
     assert "max |onnxruntime - torch|" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["u.json", "u.onnx"]  # the fp32 graph is fine
+
+
+def test_export_subcommands_and_the_older_forms(tmp_path, capsys):
+    """`export style CKPT` and the older `export CKPT` write the same graph; the older
+    `export --saliency` names the new form in one line."""
+    ckpt = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
+    assert cli(["export", "style", str(ckpt), "--out", str(tmp_path / "new")]) == 0
+    assert cli(["export", str(ckpt), "--out", str(tmp_path / "old")]) == 0
+    assert (tmp_path / "new" / "udnie_lite.onnx").read_bytes() == (tmp_path / "old" / "udnie_lite.onnx").read_bytes()
+    capsys.readouterr()
+    assert cli(["export", "--saliency", "gradcam", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "is now `stylecam export saliency METHOD ...`" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(SystemExit) as e:  # argparse's own usage error
+        cli(["export", "saliency", "lime", "--out", str(tmp_path / "s")])
+    assert e.value.code == 2 and "invalid choice: 'lime'" in capsys.readouterr().err

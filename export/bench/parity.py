@@ -45,7 +45,7 @@ def measure(models: Path, photos: dict[str, np.ndarray], methods: set[str] | Non
     graphs = [(card.method, path.parent / card.onnx) for path, card in iter_cards(models)
               if card.kind == "saliency" and (methods is None or card.method in methods)]
     if not graphs:
-        raise CardError(f"no saliency graphs under {models}; export them with `stylecam export --saliency all`")
+        raise CardError(f"no saliency graphs under {models}; export them with `stylecam export saliency all`")
     for name, onnx_path in tqdm(graphs, desc="methods", unit="method", dynamic_ncols=True):
         graph = OrtModel.load(onnx_path, "cpu", threads)
         single = create_method(name, create_model(graph.card.classifier))
