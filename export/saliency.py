@@ -23,7 +23,7 @@ from torch import nn
 from stylecam.export.attribution import Attribution, as_target, create_method, normalise_map
 from stylecam.export.gradients import trace_joint
 from stylecam.export.onnx import OPSET, export_onnx, frame_dims
-from stylecam.export.verify import VerificationError, check_graph
+from stylecam.export.verify import verify
 from stylecam.export.weight_store import externalise
 from stylecam.models.factory import create_model
 from stylecam.server.model_card import ModelCard, TensorSpec, sha256_of, write_card
@@ -118,22 +118,12 @@ def check_frames(input_size: tuple[int, int]) -> list[np.ndarray]:
     return frames
 
 
-def verify(onnx_path: Path, method: Attribution) -> list[Parity]:
-    """onnx checker, then onnxruntime vs PyTorch autograd on ``check_frames``; raises
-    VerificationError naming the failing frame."""
-    import onnxruntime as ort
-
-    check_graph(onnx_path)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    results = []
-    for frame in check_frames(method.model.pretrained_cfg.input_size):
-        outputs = dict(zip(names, session.run(names, {"frame": frame, "target": np.array([-1], np.int64)})))
-        parity = compare(outputs, reference(method, frame), exact=method.name in EXACT_METHODS)
-        if not parity.ok:
-            raise VerificationError(f"{onnx_path.name}: onnxruntime differs from PyTorch on a {frame.shape} frame: {parity}")
-        results.append(parity)
-    return results
+def check(onnx_path: Path, method: Attribution) -> list[Parity]:
+    """``export.verify`` on ``check_frames``, with the saliency parity rules (``Parity.ok``)."""
+    cases = [{"frame": frame, "target": np.array([-1], np.int64)} for frame in check_frames(method.model.pretrained_cfg.input_size)]
+    exact = method.name in EXACT_METHODS
+    return verify(onnx_path, cases, lambda feeds: reference(method, feeds["frame"]),
+                  lambda got, wanted: compare(got, wanted, exact=exact))
 
 
 def build_graph(method: Attribution) -> SaliencyGraph:
@@ -189,7 +179,7 @@ def export_saliency(method_name: str, classifier: str, out_dir: Path) -> Path:
         example = (torch.zeros(240, 320, 3, dtype=torch.uint8), as_target(-1))
         export_onnx(build_graph(method), example, staged, ["frame", "target"], ["logits", "saliency", "class"],
                     {"frame": frame_dims(), "target": None}, fuse=False)
-        parity = verify(staged, method)
+        parity = check(staged, method)
         graph = onnx.load(staged)
         external = externalise(graph, out_dir / f"{classifier}.weights")
         onnx.save(graph, staged)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import numpy as np
-import torch
 
 
 class VerificationError(RuntimeError):
@@ -22,18 +23,24 @@ def check_graph(path: Path) -> None:
         raise VerificationError(f"onnx checker rejected the graph: {str(e).splitlines()[0]}") from None
 
 
-def _as_tuple(value: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    return (value,) if isinstance(value, torch.Tensor) else tuple(value)
+class Comparison(Protocol):
+    """How one case compared; ``str`` of it says so in the error message."""
+
+    @property
+    def ok(self) -> bool: ...
 
 
-def parity(
-    path: Path, reference: Callable[..., torch.Tensor | Sequence[torch.Tensor]], cases: list[tuple[torch.Tensor, ...]],
-    input_names: list[str], output_names: list[str], tolerance: dict[str, float],
-) -> dict[str, float]:
-    """Run every case through onnxruntime (CPU) and ``reference``; the worst |error| per output.
+C = TypeVar("C", bound=Comparison)
+Feeds = dict[str, np.ndarray]
 
-    Raises VerificationError naming the output, the case's input shape and both numbers when
-    an output's error exceeds its tolerance.
+
+def verify(path: Path, cases: Sequence[Feeds], reference: Callable[[Feeds], Feeds],
+           compare: Callable[[Feeds, Feeds], C]) -> list[C]:
+    """The one verifier of every export: onnx checker, then each case through onnxruntime
+    (CPU) and through ``reference`` (PyTorch), judged by ``compare(got, wanted)``.
+
+    Raises VerificationError naming the graph, the case's first input shape and the
+    comparison when one is not ``ok``; returns every comparison otherwise.
     """
     import onnxruntime as ort
 
@@ -41,21 +48,40 @@ def parity(
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    worst = dict.fromkeys(output_names, 0.0)
-    for case in cases:
-        feeds = {name: t.numpy() for name, t in zip(input_names, case)}
-        got = session.run(output_names, feeds)
-        with torch.no_grad():
-            want = _as_tuple(reference(*case))
-        for name, g, w in zip(output_names, got, want):
-            w = w.numpy()
-            if g.shape != w.shape:
-                raise VerificationError(f"output {name!r}: onnxruntime gives shape {g.shape}, torch {w.shape}")
-            error = float(np.abs(g.astype(np.float64) - w.astype(np.float64)).max()) if g.size else 0.0
-            worst[name] = max(worst[name], error)
-            if error > tolerance[name]:
-                raise VerificationError(
-                    f"output {name!r} for input {tuple(case[0].shape)}: max |onnxruntime - torch| = {error:.4g} "
-                    f"> tolerance {tolerance[name]:.4g}"
-                )
-    return worst
+    names = [o.name for o in session.get_outputs()]
+    results = []
+    for feeds in cases:
+        got = dict(zip(names, session.run(names, feeds)))
+        wanted = reference(feeds)
+        for name, w in wanted.items():
+            if got[name].shape != w.shape:
+                raise VerificationError(f"output {name!r}: onnxruntime gives shape {got[name].shape}, torch {w.shape}")
+        result = compare(got, wanted)
+        if not result.ok:
+            raise VerificationError(f"{path.name} on a {next(iter(feeds.values())).shape} input: {result}")
+        results.append(result)
+    return results
+
+
+@dataclass(frozen=True)
+class MaxError:
+    """The largest |onnxruntime - torch| of each output, against one tolerance."""
+
+    errors: dict[str, float]
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return all(e <= self.tolerance for e in self.errors.values())
+
+    def __str__(self) -> str:
+        worst = ", ".join(f"{name!r} {error:.4g}" for name, error in self.errors.items())
+        return f"max |onnxruntime - torch| = {worst} > tolerance {self.tolerance:.4g}"
+
+
+def max_error(tolerance: float) -> Callable[[Feeds, Feeds], MaxError]:
+    def compare(got: Feeds, wanted: Feeds) -> MaxError:
+        return MaxError({name: float(np.abs(got[name].astype(np.float64) - w.astype(np.float64)).max()) if w.size else 0.0
+                         for name, w in wanted.items()}, tolerance)
+
+    return compare
