@@ -21,7 +21,7 @@ from stylecam.export.verify import VerificationError, max_error, verify
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ImageError
 from stylecam.models.registry import UnknownModel, WeightsUnavailable
-from stylecam.server.model_card import ModelCard, TensorSpec, sha256_of, write_card
+from stylecam.server.model_card import FRAME, STYLE_WEIGHTS, STYLIZED, ModelCard, TensorSpec, sha256_of, write_card
 
 
 # the saliency path (export.saliency_command) raises the last two
@@ -50,11 +50,11 @@ def default_name(ckpt: Checkpoint) -> str:
 
 def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, precision: str, source: dict) -> ModelCard:
     multi = len(ckpt.styles) > 1
-    frame = TensorSpec("frame", "uint8", ("H", "W", 3), "camera frame, RGB")
-    inputs = (frame, TensorSpec("style_weights", "float32", (len(ckpt.styles),), "blend weight per style")) if multi else (frame,)
+    frame = TensorSpec(FRAME, "uint8", ("H", "W", 3), "camera frame, RGB")
+    inputs = (frame, TensorSpec(STYLE_WEIGHTS, "float32", (len(ckpt.styles),), "blend weight per style")) if multi else (frame,)
     return ModelCard(
         name=name, kind="multistyle" if multi else "style", onnx=onnx_path.name, sha256=sha256_of(onnx_path),
-        inputs=inputs, outputs=(TensorSpec("stylized", "uint8", ("H", "W", 3), "stylized frame, RGB"),),
+        inputs=inputs, outputs=(TensorSpec(STYLIZED, "uint8", ("H", "W", 3), "stylized frame, RGB"),),
         precision=precision, styles=tuple(ckpt.styles), arch=ckpt.arch, source=source,
     )
 
@@ -99,21 +99,21 @@ def export_style(
     graph = style_graph(ckpt, fp16=fp16)
     reference = style_graph(ckpt) if fp16 else graph  # fp16 and int8 are held to the fp32 network's output
     example = example_inputs(ckpt, 64, 64)
-    input_names = ["frame", "style_weights"][: len(example)]
+    input_names = [FRAME, STYLE_WEIGHTS][: len(example)]
     dynamic = (frame_dims(), None)[: len(example)]
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         staged = Path(tmp) / f"{name}.onnx"
-        export_onnx(graph, example, staged, input_names, ["stylized"], dynamic)
+        export_onnx(graph, example, staged, input_names, [STYLIZED], dynamic)
         cases = [dict(zip(input_names, (t.numpy() for t in example_inputs(ckpt, h, w, seed=i + 1))))
                  for i, (h, w) in enumerate(VERIFY_SIZES)]
 
         def torch_answer(feeds: dict) -> dict:
             with torch.no_grad():
-                return {"stylized": reference(*(torch.from_numpy(feeds[n]) for n in input_names)).numpy()}
+                return {STYLIZED: reference(*(torch.from_numpy(feeds[n]) for n in input_names)).numpy()}
 
         checked = verify(staged, cases, torch_answer, max_error(TOLERANCE))
-        errors = {"stylized": max(c.errors["stylized"] for c in checked)}
+        errors = {STYLIZED: max(c.errors[STYLIZED] for c in checked)}
         extra = {}
         if precision == "int8":
             roots = calibration or []
@@ -123,7 +123,7 @@ def export_style(
             extra = {"int8_error_levels": quantize.int8_error(staged, reference, roots, len(ckpt.styles)),
                      "calibration": {"folders": [str(r) for r in roots], "photos": photos,
                                      "long_side": quantize.CALIBRATION_SIDE}}
-            errors = {"stylized": extra["int8_error_levels"]["max"]}
+            errors = {STYLIZED: extra["int8_error_levels"]["max"]}
         source = {
             "checkpoint": relative_to_card(ckpt_path, out_dir), "checkpoint_sha256": sha256_of(ckpt_path), "step": ckpt.step, "images_seen": ckpt.images_seen,
             "train_command": ckpt.command, "train_history": ckpt.history, "train_config": ckpt.config, "losses": ckpt.losses,

@@ -19,6 +19,7 @@ import torch
 from stylecam.export.verify import VerificationError, check_graph
 from stylecam.models.data import read_rgb, split_photos
 from stylecam.server.images import scale_to_long_side
+from stylecam.server.model_card import FRAME, STYLE_WEIGHTS, STYLIZED
 
 CALIBRATION_PHOTOS = 28
 VERIFY_PHOTOS = 8
@@ -41,9 +42,9 @@ def _feeds(frames: list[np.ndarray], num_styles: int) -> list[dict[str, np.ndarr
     style's (gamma, beta) shapes the activation ranges."""
     feeds = []
     for i, frame in enumerate(frames):
-        feed = {"frame": frame}
+        feed = {FRAME: frame}
         if num_styles > 1:
-            feed["style_weights"] = np.eye(num_styles, dtype=np.float32)[i % num_styles]
+            feed[STYLE_WEIGHTS] = np.eye(num_styles, dtype=np.float32)[i % num_styles]
         feeds.append(feed)
     return feeds
 
@@ -86,7 +87,7 @@ def int8_error(path: Path, reference: torch.nn.Module, roots: list[Path], num_st
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     diffs = []
     for feed in _feeds(_photos(roots, True, VERIFY_PHOTOS, VERIFY_SIDE), num_styles):
-        got = session.run(["stylized"], feed)[0]
+        got = session.run([STYLIZED], feed)[0]
         with torch.no_grad():
             want = reference(*(torch.from_numpy(v) for v in feed.values())).numpy()
         diffs.append(np.abs(got.astype(np.int16) - want.astype(np.int16)).ravel())

@@ -26,7 +26,7 @@ from stylecam.export.onnx import OPSET, export_onnx, frame_dims
 from stylecam.export.verify import verify
 from stylecam.export.weight_store import externalise
 from stylecam.models.factory import create_model
-from stylecam.server.model_card import ModelCard, TensorSpec, sha256_of, write_card
+from stylecam.server.model_card import CLASS, FRAME, LOGITS, SALIENCY, TARGET, ModelCard, TensorSpec, sha256_of, write_card
 
 DEFAULT_CLASSIFIER = "efficientnet_lite0"
 # ReLU gates make input gradients discontinuous: a pre-activation within float32 rounding
@@ -70,7 +70,7 @@ def reference(method: Attribution, frame: np.ndarray, target: int = -1,
     ``dtype`` float64 (with a float64 ``method.model``) shows what float32 itself costs."""
     image = preprocess(torch.from_numpy(np.ascontiguousarray(frame)), method.model.pretrained_cfg.input_size)
     logits, raw, chosen = method.explain(image.to(dtype), as_target(target))
-    return {"logits": logits.detach().numpy(), "saliency": normalise_map(raw.detach()).numpy(), "class": chosen.numpy()}
+    return {LOGITS: logits.detach().numpy(), SALIENCY: normalise_map(raw.detach()).numpy(), CLASS: chosen.numpy()}
 
 
 @dataclass(frozen=True)
@@ -92,14 +92,14 @@ class Parity:
 
 
 def compare(outputs: dict[str, np.ndarray], expected: dict[str, np.ndarray], exact: bool = False) -> Parity:
-    logits_range = float(np.ptp(expected["logits"])) or 1.0
-    error = np.abs(outputs["saliency"] - expected["saliency"])
+    logits_range = float(np.ptp(expected[LOGITS])) or 1.0
+    error = np.abs(outputs[SALIENCY] - expected[SALIENCY])
     return Parity(
-        logits_error=float(np.abs(outputs["logits"] - expected["logits"]).max()) / logits_range,
+        logits_error=float(np.abs(outputs[LOGITS] - expected[LOGITS]).max()) / logits_range,
         saliency_max_error=float(error.max()),
         saliency_median_error=float(np.median(error)),
         saliency_mean_error=float(error.mean()),
-        same_class=bool((outputs["class"] == expected["class"]).all()),
+        same_class=bool((outputs[CLASS] == expected[CLASS]).all()),
         exact=exact,
     )
 
@@ -120,9 +120,9 @@ def check_frames(input_size: tuple[int, int]) -> list[np.ndarray]:
 
 def check(onnx_path: Path, method: Attribution) -> list[Parity]:
     """``export.verify`` on ``check_frames``, with the saliency parity rules (``Parity.ok``)."""
-    cases = [{"frame": frame, "target": np.array([-1], np.int64)} for frame in check_frames(method.model.pretrained_cfg.input_size)]
+    cases = [{FRAME: frame, TARGET: np.array([-1], np.int64)} for frame in check_frames(method.model.pretrained_cfg.input_size)]
     exact = method.name in EXACT_METHODS
-    return verify(onnx_path, cases, lambda feeds: reference(method, feeds["frame"]),
+    return verify(onnx_path, cases, lambda feeds: reference(method, feeds[FRAME]),
                   lambda got, wanted: compare(got, wanted, exact=exact))
 
 
@@ -143,13 +143,13 @@ def card_for(method: Attribution, classifier: str, onnx_path: Path, labels: str,
         onnx=onnx_path.name,
         sha256=sha256_of(onnx_path),
         inputs=(
-            TensorSpec("frame", "uint8", ("H", "W", 3), "RGB frame of any size; resized inside the graph"),
-            TensorSpec("target", "int64", (1,), "ImageNet class index to explain; -1 = the top-1 class"),
+            TensorSpec(FRAME, "uint8", ("H", "W", 3), "RGB frame of any size; resized inside the graph"),
+            TensorSpec(TARGET, "int64", (1,), "ImageNet class index to explain; -1 = the top-1 class"),
         ),
         outputs=(
-            TensorSpec("logits", "float32", (1000,), "ImageNet logits (softmax gives probabilities)"),
-            TensorSpec("saliency", "float32", (h, w), "heat map in [0, 1] (divided by its 99th percentile)"),
-            TensorSpec("class", "int64", (1,), "the class explained"),
+            TensorSpec(LOGITS, "float32", (1000,), "ImageNet logits (softmax gives probabilities)"),
+            TensorSpec(SALIENCY, "float32", (h, w), "heat map in [0, 1] (divided by its 99th percentile)"),
+            TensorSpec(CLASS, "int64", (1,), "the class explained"),
         ),
         method=method.name,
         classifier=classifier,
@@ -177,8 +177,8 @@ def export_saliency(method_name: str, classifier: str, out_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="stylecam-saliency-") as tmp:
         staged = Path(tmp) / f"saliency_{method_name}.onnx"
         example = (torch.zeros(240, 320, 3, dtype=torch.uint8), as_target(-1))
-        export_onnx(build_graph(method), example, staged, ["frame", "target"], ["logits", "saliency", "class"],
-                    {"frame": frame_dims(), "target": None}, fuse=False)
+        export_onnx(build_graph(method), example, staged, [FRAME, TARGET], [LOGITS, SALIENCY, CLASS],
+                    {FRAME: frame_dims(), TARGET: None}, fuse=False)
         parity = check(staged, method)
         graph = onnx.load(staged)
         external = externalise(graph, out_dir / f"{classifier}.weights")
