@@ -55,6 +55,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="largest size frames are styled at (then scaled back up); auto: 256x192 on CPU (style + saliency at 24 fps on 2 cores; 320x240 gives 17), full resolution on GPU")
     p.add_argument("--max-frame-pixels", type=_positive(int), default=d.max_frame_pixels, help="incoming frames larger than this many pixels are scaled down first")
     p.add_argument("--saliency-fps", type=_positive(float), default=d.saliency_fps, help="most saliency maps per second per peer (they run beside styling, never slowing it)")
+    p.add_argument("--connect-timeout", type=_positive(float), default=d.connect_timeout,
+                   help="seconds an answered offer may take to connect before its slot is freed")
+    p.add_argument("--max-pending", type=_positive(int), default=d.max_pending,
+                   help="answered offers one client address may hold before they connect; further offers get 429")
     p.add_argument("--silence-timeout", type=_positive(float), default=d.silence_timeout, help="seconds without incoming frames before a peer is closed")
     p.add_argument("--threads", type=int, default=d.threads, help="CPU cores to plan worker and onnxruntime threads for; 0: all this process may use")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="logging verbosity")
@@ -73,6 +77,8 @@ def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
         max_frame_pixels=args.max_frame_pixels,
         saliency_fps=args.saliency_fps,
         silence_timeout=args.silence_timeout,
+        connect_timeout=args.connect_timeout,
+        max_pending=args.max_pending,
         threads=args.threads,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

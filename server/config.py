@@ -32,7 +32,8 @@ class ServerConfig:
     max_frame_pixels: int = 1920 * 1080
     saliency_fps: float = 5.0
     silence_timeout: float = 3.0
-    connect_timeout: float = 15.0
+    connect_timeout: float = 10.0
+    max_pending: int = 2  # offers per client address that have not connected yet
     threads: int = 0  # CPU cores to plan for; 0 = all this process may use
     max_offer_bytes: int = 64 * 1024
     web_dir: Path = WEB

@@ -77,9 +77,14 @@ class Settings:
 
 def _unit_float(data: dict[str, Any], key: str) -> float:
     value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ControlError(f"{key!r} must be a number from 0 to 1, got {value!r}")
-    return float(value)
+    try:  # a huge integer overflows float
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+        raise ControlError(f"{key!r} must be a number from 0 to 1, got {shown}")
+    return number
 
 
 def parse_message(text: str | bytes) -> dict[str, Any]:
@@ -88,8 +93,10 @@ def parse_message(text: str | bytes) -> dict[str, Any]:
         raise ControlError(f"control message of {len(text)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ControlError(f"control message is not JSON ({e}); send {{\"type\": \"config\", ...}}") from None
+    except RecursionError:
+        raise ControlError("control message is nested too deeply; send {\"type\": \"config\", ...}") from None
+    except ValueError as e:  # bad JSON, bad UTF-8, an integer of over 4300 digits
+        raise ControlError(f"control message is not JSON we can read ({e}); send {{\"type\": \"config\", ...}}") from None
     if not isinstance(data, dict):
         raise ControlError(f"control message must be a JSON object, got {type(data).__name__}")
     if data.get("type") != "config":

@@ -27,8 +27,10 @@ CONTROL_LABEL = "control"
 
 
 class Peer:
-    def __init__(self, engine: Engine, catalog: Catalog, silence_timeout: float, connect_timeout: float, on_closed: Callable[[Peer], None]) -> None:
+    def __init__(self, engine: Engine, catalog: Catalog, silence_timeout: float, connect_timeout: float,
+                 on_closed: Callable[[Peer], None], remote: str | None = None) -> None:
         self.id = secrets.token_hex(3)  # names the peer in logs
+        self.remote = remote  # the client's address, for the per-address limit on pending offers
         self.engine = engine
         self.catalog = catalog
         self.silence_timeout = silence_timeout
@@ -50,6 +52,11 @@ class Peer:
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def pending(self) -> bool:
+        """Offered and answered, but not connected (yet)."""
+        return self.connected_at is None
 
     # -- setup --------------------------------------------------------------------------
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
@@ -92,6 +99,9 @@ class Peer:
             self.pipeline.update(apply_config(data, self.pipeline.settings, self.catalog))
         except ControlError as e:
             self._send({"type": "error", "message": str(e)})
+        except Exception as e:  # never let a message escape into aiortc, which would drop the connection
+            log.exception("peer %s: control message not handled", self.id)
+            self._send({"type": "error", "message": f"control message not handled ({type(e).__name__}); settings unchanged"})
 
     def _send(self, message: dict) -> None:
         if self.channel is not None and self.channel.readyState == "open":

@@ -24,39 +24,88 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def _read_offer(request: web.Request) -> RTCSessionDescription | web.Response:
+    if request.content_type != "application/json":
+        return _error(415, f"offer must be sent as application/json, not {request.content_type or 'no Content-Type'}")
     limit = request.app[CONFIG].max_offer_bytes
     if request.content_length is not None and request.content_length > limit:
-        return _error(400, f"offer body of {request.content_length} bytes is over the {limit}-byte limit")
+        return _error(413, f"offer body of {request.content_length} bytes is over the {limit}-byte limit")
     try:
         body = await request.read()  # the app's client_max_size is this limit
     except web.HTTPRequestEntityTooLarge:
-        return _error(400, f"offer body is over the {limit}-byte limit")
+        return _error(413, f"offer body is over the {limit}-byte limit")
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        return _error(400, f"offer body is not JSON ({e}); send {{\"sdp\": \"...\", \"type\": \"offer\"}}")
+    except RecursionError:
+        return _error(400, "offer body is nested too deeply; send {\"sdp\": \"...\", \"type\": \"offer\"}")
+    except ValueError as e:  # bad JSON, bad UTF-8, an integer of over 4300 digits
+        return _error(400, f"offer body is not JSON we can read ({e}); send {{\"sdp\": \"...\", \"type\": \"offer\"}}")
     if not isinstance(data, dict) or not isinstance(data.get("sdp"), str) or data.get("type") != "offer":
         return _error(400, 'offer body must be {"sdp": "<session description>", "type": "offer"}')
     return RTCSessionDescription(sdp=data["sdp"], type="offer")
+
+
+def _sdp_problem(sdp: str) -> str | None:
+    """What aiortc would only trip over after accepting the offer, said before it sees it.
+
+    Past ``setRemoteDescription`` aiortc starts connecting in a task of its own; an offer
+    rejected after that leaves the task to fail where nobody sees it but the log (a
+    traceback at ERROR level). So the offer's shape is checked first: one ``a=mid`` per
+    m= section, a BUNDLE group naming only those, and a video section that sends."""
+    sections: list[list[str]] = []
+    bundle: list[str] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        elif line.startswith("a=group:BUNDLE"):
+            bundle = line.split()[1:]
+    mids = []
+    for i, section in enumerate(sections):
+        found = [line[len("a=mid:"):].strip() for line in section if line.startswith("a=mid:")]
+        if len(found) != 1:
+            return f"its m= section {i + 1} ({section[0][:40]}) has {len(found)} a=mid lines, not 1"
+        mids.append(found[0])
+    missing = [mid for mid in bundle if mid not in mids]
+    if missing:
+        return f"its BUNDLE group names mid {', '.join(missing)}, which no m= section has"
+    receiving = ("a=recvonly", "a=inactive")
+    if not any(section[0].startswith("m=video") and not any(line in receiving for line in section) for section in sections):
+        return "the offer has no video track; send the camera with addTrack or a sendrecv video transceiver"
+    return None
+
+
+def _offer_problem(error: Exception) -> str:
+    """What was wrong with an offer aiortc refused, in words: its own message when it has one."""
+    text = str(error).strip()
+    if not text or "StopIteration" in text or isinstance(error, (AttributeError, KeyError, IndexError, TypeError)):
+        return "its session description is incomplete or inconsistent (each m= section needs a mid, ICE credentials and a fingerprint)"
+    return text
 
 
 async def offer(request: web.Request) -> web.Response:
     parsed = await _read_offer(request)
     if isinstance(parsed, web.Response):
         return parsed
+    problem = _sdp_problem(parsed.sdp)
+    if problem:
+        return _error(400, f"cannot use this offer: {problem}")
     app = request.app
     peers, config = app[PEERS], app[CONFIG]
     if len(peers) >= config.max_peers:
         return _error(503, f"server is full ({config.max_peers} peers, --max-peers); try again later")
+    if sum(p.pending and p.remote == request.remote for p in peers) >= config.max_pending:
+        return _error(429, f"{config.max_pending} offers from this address have not connected yet (--max-pending); "
+                           f"finish or abandon them ({config.connect_timeout:g} s) first")
     engine = app[ENGINE]
-    peer = Peer(engine, engine.registry.catalog(), config.silence_timeout, config.connect_timeout, peers.discard)
+    peer = Peer(engine, engine.registry.catalog(), config.silence_timeout, config.connect_timeout, peers.discard, request.remote)
     peers.add(peer)
     try:
         answer = await peer.answer(parsed)
     except Exception as e:  # aiortc raises ValueError and others for SDP it cannot use
         await peer.close()
-        log.info("rejected offer: %s", e)
-        return _error(400, f"cannot use this offer: {e}")
+        log.info("rejected offer: %s: %s", type(e).__name__, e)
+        return _error(400, f"cannot use this offer: {_offer_problem(e)}")
     return web.json_response({"sdp": answer.sdp, "type": answer.type})
 
 
@@ -67,7 +116,9 @@ async def models(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    return web.json_response({"ok": True, "device": engine.registry.device, "peers": len(request.app[PEERS]), "models": len(engine.registry.entries)})
+    peers, limit = len(request.app[PEERS]), request.app[CONFIG].max_peers
+    return web.json_response({"ok": True, "device": engine.registry.device, "peers": peers, "max_peers": limit,
+                              "busy": peers >= limit, "models": len(engine.registry.entries)})
 
 
 async def index(request: web.Request) -> web.FileResponse:

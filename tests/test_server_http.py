@@ -38,7 +38,7 @@ def get(url: str) -> tuple[int, bytes]:
 
 def test_health_models_and_page(server_url):
     health = get_json(server_url + "/api/health")
-    assert health == {"ok": True, "device": "cpu", "peers": 0, "models": 4}
+    assert health == {"ok": True, "device": "cpu", "peers": 0, "max_peers": 4, "busy": False, "models": 4}
     models = {m["name"]: m for m in get_json(server_url + "/api/models")["models"]}
     assert set(models) == {"invert", "tint", "fake-vanilla", "fake-gradcam"}
     assert models["tint"]["kind"] == "multistyle" and models["tint"]["styles"] == ["red", "blue"]
@@ -68,14 +68,14 @@ AUDIO_ONLY_SDP = "\r\n".join(
         (b"[]", '"type": "offer"'),
         (b'{"type": "offer"}', '"type": "offer"'),
         (b'{"sdp": "v=0", "type": "answer"}', '"type": "offer"'),
-        (json.dumps({"sdp": "x" * 100_000, "type": "offer"}).encode(), "limit"),
+        (json.dumps({"sdp": "x" * 100_000, "type": "offer"}).encode(), "over the 65536-byte limit"),
         (b'{"sdp": "this is not sdp", "type": "offer"}', "cannot use this offer"),
         (json.dumps({"sdp": AUDIO_ONLY_SDP, "type": "offer"}).encode(), "no video track"),
     ],
 )
-def test_bad_offers_are_400_and_leak_nothing(server_url, body, expected):
+def test_bad_offers_are_4xx_and_leak_nothing(server_url, body, expected):
     status, answer = post(server_url + "/offer", body)
-    assert status == 400 and expected in answer["error"], answer
+    assert status == (413 if "limit" in expected else 400) and expected in answer["error"], answer
     assert get_json(server_url + "/api/health")["peers"] == 0
 
 
@@ -92,6 +92,7 @@ def test_no_models_passes_through_and_peer_cap(tmp_path):
             await first.connect()
             try:
                 frame = await first.wait_frames(8)
+                assert get_json(url + "/api/health")["busy"] is True
                 assert np.abs(frame[40:].astype(int) - scene()[40:]).mean() < 12  # passed through
                 second = Client(url)
                 with pytest.raises(urllib.error.HTTPError) as e:
