@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stylecam.server.app import serve
-from stylecam.server.config import ServerConfig
+from stylecam.server.config import ServerConfig, resolve_token
 from stylecam.server.model_card import CardError
+from stylecam.server.tls import TLSError, cache_dir, self_signed, server_context
 
-USER_ERRORS = (CardError, OSError)  # OSError: port in use, address not available
+USER_ERRORS = (CardError, TLSError, OSError)  # OSError: port in use, address not available
 DEFAULTS = ServerConfig()
 
 
@@ -60,13 +61,27 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--max-pending", type=_positive(int), default=d.max_pending,
                    help="answered offers one client address may hold before they connect; further offers get 429")
     p.add_argument("--silence-timeout", type=_positive(float), default=d.silence_timeout, help="seconds without incoming frames before a peer is closed")
+    p.add_argument("--token", default=None,
+                   help="secret that /offer and /api/* require (the page forwards it from its URL); default: "
+                        "none on loopback, a random one, printed in the page URL, on any other --host")
+    p.add_argument("--https", action="store_true",
+                   help="serve over TLS (browsers allow the camera only on https or localhost) with a self-signed "
+                        "certificate made once and kept in ~/.cache/stylecam/tls; its fingerprint is printed")
+    p.add_argument("--cert", type=Path, metavar="FILE", help="your own PEM certificate for HTTPS (with --key)")
+    p.add_argument("--key", type=Path, metavar="FILE", help="the private key of --cert")
     p.add_argument("--threads", type=int, default=d.threads, help="CPU cores to plan worker and onnxruntime threads for; 0: all this process may use")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="logging verbosity")
     return p
 
 
 def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if (args.cert is None) != (args.key is None):
+        parser.error("--cert and --key go together")
+    tls = (args.cert, args.key) if args.cert else (self_signed(cache_dir()) if args.https else None)
+    if tls:
+        server_context(*tls)  # a bad certificate fails now, before any model loads
     config = ServerConfig(
         host=args.host,
         port=args.port,
@@ -80,6 +95,8 @@ def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
         connect_timeout=args.connect_timeout,
         max_pending=args.max_pending,
         threads=args.threads,
+        token=resolve_token(args.host, args.token),
+        tls=tls,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc", "aiohttp.access"):

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from stylecam.server import signaling
+from stylecam.server import signaling, tls
 from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR, ServerConfig
 from stylecam.server.engine import Engine, ThreadPlan
 from stylecam.server.ort_model import providers_for
@@ -39,7 +39,7 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    app = web.Application(client_max_size=config.max_offer_bytes)
+    app = web.Application(client_max_size=config.max_offer_bytes, middlewares=[signaling.require_token])
     app[CONFIG] = config
     app[PEERS] = set()
     app[WEB_DIR] = config.web_dir
@@ -53,10 +53,16 @@ async def serve(config: ServerConfig) -> None:
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        context = tls.server_context(*config.tls) if config.tls else None
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
         await site.start()
         host, port = runner.addresses[0][:2]
-        print(f"stylecam serve: listening on http://{host}:{port}/", flush=True)
+        scheme = "https" if context else "http"
+        print(f"stylecam serve: listening on {scheme}://{host}:{port}/", flush=True)
+        if config.tls:
+            print(f"stylecam serve: certificate {config.tls[0]}, SHA-256 {tls.fingerprint(config.tls[0])}", flush=True)
+        if config.token:
+            print(f"stylecam serve: open {scheme}://{host}:{port}/?token={config.token} (the page and the API need the token)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,6 +6,8 @@ requests) both read it without importing each other.
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -36,6 +38,8 @@ class ServerConfig:
     max_pending: int = 2  # offers per client address that have not connected yet
     threads: int = 0  # CPU cores to plan for; 0 = all this process may use
     max_offer_bytes: int = 64 * 1024
+    token: str | None = None  # when set, /offer and /api/* need it (Authorization: Bearer, or ?token=)
+    tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files: serve HTTPS
     web_dir: Path = WEB
 
     def resolved_process_size(self, device: str) -> tuple[int, int] | None:
@@ -48,3 +52,18 @@ CONFIG = web.AppKey("config", ServerConfig)
 ENGINE = web.AppKey("engine", Engine)
 PEERS = web.AppKey("peers", set)
 WEB_DIR = web.AppKey("web_dir", Path)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return False
+
+
+def resolve_token(host: str, token: str | None) -> str | None:
+    """The given token; else a fresh random one whenever the server is reachable from other
+    machines (any host but loopback); else none."""
+    return token or (None if is_loopback(host) else secrets.token_urlsafe(16))

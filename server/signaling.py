@@ -6,8 +6,10 @@ Errors at this edge are JSON ``{"error": "..."}`` naming the bad value and the f
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiortc import RTCSessionDescription
@@ -17,6 +19,7 @@ from stylecam.server.model_card import SALIENCY_METHODS
 from stylecam.server.peer import Peer
 
 log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -123,6 +126,21 @@ async def health(request: web.Request) -> web.Response:
 
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[WEB_DIR] / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+NEEDS_TOKEN = ("/offer", "/api/")
+
+
+@web.middleware
+async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With a token configured, /offer and /api/* answer 401 without it; the page itself loads."""
+    token = request.app[CONFIG].token
+    if token and request.path.startswith(NEEDS_TOKEN):
+        given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return _error(401, "this server needs its token: open the page at the URL `stylecam serve` printed "
+                               "(ending ?token=...), or send Authorization: Bearer TOKEN")
+    return await handler(request)
 
 
 def add_routes(app: web.Application) -> None:

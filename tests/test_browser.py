@@ -43,7 +43,7 @@ MEAN_RGB = """(id) => { const v = document.getElementById(id); const c = documen
 
 
 @contextlib.contextmanager
-def chromium_page(tmp_path: Path):
+def chromium_page(tmp_path: Path, *extra: str):
     """A headless Chromium page whose camera plays the test clip; yields (page, page errors)."""
     from playwright.sync_api import sync_playwright
 
@@ -52,7 +52,7 @@ def chromium_page(tmp_path: Path):
     args = [
         "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}",
+        "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}", *extra,
     ]
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
@@ -153,4 +153,31 @@ def test_page_says_so_when_the_server_has_no_models(tmp_path):
         page.wait_for_selector("#notice:not([hidden])", timeout=10000)
         assert "No style models are installed" in page.inner_text("#notice")
         assert page.inner_text("#styles").strip().endswith("No style models installed.")
+        assert not errors, errors
+
+
+def test_page_forwards_its_token(tiny_zoo, tmp_path):
+    """A server with a token: the page opened at the printed URL (…/?token=T) streams."""
+    from stylecam.server.client import serving
+
+    with serving(tiny_zoo, ["--device", "cpu", "--token", "t0ken"]) as url, chromium_page(tmp_path) as (page, errors):
+        page.goto(url + "/?token=t0ken")
+        page.wait_for_selector("#styles .chip")
+        assert page.locator("#styles .chip").count() == 3  # /api/models answered
+        start_streaming(page)
+        assert not errors, errors
+
+
+def test_page_streams_over_https(tiny_zoo, tmp_path, monkeypatch):
+    """--https with its self-signed certificate (accepted here as a user accepts the warning):
+    the page is a secure origin, gets the camera and streams."""
+    from stylecam.server.client import serving
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(tiny_zoo, ["--device", "cpu", "--https"]) as url, \
+            chromium_page(tmp_path, "--ignore-certificate-errors") as (page, errors):
+        assert url.startswith("https://")
+        page.goto(url + "/")
+        assert page.evaluate("window.isSecureContext")
+        start_streaming(page)
         assert not errors, errors

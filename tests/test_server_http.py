@@ -195,3 +195,93 @@ def test_default_process_size_is_256x192_on_cpu_and_full_size_on_gpu():
     chosen = ServerConfig(process_size=build_parser("serve").parse_args(["--process-size", "320x240"]).process_size)
     assert chosen.resolved_process_size("cpu") == chosen.resolved_process_size("cuda") == (320, 240)
     assert ServerConfig(process_size=None).resolved_process_size("cpu") is None  # --process-size full
+
+
+def test_a_token_guards_offer_and_api_but_not_the_page(tmp_path):
+    import asyncio
+
+    from aiohttp import ClientSession, web
+
+    from stylecam.server.app import create_app
+    from stylecam.server.config import ServerConfig
+
+    async def go():
+        app = create_app(ServerConfig(models=tmp_path / "none", device="cpu", token="s3cret"))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        got = {}
+        try:
+            async with ClientSession() as http:
+                for name, path, headers in [
+                    ("page", "/", {}), ("script", "/static/rtc.js", {}), ("models bare", "/api/models", {}),
+                    ("health bare", "/api/health", {}), ("models wrong", "/api/models", {"Authorization": "Bearer nope"}),
+                    ("models header", "/api/models", {"Authorization": "Bearer s3cret"}), ("models query", "/api/models?token=s3cret", {}),
+                ]:
+                    async with http.get(url + path, headers=headers) as r:
+                        got[name] = r.status
+                        if r.status == 401:
+                            assert "?token=" in (await r.json())["error"]
+                body = json.dumps({"sdp": "v=0", "type": "offer"})
+                async with http.post(url + "/offer", data=body, headers={"Content-Type": "application/json"}) as r:
+                    got["offer bare"] = r.status
+                async with http.post(url + "/offer?token=s3cret", data=body, headers={"Content-Type": "application/json"}) as r:
+                    got["offer query"] = r.status  # past the token: the offer itself is refused
+        finally:
+            await runner.cleanup()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(go(), 30))
+    assert got == {"page": 200, "script": 200, "models bare": 401, "health bare": 401, "models wrong": 401,
+                   "models header": 200, "models query": 200, "offer bare": 401, "offer query": 400}, got
+
+
+def test_a_token_is_made_for_any_host_but_loopback():
+    from stylecam.server.config import resolve_token
+
+    assert resolve_token("127.0.0.1", None) is None and resolve_token("localhost", None) is None
+    assert resolve_token("::1", None) is None and resolve_token("127.0.0.1", "mine") == "mine"
+    made = {resolve_token("0.0.0.0", None) for _ in range(3)}
+    assert len(made) == 3 and all(len(t) >= 20 for t in made)
+    assert resolve_token("192.168.1.5", "mine") == "mine"
+
+
+def test_https_with_a_self_signed_certificate_made_once_and_pinned(tmp_path, monkeypatch):
+    """--https: a real TLS client that trusts only the certificate written to the cache gets
+    the page; the certificate is made once and reused; plain HTTP gets nothing."""
+    import ssl
+
+    from stylecam.server.client import serving
+    from stylecam.server.tls import fingerprint
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cert = tmp_path / "cache" / "stylecam" / "tls" / "cert.pem"
+    for attempt in range(2):
+        with serving(tmp_path / "none", ["--device", "cpu", "--https"]) as url:
+            assert url.startswith("https://127.0.0.1:")
+            context = ssl.create_default_context(cafile=str(cert))  # verifies the chain and the name 127.0.0.1
+            with urllib.request.urlopen(url + "/", context=context, timeout=10) as r:
+                assert r.status == 200 and b"<title>" in r.read()
+            host, port = url.removeprefix("https://").split(":")
+            served = ssl.get_server_certificate((host, int(port)))
+            assert ":".join(f"{b:02X}" for b in __import__("hashlib").sha256(ssl.PEM_cert_to_DER_cert(served)).digest()) == fingerprint(cert)
+            if attempt == 0:
+                made = cert.stat().st_mtime_ns
+                assert (cert.parent / "key.pem").stat().st_mode & 0o077 == 0  # the key is private
+                with pytest.raises((urllib.error.URLError, ConnectionError)):
+                    urllib.request.urlopen(url.replace("https://", "http://") + "/", timeout=5).read()
+    assert cert.stat().st_mtime_ns == made  # reused, not made again
+
+
+def test_unusable_certificates_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--port", "0", "--models", str(tmp_path),
+                          "--cert", str(bad), "--key", str(bad)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--cert" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--cert", str(bad)],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--cert and --key go together" in out.stderr

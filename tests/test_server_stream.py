@@ -133,7 +133,8 @@ def test_shipped_models_style_and_explain_frames_through_the_server(real_server_
             assert len(shown) == 5 and set(shown) <= set(labels) and p == sorted(p, reverse=True) and 0 < sum(p) <= 1.0001
             assert shown != direct(np.zeros((240, 320, 3), np.uint8))  # not a constant answer
             overlaid = await client.wait_frames(4)
-            assert diff(overlaid[40:], expected("wave", client.sent_of_last())[40:]) > 20  # the heat map is drawn
+            # the heat map is drawn: far more change than the codec's loss on the plain style (near, above)
+            assert diff(overlaid[40:], expected("wave", client.sent_of_last())[40:]) > max(12.0, 2 * near)
         finally:
             await client.close()
         await wait_peers(real_server_url, 0)

@@ -1,5 +1,5 @@
 // Page wiring: camera permission, start/stop, controls <-> control channel, status.
-import { connect } from "./rtc.js";
+import { connect, serverFetch } from "./rtc.js";
 import { createControls } from "./controls.js";
 
 const $ = (id) => document.getElementById(id);
@@ -100,7 +100,7 @@ async function init() {
   let models = [];
   let saliencyMethods = [];
   try {
-    ({ models, saliency_methods: saliencyMethods } = await (await fetch("/api/models")).json());
+    ({ models, saliency_methods: saliencyMethods } = await (await serverFetch("/api/models")).json());
   } catch (err) {
     notice("Cannot reach the stylecam server. Is it running?", "error");
   }

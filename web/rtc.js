@@ -2,6 +2,13 @@
 // talk JSON on the "control" data channel.
 
 const GATHER_TIMEOUT_MS = 3000;
+// a server serving beyond this machine prints its page URL with ?token=...: every request carries it
+const TOKEN = new URLSearchParams(location.search).get("token");
+
+export function serverFetch(path, options = {}) {
+  const headers = { ...(options.headers || {}), ...(TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {}) };
+  return fetch(path, { ...options, headers });
+}
 
 function iceGatheringDone(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -32,7 +39,7 @@ export async function connect(stream, { onTrack, onMessage, onState }) {
 
   await pc.setLocalDescription(await pc.createOffer());
   await iceGatheringDone(pc);
-  const response = await fetch("/offer", {
+  const response = await serverFetch("/offer", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
