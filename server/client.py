@@ -245,10 +245,12 @@ def get_json(url: str) -> dict:
 
 
 # -- the benchmark ----------------------------------------------------------------------
-def start_server(models: Path, extra: list[str], timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """``stylecam serve`` on a free port; returns the process and its base URL."""
+def start_server(models: Path, extra: list[str], timeout: float = 60.0, log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """``stylecam serve`` on a free port; returns the process and its base URL. Its log goes
+    to ``log`` when given, else to this process's stderr."""
     cmd = [sys.executable, "-m", "stylecam.server", "--port", "0", "--models", str(models), "--log-level", "warning", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True, cwd=Path(__file__).resolve().parent.parent)
+    with open(log, "w") if log else contextlib.nullcontext() as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=Path(__file__).resolve().parent.parent)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline() if proc.stdout else ""

@@ -60,3 +60,59 @@ def test_overload_keeps_latency_bounded_and_counts_drops(tiny_zoo):
             await runner.cleanup()
 
     run(go(), timeout=40)
+
+
+@pytest.mark.timeout(240)
+def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
+    """4 peers stream for 60 s with style and saliency on and their controls changing every
+    few seconds: the server's memory stays flat after a warm-up, it logs no traceback, and
+    every peer is gone within 5 s of the clients closing."""
+    import random
+    import time
+
+    from stylecam.server.client import get_json, start_server
+
+    def rss_kib(pid: int) -> int:
+        status = open(f"/proc/{pid}/status").read()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+    log = tmp_path / "server.log"
+    proc, url = start_server(tiny_zoo, ["--device", "cpu", "--max-peers", "4"], log=log)
+    rng = random.Random(3)
+    configs = [{"style": "tint", "weights": {"red": rng.random(), "blue": rng.random()}, "saliency": rng.choice(["vanilla", "gradcam", "off"]),
+                "strength": rng.random(), "opacity": rng.random()} for _ in range(40)]
+
+    async def go() -> tuple[int, int, float, list[int]]:
+        clients = [Client(url, decode_every=15) for _ in range(4)]
+        for c in clients:  # one at a time: --max-pending allows 2 unconnected offers per address
+            await c.connect()
+        started = time.monotonic()
+        try:
+            for method in ("vanilla", "gradcam", "off", "vanilla", "gradcam"):  # warm-up: every model and buffer in use
+                for c in clients:
+                    c.send({"type": "config", "style": "tint", "saliency": method})
+                await asyncio.sleep(3)
+            before = rss_kib(proc.pid)
+            while time.monotonic() - started < 60:
+                for c in clients:
+                    c.send({"type": "config", **configs[rng.randrange(len(configs))]})
+                await asyncio.sleep(2.5)
+            after = rss_kib(proc.pid)
+            frames = [c.received.frames for c in clients]
+        finally:
+            await asyncio.gather(*(c.close() for c in clients))
+        closed = time.monotonic()
+        while get_json(url + "/api/health")["peers"]:
+            assert time.monotonic() - closed < 5, "peers not gone within 5 s"
+            await asyncio.sleep(0.1)
+        return before, after, time.monotonic() - closed, frames
+
+    try:
+        before, after, gone, frames = run(go(), timeout=120)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    print(f"soak: RSS {before} -> {after} KiB ({(after - before) / before:+.1%}), peers gone in {gone:.2f} s, frames {frames}")
+    assert (after - before) / before < 0.05
+    assert min(frames) > 300  # every peer streamed all along
+    assert "Traceback" not in log.read_text(), log.read_text()[-2000:]

@@ -35,7 +35,8 @@ def _percentile(values: list[float], q: float) -> float | None:
 async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: float) -> dict:
     clients = [Client(url, fps=fps, decode_every=10) for _ in range(peers)]
     try:
-        await asyncio.gather(*(c.connect() for c in clients))
+        for c in clients:  # one after another: a server holds few unconnected offers per address (--max-pending)
+            await c.connect()
         for c in clients:  # pass-through until each client has read its counter back
             c.send({"type": "config", "style": None, "saliency": "off"})
         deadline = time.monotonic() + 15
