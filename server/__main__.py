@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stylecam.server.app import serve
-from stylecam.server.config import ServerConfig, resolve_token
+from stylecam.server.config import IceServer, ServerConfig, resolve_token
 from stylecam.server.model_card import CardError
 from stylecam.server.tls import TLSError, cache_dir, self_signed, server_context
 
@@ -69,6 +69,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "certificate made once and kept in ~/.cache/stylecam/tls; its fingerprint is printed")
     p.add_argument("--cert", type=Path, metavar="FILE", help="your own PEM certificate for HTTPS (with --key)")
     p.add_argument("--key", type=Path, metavar="FILE", help="the private key of --cert")
+    p.add_argument("--stun", action="append", default=[], metavar="URL",
+                   help="a STUN server (stun:host:port) for the server and the page; repeatable")
+    p.add_argument("--turn", metavar="URL", help="a TURN server (turn:host:port) relaying for peers behind NAT, with --turn-user and --turn-password")
+    p.add_argument("--turn-user", metavar="USER", help="TURN user name")
+    p.add_argument("--turn-password", metavar="PASSWORD", help="TURN password (the page gets it too, through /api/config: use --token)")
     p.add_argument("--threads", type=int, default=d.threads, help="CPU cores to plan worker and onnxruntime threads for; 0: all this process may use")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="logging verbosity")
     return p
@@ -80,6 +85,12 @@ def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
     if (args.cert is None) != (args.key is None):
         parser.error("--cert and --key go together")
     tls = (args.cert, args.key) if args.cert else (self_signed(cache_dir()) if args.https else None)
+    for url in args.stun:
+        if not url.startswith("stun:"):
+            parser.error(f"--stun {url}: expected stun:HOST[:PORT]")
+    if args.turn and not (args.turn.startswith(("turn:", "turns:")) and args.turn_user and args.turn_password):
+        parser.error("--turn takes turn:HOST[:PORT] (or turns:) with --turn-user and --turn-password")
+    ice = [IceServer(url) for url in args.stun] + ([IceServer(args.turn, args.turn_user, args.turn_password)] if args.turn else [])
     if tls:
         server_context(*tls)  # a bad certificate fails now, before any model loads
     config = ServerConfig(
@@ -97,6 +108,7 @@ def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
         threads=args.threads,
         token=resolve_token(args.host, args.token),
         tls=tls,
+        ice_servers=tuple(ice),
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc", "aiohttp.access"):

@@ -24,6 +24,20 @@ CPU_PROCESS_SIZE = (256, 192)
 
 
 @dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server, for the server's peer connections and, through /api/config, the page's."""
+
+    urls: str
+    username: str | None = None
+    credential: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        """As RTCPeerConnection's ``iceServers`` entries are written in the browser."""
+        fields = {"urls": self.urls, "username": self.username, "credential": self.credential}
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -40,6 +54,7 @@ class ServerConfig:
     max_offer_bytes: int = 64 * 1024
     token: str | None = None  # when set, /offer and /api/* need it (Authorization: Bearer, or ?token=)
     tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files: serve HTTPS
+    ice_servers: tuple[IceServer, ...] = ()  # none: host candidates only (LAN, localhost)
     web_dir: Path = WEB
 
     def resolved_process_size(self, device: str) -> tuple[int, int] | None:

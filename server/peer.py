@@ -15,9 +15,10 @@ import secrets
 import time
 from collections.abc import Callable
 
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from stylecam.server.config import IceServer
 from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message
 from stylecam.server.engine import Engine
 from stylecam.server.track import NewestFrame, StyledTrack
@@ -28,7 +29,7 @@ CONTROL_LABEL = "control"
 
 class Peer:
     def __init__(self, engine: Engine, catalog: Catalog, silence_timeout: float, connect_timeout: float,
-                 on_closed: Callable[[Peer], None], remote: str | None = None) -> None:
+                 on_closed: Callable[[Peer], None], remote: str | None = None, ice_servers: tuple[IceServer, ...] = ()) -> None:
         self.id = secrets.token_hex(3)  # names the peer in logs
         self.remote = remote  # the client's address, for the per-address limit on pending offers
         self.engine = engine
@@ -37,8 +38,9 @@ class Peer:
         self.connect_timeout = connect_timeout
         self._on_closed = on_closed
         self._loop = asyncio.get_running_loop()
-        # No STUN/TURN: the server answers with its host candidates (LAN / localhost use).
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # without STUN/TURN servers the answer carries host candidates only (LAN, localhost)
+        servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in ice_servers]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self.pipeline = engine.pipeline(Settings(style=catalog.default_style()), self._send_error_threadsafe)
         self.channel: RTCDataChannel | None = None
         self.source: NewestFrame | None = None

@@ -101,7 +101,8 @@ async def offer(request: web.Request) -> web.Response:
         return _error(429, f"{config.max_pending} offers from this address have not connected yet (--max-pending); "
                            f"finish or abandon them ({config.connect_timeout:g} s) first")
     engine = app[ENGINE]
-    peer = Peer(engine, engine.registry.catalog(), config.silence_timeout, config.connect_timeout, peers.discard, request.remote)
+    peer = Peer(engine, engine.registry.catalog(), config.silence_timeout, config.connect_timeout, peers.discard,
+                request.remote, config.ice_servers)
     peers.add(peer)
     try:
         answer = await peer.answer(parsed)
@@ -115,6 +116,11 @@ async def offer(request: web.Request) -> web.Response:
 async def models(request: web.Request) -> web.Response:
     methods = [{"method": method, "label": label} for method, label in SALIENCY_METHODS.items()]
     return web.json_response({"models": request.app[ENGINE].registry.describe(), "saliency_methods": methods})
+
+
+async def client_config(request: web.Request) -> web.Response:
+    """What the page's RTCPeerConnection needs: the same STUN/TURN servers as the server's."""
+    return web.json_response({"iceServers": [s.as_dict() for s in request.app[CONFIG].ice_servers]})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -148,4 +154,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/offer", offer)
     app.router.add_get("/api/models", models)
     app.router.add_get("/api/health", health)
+    app.router.add_get("/api/config", client_config)
     app.router.add_static("/static/", app[WEB_DIR], show_index=False, follow_symlinks=False)

@@ -79,6 +79,7 @@ def test_page_streams_styles_and_shows_stats(server_url, tmp_path):
         page.wait_for_selector("#styles .chip")
         assert page.locator("#styles .chip").count() == 3  # Original, invert, tint (blend)
         start_streaming(page)
+        assert page.evaluate("window.stylecam.route()") == "host"  # no TURN configured: direct
         first = page.evaluate("window.stylecam.framesDecoded()")
 
         # the blend model and its sliders: all blue
@@ -181,3 +182,35 @@ def test_page_streams_over_https(tiny_zoo, tmp_path, monkeypatch):
         assert page.evaluate("window.isSecureContext")
         start_streaming(page)
         assert not errors, errors
+
+
+TURNSERVER = Path("/usr/bin/turnserver")
+
+
+@pytest.mark.skipif(not TURNSERVER.exists() and not os.environ.get("CI"), reason="coturn not installed (apt-get install coturn)")
+def test_page_streams_through_a_turn_relay(tiny_zoo, tmp_path):
+    """--turn: the server and (through /api/config) the page use Debian's coturn on
+    127.0.0.1; the page forced to relay-only candidates (?relay=1) still gets styled video."""
+    import socket
+    import subprocess
+
+    from stylecam.server.client import serving
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "turn.log"
+    turn = subprocess.Popen([str(TURNSERVER), "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
+                             "--user=stylecam:relay-pass", "--realm=stylecam", "--lt-cred-mech", "--no-tls", "--no-dtls",
+                             "--allow-loopback-peers", "--no-cli", "--log-file=stdout"], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        flags = ["--device", "cpu", "--turn", f"turn:127.0.0.1:{port}", "--turn-user", "stylecam", "--turn-password", "relay-pass"]
+        with serving(tiny_zoo, flags) as url, chromium_page(tmp_path) as (page, errors):
+            page.goto(url + "/?relay=1")
+            page.wait_for_selector("#styles .chip")
+            start_streaming(page)
+            assert page.evaluate("window.stylecam.route()") == "relay"
+            assert not errors, errors
+    finally:
+        turn.terminate()
+        turn.wait(timeout=10)

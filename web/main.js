@@ -109,8 +109,11 @@ async function init() {
   }
   controls = createControls(models, saliencyMethods, (partial) => session && session.send({ type: "config", ...partial }));
   $("start").addEventListener("click", () => (session || camera ? stop() : start()));
-  // For automated checks (and the curious): frames decoded so far.
-  window.stylecam = { framesDecoded: async () => (session ? session.framesDecoded() : 0) };
+  // For automated checks (and the curious): frames decoded so far, and the media's route.
+  window.stylecam = {
+    framesDecoded: async () => (session ? session.framesDecoded() : 0),
+    route: async () => (session ? session.route() : null),
+  };
 }
 
 init();

@@ -23,10 +23,13 @@ function iceGatheringDone(pc) {
 /**
  * Connect `stream` (the camera) to the server.
  * handlers: onTrack(MediaStream), onMessage(object), onState(string)
- * Returns {send(object), close(), framesDecoded(): Promise<number>}.
+ * Returns {send(object), close(), framesDecoded(): Promise<number>, route(): Promise<string|null>}.
  */
 export async function connect(stream, { onTrack, onMessage, onState }) {
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  // the server's STUN/TURN servers; ?relay=1 in the page URL forces the TURN relay (to check it)
+  const { iceServers = [] } = await (await serverFetch("/api/config")).json().catch(() => ({}));
+  const relay = new URLSearchParams(location.search).get("relay") === "1";
+  const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: relay ? "relay" : "all" });
   const channel = pc.createDataChannel("control");
   const pending = [];
   channel.onopen = () => { while (pending.length) channel.send(pending.shift()); };
@@ -67,6 +70,17 @@ export async function connect(stream, { onTrack, onMessage, onState }) {
         if (report.type === "inbound-rtp" && report.kind === "video") total += report.framesDecoded || 0;
       });
       return total;
+    },
+    // how the media travels: "host" (direct), "srflx" (through NAT, found by STUN) or "relay" (TURN)
+    async route() {
+      const stats = await pc.getStats();
+      let route = null;
+      stats.forEach((report) => {
+        if (report.type === "candidate-pair" && report.nominated && report.state === "succeeded") {
+          route = stats.get(report.localCandidateId)?.candidateType ?? null;
+        }
+      });
+      return route;
     },
   };
 }
