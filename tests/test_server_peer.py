@@ -83,7 +83,7 @@ def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
                 "strength": rng.random(), "opacity": rng.random()} for _ in range(40)]
 
     async def go() -> tuple[int, int, float, list[int]]:
-        clients = [Client(url, decode_every=15) for _ in range(4)]
+        clients = [Client(url, fps=15, decode_every=15) for _ in range(4)]  # 4 senders and 4 receivers share the 2 cores with the server
         for c in clients:  # one at a time: --max-pending allows 2 unconnected offers per address
             await c.connect()
         started = time.monotonic()
@@ -114,5 +114,5 @@ def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
         proc.wait(timeout=10)
     print(f"soak: RSS {before} -> {after} KiB ({(after - before) / before:+.1%}), peers gone in {gone:.2f} s, frames {frames}")
     assert (after - before) / before < 0.05
-    assert min(frames) > 300  # every peer streamed all along
+    assert min(frames) > 250  # every peer streamed all along (15 fps sent)
     assert "Traceback" not in log.read_text(), log.read_text()[-2000:]
