@@ -4,6 +4,7 @@ process on 127.0.0.1 (started once per session; tests needing other flags start 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -56,3 +57,22 @@ def server_url(tiny_zoo):
 def run(coro, timeout: float = 30.0):
     """Run a coroutine to completion with a hard bound."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@contextlib.asynccontextmanager
+async def in_process(config):
+    """``create_app(config)`` served on a free 127.0.0.1 port inside this event loop; yields
+    (app, base URL), so a test can reach the app's state as well as its HTTP edge."""
+    from aiohttp import web
+
+    from stylecam.server.app import create_app
+
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield runner.app, f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

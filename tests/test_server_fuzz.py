@@ -12,11 +12,10 @@ import logging
 import random
 
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 from aiortc import RTCPeerConnection
-from conftest import run
+from conftest import in_process, run
 
-from stylecam.server.app import create_app
 from stylecam.server.client import Client, CounterCamera
 from stylecam.server.config import PEERS, ServerConfig
 
@@ -67,14 +66,8 @@ def offer_corpus(sdp: str) -> list[tuple[str, bytes]]:
 
 def test_every_offer_body_gets_a_4xx_and_the_server_stays_healthy(tmp_path, caplog):
     async def go():
-        app = create_app(ServerConfig(models=tmp_path / "none", device="cpu", max_peers=200, max_pending=200, connect_timeout=30))
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
         statuses: dict[int, int] = {}
-        try:
+        async with in_process(ServerConfig(models=tmp_path / "none", device="cpu", max_peers=200, max_pending=200, connect_timeout=30)) as (app, url):
             corpus = offer_corpus(await real_offer_sdp())
             assert len(corpus) >= 100
             async with ClientSession() as http:
@@ -90,8 +83,6 @@ def test_every_offer_body_gets_a_4xx_and_the_server_stays_healthy(tmp_path, capl
                     assert response.status == 200 and (await response.json())["ok"]
             for peer in list(app[PEERS]):  # offers that happened to be usable
                 await peer.close()
-        finally:
-            await runner.cleanup()
         return statuses
 
     with caplog.at_level(logging.INFO):
@@ -163,13 +154,7 @@ def test_offers_that_never_connect_are_capped_per_address(tmp_path):
     touch the peer limit (503) nor other addresses."""
 
     async def go():
-        app = create_app(ServerConfig(models=tmp_path / "none", device="cpu", max_peers=4, max_pending=2, connect_timeout=30))
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-        try:
+        async with in_process(ServerConfig(models=tmp_path / "none", device="cpu", max_peers=4, max_pending=2, connect_timeout=30)) as (app, url):
             body = json.dumps({"sdp": await real_offer_sdp(), "type": "offer"}).encode()
             async with ClientSession() as http:
                 statuses = []
@@ -181,7 +166,5 @@ def test_offers_that_never_connect_are_capped_per_address(tmp_path):
             assert len(app[PEERS]) == 2
             for peer in list(app[PEERS]):
                 await peer.close()
-        finally:
-            await runner.cleanup()
 
     run(go(), timeout=60)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run
+from conftest import in_process, run
 
 from stylecam.server.client import Client, CounterCamera, get_json, scene, start_server
 
@@ -150,20 +150,12 @@ def test_an_offer_that_never_connects_frees_its_slot_after_the_connect_timeout(t
     connect_timeout, and not before."""
     import asyncio
 
-    from aiohttp import web
     from aiortc import RTCPeerConnection
 
-    from stylecam.server.app import create_app
     from stylecam.server.config import PEERS, ServerConfig
 
     async def go():
-        app = create_app(ServerConfig(models=tmp_path / "none", device="cpu", max_peers=1, connect_timeout=1.5))
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-        try:
+        async with in_process(ServerConfig(models=tmp_path / "none", device="cpu", max_peers=1, connect_timeout=1.5)) as (app, url):
             pc = RTCPeerConnection()
             pc.addTrack(CounterCamera())
             pc.createDataChannel("control")
@@ -180,8 +172,6 @@ def test_an_offer_that_never_connects_frees_its_slot_after_the_connect_timeout(t
                 assert clock() - offered < 4.0, "peer not closed within the connect timeout"
                 await asyncio.sleep(0.1)
             assert clock() - offered >= 1.5
-        finally:
-            await runner.cleanup()
 
     run(go(), timeout=30)
 
@@ -200,20 +190,13 @@ def test_default_process_size_is_256x192_on_cpu_and_full_size_on_gpu():
 def test_a_token_guards_offer_and_api_but_not_the_page(tmp_path):
     import asyncio
 
-    from aiohttp import ClientSession, web
+    from aiohttp import ClientSession
 
-    from stylecam.server.app import create_app
     from stylecam.server.config import ServerConfig
 
     async def go():
-        app = create_app(ServerConfig(models=tmp_path / "none", device="cpu", token="s3cret"))
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
         got = {}
-        try:
+        async with in_process(ServerConfig(models=tmp_path / "none", device="cpu", token="s3cret")) as (app, url):
             async with ClientSession() as http:
                 for name, path, headers in [
                     ("page", "/", {}), ("script", "/static/rtc.js", {}), ("models bare", "/api/models", {}),
@@ -229,8 +212,6 @@ def test_a_token_guards_offer_and_api_but_not_the_page(tmp_path):
                     got["offer bare"] = r.status
                 async with http.post(url + "/offer?token=s3cret", data=body, headers={"Content-Type": "application/json"}) as r:
                     got["offer query"] = r.status  # past the token: the offer itself is refused
-        finally:
-            await runner.cleanup()
         return got
 
     got = asyncio.run(asyncio.wait_for(go(), 30))

@@ -7,11 +7,9 @@ import asyncio
 
 import numpy as np
 import pytest
-from aiohttp import web
-from conftest import run
+from conftest import in_process, run
 from tiny_models import slow_down
 
-from stylecam.server.app import create_app
 from stylecam.server.client import Client
 from stylecam.server.config import ENGINE, ServerConfig
 
@@ -25,19 +23,13 @@ STYLE_SECONDS = 0.25  # the slow model: 4 frames a second against a 15 fps camer
 P95_LATENCY_MS = 1500
 
 
-async def serve_in_process(config: ServerConfig) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(create_app(config), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 def test_overload_keeps_latency_bounded_and_counts_drops(tiny_zoo):
     async def go():
-        runner, url = await serve_in_process(ServerConfig(models=tiny_zoo, device="cpu", max_peers=1))
-        slow = slow_down(runner.app[ENGINE].registry, "invert", STYLE_SECONDS)
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu", max_peers=1)) as (app, url):
+            await overload(app, url)
+
+    async def overload(app, url):
+        slow = slow_down(app[ENGINE].registry, "invert", STYLE_SECONDS)
         client = Client(url, fps=CAMERA_FPS)
         try:
             await client.connect()
@@ -57,7 +49,6 @@ def test_overload_keeps_latency_bounded_and_counts_drops(tiny_zoo):
             assert STYLE_SECONDS * 1000 <= stats["ms"]["style"] < STYLE_SECONDS * 1000 + 150, stats
         finally:
             await client.close()
-            await runner.cleanup()
 
     run(go(), timeout=40)
 
