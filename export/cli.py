@@ -20,6 +20,7 @@ BENCHMARKS: Table = {
     "deletion": ("stylecam.export.bench.deletion", "saliency faithfulness: deletion AUC of each method against a random map"),
     "parity": ("stylecam.export.bench.parity", "saliency graphs against PyTorch float32 and float64: how far float32 rounding moves the maps"),
     "train": ("stylecam.export.bench.train", "seconds per training step, fp32 against bf16 autocast + channels_last, per body and crop size"),
+    "gpu": ("stylecam.export.bench.gpu", "the GPU path: checks onnxruntime really runs on CUDA, then times every graph and end-to-end peers at 1280x720"),
     "sheet": ("stylecam.export.bench.sheet", "one JPEG: held-out photos x our styles beside a peer's arbitrary-style network on the same paintings"),
 }
 

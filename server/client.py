@@ -131,11 +131,11 @@ class Client:
     """One WebRTC peer of the server: sends a CounterCamera, reads frames back, talks on
     the ``control`` channel."""
 
-    def __init__(self, base_url: str, fps: float = 30.0, decode_every: int = 1) -> None:
+    def __init__(self, base_url: str, fps: float = 30.0, decode_every: int = 1, size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
         """``decode_every``: convert every n-th returned frame to RGB (``received.last``)
         and read its counter; every frame is converted until the pts offset is known."""
         self.base_url = base_url.rstrip("/")
-        self.camera = CounterCamera(fps)
+        self.camera = CounterCamera(fps, *size)
         self.received = Received()
         self.messages: list[dict] = []
         self.decode_every = decode_every

@@ -72,8 +72,9 @@ class OrtModel:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = providers_for(device)  # its CardError says what the device lacks: not wrapped below
         try:
-            session = ort.InferenceSession(str(onnx_path), options, providers=providers_for(device))
+            session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise CardError(f"{onnx_path}: onnxruntime cannot load it ({str(e).splitlines()[0]}); re-export it") from None
         return cls(card=card, session=session, path=Path(onnx_path))

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from stylecam.server.client import Client, get_json, start_server
+from stylecam.server.client import HEIGHT, WIDTH, Client, get_json, start_server
 from stylecam.server.model_card import DEFAULT_ZOO
 
 USER_ERRORS = (OSError, RuntimeError)
@@ -32,8 +32,8 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: float) -> dict:
-    clients = [Client(url, fps=fps, decode_every=10) for _ in range(peers)]
+async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: float, size: tuple[int, int] = (WIDTH, HEIGHT)) -> dict:
+    clients = [Client(url, fps=fps, decode_every=10, size=size) for _ in range(peers)]
     try:
         for c in clients:  # one after another: a server holds few unconnected offers per address (--max-pending)
             await c.connect()

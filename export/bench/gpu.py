@@ -1,0 +1,162 @@
+"""``stylecam bench gpu``: the GPU path, proven with numbers, on any machine with an NVIDIA GPU.
+
+onnxruntime falls back to the CPU without a word when its CUDA provider cannot start (a
+missing CUDA or cuDNN library, a wrong driver), so this first checks where the nodes of a
+shipped graph really ran, from onnxruntime's own profile, and stops with one line if it
+was not the GPU. Then it times, with IO binding as the server runs them:
+
+- each style model of the zoo, fp32 and fp16, at 640x480 and 1280x720;
+- each saliency graph on a 640x480 frame;
+- ``bench e2e``'s scenario with 1, 4 and 8 peers sending 1280x720, style + Grad-CAM, the
+  clients on the same machine (``--peers``, ``--seconds`` to change it; ``--no-e2e`` skips it).
+
+It prints one table and writes JSON. It needs ``onnxruntime-gpu`` (``pip install
+stylecam[serve]`` on Linux x86-64 brings it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from stylecam.server.client import get_json, start_server
+from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
+from stylecam.server.ort_model import OrtModel
+from stylecam.server.runner import SaliencyRunner, StyleRunner
+
+SIZES = ((640, 480), (1280, 720))
+MIN_CUDA_SHARE = 0.5  # of a graph's compute nodes; the rest may be shape ops onnxruntime keeps on the CPU
+
+
+class GpuError(RuntimeError):
+    """No usable CUDA path; the message says what is missing."""
+
+
+USER_ERRORS = (GpuError, CardError, OSError)
+
+
+def placement(profile: Path) -> Counter:
+    """Nodes per execution provider in an onnxruntime profile (``enable_profiling``)."""
+    events = json.loads(Path(profile).read_text())
+    return Counter(e["args"]["provider"] for e in events
+                   if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and "provider" in e.get("args", {}))
+
+
+def cuda_share(counts: Counter) -> float:
+    total = sum(counts.values())
+    return counts.get("CUDAExecutionProvider", 0) / total if total else 0.0
+
+
+def check_cuda(model: Path) -> dict:
+    """Run one shipped graph on CUDA with profiling on; GpuError unless most of its nodes
+    really ran there."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise GpuError(f"this onnxruntime ({ort.__version__}) has no CUDA provider: pip install onnxruntime-gpu")
+    runner = StyleRunner(OrtModel.load(model, "cuda"))  # CardError when the driver sees no GPU
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(tmp, "profile")
+        session = ort.InferenceSession(str(model), options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        feeds = runner.feeds(np.zeros((480, 640, 3), np.uint8))
+        session.run(None, feeds)
+        counts = placement(Path(session.end_profiling()))
+    share = cuda_share(counts)
+    if session.get_providers()[0] != "CUDAExecutionProvider" or share < MIN_CUDA_SHARE:
+        raise GpuError(f"onnxruntime fell back to the CPU: {dict(counts)} nodes per provider for {model.name} "
+                       "(check the CUDA and cuDNN libraries onnxruntime-gpu needs)")
+    return {"model": model.name, "nodes": dict(counts), "cuda_share": share, "onnxruntime": ort.__version__}
+
+
+def median_ms(run, repeats: int) -> float:
+    for _ in range(3):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def time_style(path: Path, size: tuple[int, int], repeats: int) -> float:
+    runner = StyleRunner(OrtModel.load(path, "cuda"))
+    frame = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    out = np.empty_like(frame)
+    binding = runner.model.binding()
+    weights = runner.weights() if runner.blends else None
+    return median_ms(lambda: runner.run_into(binding, out, frame, weights), repeats)
+
+
+def time_saliency(path: Path, repeats: int) -> float:
+    runner = SaliencyRunner(OrtModel.load(path, "cuda"))
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    return median_ms(lambda: runner(frame), repeats)
+
+
+def e2e(models: Path, peers: list[int], seconds: float) -> list[dict]:
+    from stylecam.export.bench.e2e import _scenario
+
+    proc, url = start_server(models, ["--device", "cuda", "--process-size", "full", "--max-peers", str(max(peers)),
+                                      "--max-pending", str(max(peers))])
+    try:
+        listed = get_json(f"{url}/api/models")["models"]
+        style = next(m["name"] for m in listed if m["kind"] in ("style", "multistyle"))
+        config = {"style": style, "saliency": "gradcam", "opacity": 0.4}
+        return [asyncio.run(_scenario(url, n, config, seconds, 30.0, size=SIZES[1])) for n in peers]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="the zoo to measure (default: the shipped one)")
+    p.add_argument("--repeats", type=int, default=50, help="timed runs per graph and size (after 3 warm-up runs)")
+    p.add_argument("--peers", default="1,4,8", help="comma-separated peer counts for the end-to-end rows")
+    p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per end-to-end row")
+    p.add_argument("--no-e2e", action="store_true", help="graphs only: skip the end-to-end rows")
+    p.add_argument("--json", type=Path, default=Path("bench-results/gpu.json"), help="where to write the results")
+    args = p.parse_args(argv)
+    cards = [(path.parent / card.onnx, card) for path, card in iter_cards(args.models)]
+    styles = [(path, card) for path, card in cards if card.kind in ("style", "multistyle") and card.precision in ("fp32", "fp16")]
+    saliency = [(path, card) for path, card in cards if card.kind == "saliency"]
+    if not styles:
+        raise GpuError(f"no fp32 or fp16 style models under {args.models}")
+    fp32 = [path for path, card in styles if card.precision == "fp32"]
+    check = check_cuda((fp32 or [styles[0][0]])[0])
+    rows = []
+    for path, card in styles:
+        for size in SIZES:
+            rows.append({"what": f"{card.name} ({card.precision})", "size": f"{size[0]}x{size[1]}",
+                         "ms": time_style(path, size, args.repeats)})
+    for path, card in saliency:
+        rows.append({"what": f"{card.name} ({card.precision})", "size": "640x480", "ms": time_saliency(path, args.repeats)})
+    for r in (e2e(args.models, [int(n) for n in args.peers.split(",")], args.seconds) if not args.no_e2e else []):
+        rows.append({"what": f"e2e {r['peers']} peers, style + Grad-CAM", "size": "1280x720", "fps_per_peer": r["fps_per_peer"],
+                     "latency_ms_p95": r["latency_ms_p95"], "dropped_ratio": r["dropped_ratio"]})
+    print(f"CUDA check: {check['cuda_share']:.0%} of {check['model']}'s nodes ran on CUDA (onnxruntime {check['onnxruntime']})")
+    print("| what | size | ms per frame | fps per peer | p95 latency | dropped |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        ms = f"{r['ms']:.2f}" if "ms" in r else ""
+        fps = f"{r['fps_per_peer']:.1f}" if "fps_per_peer" in r else ""
+        p95 = f"{r['latency_ms_p95']:.0f} ms" if r.get("latency_ms_p95") is not None else ""
+        dropped = f"{r['dropped_ratio']:.1%}" if r.get("dropped_ratio") is not None else ""
+        print(f"| {r['what']} | {r['size']} | {ms} | {fps} | {p95} | {dropped} |")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"check": check, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
