@@ -13,6 +13,7 @@ from pathlib import Path
 from stylecam.server.app import serve
 from stylecam.server.config import IceServer, ServerConfig, resolve_token
 from stylecam.server.model_card import CardError
+from stylecam.server.registry import PRECISIONS
 from stylecam.server.tls import TLSError, cache_dir, self_signed, server_context
 
 USER_ERRORS = (CardError, TLSError, OSError)  # OSError: port in use, address not available
@@ -54,6 +55,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--max-peers", type=_positive(int), default=d.max_peers, help="peers served at once; further offers get 503")
     p.add_argument("--process-size", type=_size, default=d.process_size, metavar="auto|full|WxH",
                    help="largest size frames are styled at (then scaled back up); auto: 256x192 on CPU (style + saliency at 24 fps on 2 cores; 320x240 gives 17), full resolution on GPU")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="which exported variant of each model runs: auto = the fastest verified one (int8 on CPU, "
+                        "fp16 on CUDA, when exported); a model without the chosen variant runs in fp32")
     p.add_argument("--max-frame-pixels", type=_positive(int), default=d.max_frame_pixels, help="incoming frames larger than this many pixels are scaled down first")
     p.add_argument("--saliency-fps", type=_positive(float), default=d.saliency_fps, help="most saliency maps per second per peer (they run beside styling, never slowing it)")
     p.add_argument("--connect-timeout", type=_positive(float), default=d.connect_timeout,
@@ -109,6 +113,7 @@ def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
         token=resolve_token(args.host, args.token),
         tls=tls,
         ice_servers=tuple(ice),
+        precision=args.precision,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc", "aiohttp.access"):

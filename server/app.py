@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 async def _engine_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     device = "cuda" if "CUDAExecutionProvider" in providers_for(config.device) else "cpu"
-    entries = scan(config.models, device)
+    entries = scan(config.models, device, config.precision)
     plan = ThreadPlan.for_device(device, config.max_peers, config.threads)
     registry = Registry(entries, device, {"style": plan.style_threads, "multistyle": plan.style_threads, "saliency": plan.saliency_threads})
     size = config.resolved_process_size(device)
@@ -31,6 +31,8 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
         "engine: %s (%s); %d style workers; processing at %s; %d models from %s",
         device, how, plan.style_workers, "full resolution" if size is None else f"up to {size[0]}x{size[1]}", len(entries), config.models,
     )
+    for name, entry in entries.items():
+        log.info("model %s: %s (%s)", name, entry.onnx.name, entry.card.precision)
     app[ENGINE] = engine
     yield
     peers: set = app[PEERS]

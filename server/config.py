@@ -54,7 +54,8 @@ class ServerConfig:
     max_offer_bytes: int = 64 * 1024
     token: str | None = None  # when set, /offer and /api/* need it (Authorization: Bearer, or ?token=)
     tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files: serve HTTPS
-    ice_servers: tuple[IceServer, ...] = ()  # none: host candidates only (LAN, localhost)
+    ice_servers: tuple[IceServer, ...] = ()
+    precision: str = "auto"  # which variant of each model runs: auto = the fastest verified one for the device  # none: host candidates only (LAN, localhost)
     web_dir: Path = WEB
 
     def resolved_process_size(self, device: str) -> tuple[int, int] | None:

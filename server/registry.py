@@ -47,15 +47,26 @@ def _same_model(card: ModelCard) -> tuple:
     return (card.kind, checkpoint) if checkpoint else (card.kind, card.name)
 
 
-def scan(directory: Path, device: str) -> dict[str, Entry]:
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+# the fastest verified variant first: an int8 or fp16 card exists only when its export
+# passed its check against the float32 network
+FASTEST = {"cuda": ("fp16", "fp32", "int8"), "cpu": ("int8", "fp32", "fp16")}
+
+
+def pick(entries: list[Entry], device: str, precision: str = "auto") -> Entry:
+    """The variant of one model to run: ``precision``'s when there is one, else the fastest for ``device``."""
+    order = FASTEST[device] if precision == "auto" else (precision, "fp32", *FASTEST[device])
+    return next((e for p in order for e in entries if e.card.precision == p), entries[0])
+
+
+def scan(directory: Path, device: str, precision: str = "auto") -> dict[str, Entry]:
     """Usable cards under ``directory`` (recursively), by the name the page shows: one
-    entry per model, in the precision that suits ``device`` (fp16 on CUDA, else fp32),
-    named after its fp32 card when there is one."""
+    entry per model, in the variant ``pick`` chooses, named after its fp32 card when
+    there is one."""
     directory = Path(directory)
     if not directory.is_dir():
         log.warning("models directory %s does not exist; serving without models (frames pass through)", directory)
         return {}
-    prefer = "fp16" if device == "cuda" else "fp32"
     groups: dict[tuple, list[Entry]] = {}
     for card_path, card in iter_cards(directory):
         onnx_path = card_path.parent / card.onnx
@@ -65,7 +76,7 @@ def scan(directory: Path, device: str) -> dict[str, Entry]:
         groups.setdefault(_same_model(card), []).append(Entry(card, onnx_path, _labels(card_path, card)))
     found: dict[str, Entry] = {}
     for entries in groups.values():
-        chosen = next((e for e in entries if e.card.precision == prefer), entries[0])
+        chosen = pick(entries, device, precision)
         name = next((e.card.name for e in entries if e.card.precision == "fp32"), chosen.card.name)
         if name in found:
             log.warning("two models are named %r (%s, %s); serving the first", name, found[name].onnx, chosen.onnx)

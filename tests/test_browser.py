@@ -116,7 +116,7 @@ def test_page_runs_the_shipped_style_network_and_grad_cam(real_server_url, real_
     with chromium_page(tmp_path) as (page, errors):
         page.goto(real_server_url + "/")
         page.wait_for_selector("#styles .chip")
-        assert page.locator("#styles .chip").all_inner_texts() == ["Original", "multistyle_rt (blend)"]
+        assert page.locator("#styles .chip").all_inner_texts() == ["Original", "multistyle_rt (blend) fp32"]
         start_streaming(page)
         page.click("#styles .chip:has-text('multistyle_rt')")
         sliders = page.locator("#blend-sliders input")

@@ -216,7 +216,7 @@ def test_top5_softmaxes_logits():
     assert [c["p"] for c in got] == pytest.approx(p[[5, 1, 3, 2, 0]], abs=1e-4)
 
 
-def test_registry_pairs_precisions_and_prefers_fp16_on_cuda(tiny_zoo, tmp_path):
+def test_registry_pairs_precisions_and_runs_the_fastest_verified_one(tiny_zoo, tmp_path):
     import dataclasses
     import shutil
 
@@ -228,6 +228,13 @@ def test_registry_pairs_precisions_and_prefers_fp16_on_cuda(tiny_zoo, tmp_path):
     write_card(dataclasses.replace(card, name="invert_fp16", precision="fp16"), tmp_path)
     (tmp_path / "notes.json").write_text('{"not": "a card"}')
     assert scan(tmp_path, "cuda")["invert"].card.precision == "fp16"
-    assert scan(tmp_path, "cpu")["invert"].card.precision == "fp32"
+    assert scan(tmp_path, "cpu")["invert"].card.precision == "fp32"  # no int8 variant here
+    write_card(dataclasses.replace(card, name="invert_int8", precision="int8"), tmp_path)
+    assert scan(tmp_path, "cpu")["invert"].card.precision == "int8"  # the fastest verified one on CPU
+    assert scan(tmp_path, "cuda")["invert"].card.precision == "fp16"
+    assert scan(tmp_path, "cpu", "fp32")["invert"].card.precision == "fp32"
+    assert scan(tmp_path, "cuda", "int8")["invert"].card.precision == "int8"
+    (tmp_path / "invert_fp16.json").unlink()
+    assert scan(tmp_path, "cpu", "fp16")["invert"].card.precision == "fp32"  # asked for one that is not there
     assert list(scan(tmp_path, "cpu")) == ["invert"]
     assert scan(tmp_path / "missing", "cpu") == {}

@@ -35,9 +35,13 @@ export function createControls(models, saliencyMethods, onChange) {
 
   // style chips
   const styles = $("styles");
-  const choices = [[null, "Original"], ...styleModels.map((m) => [m.name, m.kind === "multistyle" ? `${m.name} (blend)` : m.name])];
-  for (const [name, label] of choices) {
+  const choices = [[null, "Original", null], ...styleModels.map((m) => [m.name, m.kind === "multistyle" ? `${m.name} (blend)` : m.name, m.precision])];
+  for (const [name, label, precision] of choices) {
     const chip = el("button", { className: "chip", type: "button", textContent: label });
+    if (precision) {  // which exported variant the server runs (stylecam serve --precision)
+      chip.append(el("small", { className: "precision", textContent: ` ${precision}` }));
+      chip.title = `the server runs its ${precision} graph`;
+    }
     chip.dataset.value = name ?? "";
     chip.setAttribute("role", "radio");
     chip.addEventListener("click", () => {
