@@ -216,5 +216,6 @@ def test_bench_e2e_prints_its_table_and_writes_json(server_url, tmp_path, capsys
     assert [(r["scenario"], r["peers"]) for r in result["results"]] == [("style", 1), ("style+gradcam", 1)]  # the first method the server lists
     for r in result["results"]:
         assert 15 <= r["fps_per_peer"] <= 33 and 0 < r["latency_ms_median"] <= r["latency_ms_p95"] < 2000, r
-        assert f"{r['scenario']:<22}{1:>6}{r['fps_per_peer']:>10.1f}" in printed
-    assert result["style"] == "invert" and f"wrote {out}" in printed
+        assert r["style"] == "invert" and r["server_ms_peer0"]["style"] > 0, r
+        assert f"| auto | {r['scenario']} | 1 | {r['fps_per_peer']:.1f} |" in printed
+    assert "| process size | scenario | peers |" in printed and f"wrote {out}" in printed

@@ -85,6 +85,43 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+STAGES = ("decode", "style", "upscale+mix", "overlay", "encode-prep")  # the server's per-frame stages, in order
+
+
+def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
+    """Every scenario at every --process-size, a fresh server per size (or the --url one)."""
+    sizes = args.process_size.split(",")
+    if args.url and len(sizes) > 1:
+        raise RuntimeError("--url benches the server already running there: give one --process-size (its own)")
+    results, health = [], {}
+    for size in sizes:
+        proc, url = (None, args.url) if args.url else start_server(
+            args.models, ["--device", args.device, "--max-peers", "8", "--max-pending", "8", "--process-size", size])
+        try:
+            models = get_json(f"{url}/api/models")["models"]
+            health = get_json(f"{url}/api/health")
+            styles = [m["name"] for m in models if m["kind"] in ("style", "multistyle")]
+            methods = [m["method"] for m in models if m["kind"] == "saliency"]
+            style = args.style or (styles[0] if styles else None)
+            if style is None:
+                raise RuntimeError(f"no style model under {args.models}; export one (stylecam export) or pass --models")
+            method = args.saliency or (methods[0] if methods else None)
+            configs = [("style", {"style": style, "saliency": "off"})]
+            if method:
+                configs.append((f"style+{method}", {"style": style, "saliency": method, "opacity": 0.4}))
+            for label, config in configs:
+                for n in (int(x) for x in args.peers.split(",")):
+                    result = asyncio.run(_scenario(url, n, config, args.seconds, args.fps))
+                    result.update(scenario=label, process_size=size, style=style)
+                    results.append(result)
+                    print(f"  done: {size} {label} x{n} peers", file=sys.stderr, flush=True)
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=10)
+    return health, results
+
+
 def main(argv: list[str] | None = None, prog: str = "stylecam bench e2e") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="model directory the server loads (default: the shipped models)")
@@ -95,49 +132,22 @@ def main(argv: list[str] | None = None, prog: str = "stylecam bench e2e") -> int
     p.add_argument("--style", default=None, help="style model to use (default: the first the server lists)")
     p.add_argument("--saliency", default=None, help="saliency method for the style+saliency runs (default: the first loaded)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="--device for the started server")
-    p.add_argument("--process-size", default="auto", metavar="auto|full|WxH", help="--process-size for the started server")
+    p.add_argument("--process-size", default="auto", metavar="auto|full|WxH[,...]",
+                   help="--process-size for the started server; several (comma-separated) are measured in one run, "
+                        "a fresh server each")
     p.add_argument("--json", type=Path, default=Path("bench-results/e2e.json"), help="where to write the results")
     args = p.parse_args(argv)
-
-    proc = None
-    url = args.url
-    if url is None:
-        proc, url = start_server(args.models, ["--device", args.device, "--max-peers", "8", "--process-size", args.process_size])
-    try:
-        models = get_json(f"{url}/api/models")["models"]
-        health = get_json(f"{url}/api/health")
-        styles = [m["name"] for m in models if m["kind"] in ("style", "multistyle")]
-        methods = [m["method"] for m in models if m["kind"] == "saliency"]
-        style = args.style or (styles[0] if styles else None)
-        if style is None:
-            raise RuntimeError(f"no style model under {args.models}; export one (stylecam export) or pass --models")
-        method = args.saliency or (methods[0] if methods else None)
-        configs = [("style", {"style": style, "saliency": "off"})]
-        if method:
-            configs.append((f"style+{method}", {"style": style, "saliency": method, "opacity": 0.4}))
-        results = []
-        for label, config in configs:
-            for n in (int(x) for x in args.peers.split(",")):
-                result = asyncio.run(_scenario(url, n, config, args.seconds, args.fps))
-                result["scenario"] = label
-                results.append(result)
-                print(f"  done: {label} x{n} peers", file=sys.stderr, flush=True)
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
-    header = f"{'scenario':<22}{'peers':>6}{'fps/peer':>10}{'sent':>7}{'lat p50':>9}{'lat p95':>9}{'dropped':>9}"
-    print(f"device: {health['device']}  style: {style}  process size: {args.process_size}  "
-          f"({args.seconds:.0f} s per row, {args.fps:.0f} fps sent, 640x480)")
-    print(header)
+    health, results = _run_sizes(args)
+    print(f"device: {health['device']}  ({args.seconds:.0f} s per row, {args.fps:.0f} fps sent at 640x480; "
+          "stage times: the server's per-frame means, ms, first peer)")
+    print("| process size | scenario | peers | fps/peer | sent | latency p50 | p95 | dropped | " + " | ".join(STAGES) + " |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " |")
     for r in results:
-        print(
-            f"{r['scenario']:<22}{r['peers']:>6}{r['fps_per_peer']:>10.1f}{r['sent_fps_per_peer']:>7.1f}"
-            f"{_fmt(r['latency_ms_median'], '9.0f')}{_fmt(r['latency_ms_p95'], '9.0f')}{r['dropped_ratio']:>9.1%}"
-        )
+        stages = " | ".join(_fmt(r["server_ms_peer0"].get(stage), ".1f") for stage in STAGES)
+        print(f"| {r['process_size']} | {r['scenario']} | {r['peers']} | {r['fps_per_peer']:.1f} | {r['sent_fps_per_peer']:.1f} | "
+              f"{_fmt(r['latency_ms_median'], '.0f')} | {_fmt(r['latency_ms_p95'], '.0f')} | {r['dropped_ratio']:.1%} | {stages} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"device": health["device"], "style": style, "process_size": args.process_size,
-                                     "results": results}, indent=2))
+    args.json.write_text(json.dumps({"device": health["device"], "results": results}, indent=2))
     print(f"wrote {args.json}")
     return 0
 
