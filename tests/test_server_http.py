@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -266,3 +267,28 @@ def test_unusable_certificates_are_one_line_errors(tmp_path):
     out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--cert", str(bad)],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--cert and --key go together" in out.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--turn", "turn:127.0.0.1:3478"], "--turn takes turn:HOST[:PORT] (or turns:) with --turn-user and --turn-password"),
+    (["--turn", "http://x", "--turn-user", "u", "--turn-password", "p"], "--turn takes turn:HOST"),
+    (["--stun", "127.0.0.1:3478"], "--stun 127.0.0.1:3478: expected stun:HOST[:PORT]"),
+    (["--precision", "int4"], "invalid choice: 'int4'"),
+])
+def test_bad_ice_and_precision_options_are_one_line_errors(tmp_path, flags, message):
+    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--models", str(tmp_path), *flags],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_api_config_gives_the_page_the_servers_ice_servers(tmp_path):
+    from stylecam.server.config import IceServer, ServerConfig
+
+    servers = (IceServer("stun:127.0.0.1:3478"), IceServer("turn:127.0.0.1:3478", "u", "p"))
+
+    async def go():
+        async with in_process(ServerConfig(models=tmp_path / "none", device="cpu", ice_servers=servers)) as (_, url):
+            return await asyncio.to_thread(get_json, url + "/api/config")
+
+    assert run(go()) == {"iceServers": [{"urls": "stun:127.0.0.1:3478"},
+                                        {"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "p"}]}
