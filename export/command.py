@@ -24,11 +24,11 @@ from stylecam.models.registry import UnknownModel, WeightsUnavailable
 from stylecam.server.model_card import FRAME, STYLE_WEIGHTS, STYLIZED, ModelCard, TensorSpec, sha256_of, write_card
 
 
-# the saliency path (export.saliency_command) raises the last two
 class UsageError(ValueError):
     """A command line in a form this command no longer takes; the message gives the new one."""
 
 
+# the saliency path (export.saliency_command) raises the last two
 USER_ERRORS = (UsageError, CheckpointError, VerificationError, UnknownModel, WeightsUnavailable, ImageError)
 # two verification sizes: one a multiple of 4, one not (odd H and W exercise the crop)
 VERIFY_SIZES = ((96, 128), (61, 83))

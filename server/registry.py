@@ -92,7 +92,6 @@ class Registry:
         self.entries = entries
         self.device = device
         self._threads = threads  # intra-op threads per kind
-        self._models: dict[str, OrtModel] = {}
         self._runners: dict[str, StyleRunner | SaliencyRunner] = {}
         self._lock = threading.Lock()
 
@@ -116,33 +115,30 @@ class Registry:
                 "styles": list(e.card.styles),
                 "method": e.card.method,
                 "precision": e.card.precision,
-                "loaded": name in self._models,
+                "loaded": name in self._runners,
             }
             for name, e in self.entries.items()
         ]
 
-    def runner(self, name: str) -> StyleRunner | SaliencyRunner:
-        """The shared runner (and session) for ``name``; raises like ``model``."""
-        runner = self._runners.get(name)
-        if runner is None:
-            model = self.model(name)
-            runner = SaliencyRunner(model, self.entries[name].labels) if model.card.kind == "saliency" else StyleRunner(model)
-            self._runners[name] = runner
-        return runner
-
     def model(self, name: str) -> OrtModel:
-        """The shared session for ``name``; raises KeyError (unknown) or CardError (unusable)."""
-        model = self._models.get(name)
-        if model is not None:
-            return model
+        """The shared session for ``name``; raises like ``runner``."""
+        return self.runner(name).model
+
+    def runner(self, name: str) -> StyleRunner | SaliencyRunner:
+        """The shared runner (and its session) for ``name``, opened on first use; raises
+        KeyError (unknown) or CardError (unusable)."""
+        runner = self._runners.get(name)
+        if runner is not None:
+            return runner
         with self._lock:
-            model = self._models.get(name)
-            if model is None:
+            runner = self._runners.get(name)
+            if runner is None:
                 entry = self.entries[name]
                 threads = self._threads.get(entry.card.kind, 0)
                 model = OrtModel.load(entry.onnx, device=self.device, threads=threads, spin=False)
                 log.info("loaded %s (%s, %s) on %s with %d intra-op threads", name, entry.card.kind, entry.card.precision, model.provider, threads)
                 if self.device == "cuda" and model.provider != "CUDAExecutionProvider":
                     log.warning("%s runs on %s, not CUDA: onnxruntime could not start its CUDA provider (see its log above)", name, model.provider)
-                self._models[name] = model
-        return model
+                runner = SaliencyRunner(model, entry.labels) if entry.card.kind == "saliency" else StyleRunner(model)
+                self._runners[name] = runner
+        return runner

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from stylecam.server.client import get_json, start_server
-from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
-from stylecam.server.ort_model import OrtModel
+from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards, load_card_for_onnx
+from stylecam.server.ort_model import OrtModel, providers_for
 from stylecam.server.runner import SaliencyRunner, StyleRunner
 
 SIZES = ((640, 480), (1280, 720))
@@ -63,14 +63,14 @@ def check_cuda(model: Path) -> dict:
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise GpuError(f"this onnxruntime ({ort.__version__}) has no CUDA provider: pip install onnxruntime-gpu")
-    runner = StyleRunner(OrtModel.load(model, "cuda"))  # CardError when the driver sees no GPU
+    providers = providers_for("cuda")  # CardError when the driver sees no GPU
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(tmp, "profile")
-        session = ort.InferenceSession(str(model), options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-        feeds = runner.feeds(np.zeros((480, 640, 3), np.uint8))
-        session.run(None, feeds)
+        session = ort.InferenceSession(str(model), options, providers=providers)
+        runner = StyleRunner(OrtModel(load_card_for_onnx(model), session, model))  # the card's feeds, this one session
+        runner(np.zeros((480, 640, 3), np.uint8))
         counts = placement(Path(session.end_profiling()))
     share = cuda_share(counts)
     if session.get_providers()[0] != "CUDAExecutionProvider" or share < MIN_CUDA_SHARE:
