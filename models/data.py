@@ -132,11 +132,17 @@ class ContentImages:
         return to_tensor(patch)[0]
 
 
+def batch_rng(seed: int, step: int) -> random.Random:
+    """The generator of batch ``step``: a function of (seed, step) alone, which is what makes
+    ``--resume`` exact."""
+    return random.Random(seed * 7_919 + step)
+
+
 def content_batch(dataset: ContentImages, step: int, batch_size: int, seed: int) -> torch.Tensor:
     """Batch ``step`` of a reproducible stream: the same (seed, step) always gives the same batch.
 
     Deriving each batch from (seed, step) alone is what makes ``--resume`` exact.
     """
-    rng = random.Random(seed * 7_919 + step)
+    rng = batch_rng(seed, step)
     indices = [rng.randrange(len(dataset)) for _ in range(batch_size)]
     return torch.stack([dataset.crop(i, rng) for i in indices])

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from stylecam.models import losses
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
-from stylecam.models.data import ContentImages, ImageError, content_batch, load_style_image, to_uint8
+from stylecam.models.data import ContentImages, ImageError, batch_rng, content_batch, load_style_image, to_uint8
 from stylecam.models.factory import create_model
 from stylecam.models.layers import ConditionalInstanceNorm2d
 from stylecam.models.registry import WeightsUnavailable
@@ -235,7 +235,7 @@ class Trainer:
         """The photos of ``step`` (a function of seed and step), with the teacher's outputs when distilling."""
         c = self.config
         if isinstance(self.content, TeacherPairs):
-            rng = random.Random(c.seed * 7_919 + step)
+            rng = batch_rng(c.seed, step)
             pairs = [self.content.pair(rng.randrange(len(self.content)), rng, int(s))
                      for s in self.style_index(step, c.batch_size)]
             return torch.stack([x for x, _ in pairs]), torch.stack([t for _, t in pairs])
