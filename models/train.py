@@ -18,6 +18,7 @@ import logging
 import queue
 import random
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -438,6 +439,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stopped_like_ctrl_c() -> Iterator[None]:
+    """``kill`` (SIGTERM) and SIGINT stop training as Ctrl-C does, checkpoint first. Shells
+    start ``nohup ... &`` jobs with SIGINT ignored, so its handler is set here as well."""
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str], prog: str = "stylecam train") -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -457,7 +474,7 @@ def main(argv: list[str], prog: str = "stylecam train") -> int:
     last_saved = trainer.step
     began = time.perf_counter()
     try:
-        with trainer.prefetching():
+        with stopped_like_ctrl_c(), trainer.prefetching():
             while trainer.step < config.iterations:
                 started = time.perf_counter()
                 trainer.train_step()

@@ -309,19 +309,32 @@ def test_resume_from_a_shipped_half_precision_checkpoint_trains_in_float32(four_
     assert resumed.step == 2 and torch.isfinite(resumed.loss_terms(2)["total"])
 
 
-def test_ctrl_c_saves_a_checkpoint_where_training_stopped(four_photos, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("stop", ["ctrl-c", "SIGTERM", "SIGINT"])
+def test_ctrl_c_saves_a_checkpoint_where_training_stopped(four_photos, tmp_path, capsys, monkeypatch, stop):
+    """Ctrl-C, ``kill`` and a SIGINT sent to a background job (whose shell started it with
+    SIGINT ignored) all save a checkpoint where training stopped."""
+    import os
+    import signal
+
     real_step = Trainer.train_step
 
     def step_then_interrupt(self):
         if self.step == 2:
-            raise KeyboardInterrupt
+            if stop == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), getattr(signal, stop))
         return real_step(self)
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `nohup ... &` starts it
 
     monkeypatch.setattr(Trainer, "train_step", step_then_interrupt)
     out = tmp_path / "run"
     args = ["train", "--style", str(STYLES / "udnie.jpg"), "--content", str(four_photos), "--out", str(out),
             "--iterations", "50", "--size", "32", "--batch-size", "1", "--style-size", "48", "--vgg", "hed",
             "--checkpoint-every", "50", "--style-layers", "relu1_2"]
-    assert cli(args) == 130
+    try:
+        assert cli(args) == 130
+    finally:
+        assert signal.signal(signal.SIGINT, previous) == signal.SIG_IGN  # the handler it found is back
     assert Checkpoint.load(out / "last.pt").step == 2
     assert f"interrupted at step 2; saved {out / 'checkpoint_000002.pt'}" in capsys.readouterr().err
