@@ -27,22 +27,25 @@ def mix_strength(stylized: np.ndarray, original: np.ndarray, strength: float, ou
 class Overlay:
     """Blends a heat map onto frames: each pixel moves towards its colour by opacity times
     its saliency, so cold regions keep the frame and hot ones show the colour map. One map
-    is usually shown on several frames, so its resized heat and colours are kept until a
-    different map (another array object) arrives."""
+    and one opacity usually serve many frames, so what depends only on them (the resized
+    heat, its colours, each pixel's kept share and added colour) is computed when either
+    changes, and a frame costs one multiply and one add."""
 
     def __init__(self, lut: np.ndarray | None = None) -> None:
         self._lut3 = np.ascontiguousarray((inferno_lut() if lut is None else lut).reshape(256, 1, 3))
         self._size: tuple[int, int] | None = None
         self._source: np.ndarray | None = None
+        self._opacity: float | None = None
 
     def _buffers(self, height: int, width: int) -> None:
         if self._size == (height, width):
             return
         self._size, self._source = (height, width), None
         self._heat = np.empty((height, width), np.float32)  # saliency at frame size, in [0, 1]
-        self._weight = np.empty((height, width, 1), np.float32)
         self._index = np.empty((height, width, 3), np.uint8)  # the colour index, once per channel for cv2.LUT
         self._colour = np.empty((height, width, 3), np.uint8)
+        self._keep = np.empty((height, width, 3), np.float32)  # 1 - opacity * heat: the frame's share
+        self._add = np.empty((height, width, 3), np.float32)  # opacity * heat * colour + 0.5
         self._blend = np.empty((height, width, 3), np.float32)
 
     def _colourise(self, saliency: np.ndarray) -> None:
@@ -53,7 +56,14 @@ class Overlay:
         np.add(scratch, 0.5, out=scratch)
         np.copyto(self._index, scratch[..., None], casting="unsafe")  # truncating x + 0.5 rounds half up
         cv2.LUT(self._index, self._lut3, dst=self._colour)  # np.take would allocate the indices as intp
-        self._source = saliency
+        self._source, self._opacity = saliency, None
+
+    def _weigh(self, opacity: float) -> None:
+        np.multiply(self._heat[..., None], opacity, out=self._keep)
+        np.multiply(self._colour, self._keep, out=self._add)
+        np.add(self._add, 0.5, out=self._add)
+        np.subtract(1.0, self._keep, out=self._keep)
+        self._opacity = opacity
 
     def apply(self, frame: np.ndarray, saliency: np.ndarray, opacity: float) -> np.ndarray:
         """frame: uint8 (H, W, 3) RGB, changed in place and returned; saliency: float32
@@ -63,11 +73,9 @@ class Overlay:
         self._buffers(*frame.shape[:2])
         if saliency is not self._source:
             self._colourise(saliency)
-        blend = self._blend
-        np.multiply(self._heat[..., None], opacity, out=self._weight)
-        np.subtract(self._colour, frame, out=blend, dtype=np.float32)
-        np.multiply(blend, self._weight, out=blend)
-        np.add(blend, frame, out=blend, dtype=np.float32)
-        np.add(blend, 0.5, out=blend)
-        np.copyto(frame, blend, casting="unsafe")  # in [0.5, 255.5): truncation rounds half up
+        if opacity != self._opacity:
+            self._weigh(opacity)
+        cv2.multiply(frame, self._keep, dst=self._blend, dtype=cv2.CV_32F)
+        cv2.add(self._blend, self._add, dst=self._blend)
+        np.copyto(frame, self._blend, casting="unsafe")  # in [0.5, 255.5): truncation rounds half up
         return frame

@@ -11,8 +11,10 @@ turns fairly. The per-frame path writes into buffers allocated once per frame si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +34,17 @@ from stylecam.server.registry import Registry
 log = logging.getLogger(__name__)
 
 
+SALIENCY_NICE = 10  # CFS weight 110 against styling's 1024: a tenth of a contended core, all of an idle one
+
+
+def _renice(nice: int) -> None:
+    """Runs in each new saliency thread: raise this thread's niceness (Linux keeps it per
+    thread; onnxruntime computes in the calling thread when a session has one thread)."""
+    if nice and sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 @dataclass(frozen=True)
 class ThreadPlan:
     """How many jobs run at once and how many threads each onnxruntime session uses."""
@@ -40,12 +53,14 @@ class ThreadPlan:
     style_threads: int
     saliency_workers: int
     saliency_threads: int
+    saliency_nice: int = 0  # niceness of the saliency threads (Linux): styling comes first
 
     @classmethod
     def for_device(cls, device: str, max_peers: int, threads: int = 0) -> ThreadPlan:
         """CPU: as many concurrent style jobs as cores (never more than peers), each
         session's intra-op pool sized to the cores (concurrent runs share it), saliency
-        on half the cores. CUDA: the GPU does the work; host threads only feed it."""
+        on half the cores at a lower priority, so that it runs on what styling leaves idle
+        instead of taking turns with it. CUDA: the GPU does the work; host threads only feed it."""
         cores = threads or len(os.sched_getaffinity(0))
         if device == "cuda":
             return cls(style_workers=max(1, min(max_peers, 4)), style_threads=1, saliency_workers=1, saliency_threads=1)
@@ -54,6 +69,7 @@ class ThreadPlan:
             style_threads=cores,
             saliency_workers=1,
             saliency_threads=max(1, cores // 2),
+            saliency_nice=SALIENCY_NICE,
         )
 
 
@@ -76,7 +92,8 @@ class Engine:
         self.max_frame_pixels = max_frame_pixels
         self.saliency_interval = 1.0 / saliency_fps if saliency_fps > 0 else 0.0
         self.style_pool = ThreadPoolExecutor(plan.style_workers, thread_name_prefix="style")
-        self.saliency_pool = ThreadPoolExecutor(plan.saliency_workers, thread_name_prefix="saliency")
+        self.saliency_pool = ThreadPoolExecutor(plan.saliency_workers, thread_name_prefix="saliency",
+                                                initializer=_renice, initargs=(plan.saliency_nice,))
 
     def pipeline(self, settings: Settings, on_error: Callable[[str], None]) -> Pipeline:
         return Pipeline(self, settings, on_error)

@@ -56,9 +56,11 @@ def test_overload_keeps_latency_bounded_and_counts_drops(tiny_zoo):
 @pytest.mark.timeout(240)
 def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
     """4 peers stream for 60 s with style and saliency on and their controls changing every
-    few seconds: every peer streams all along, the server logs no traceback, and every peer
-    is gone within 5 s of the clients closing. Its memory is printed, not yet held to a
-    bound: it grew 7.5-8.8% in the last 45 s here (issue 13 item 6 is open)."""
+    few seconds: every peer streams all along, the server logs no traceback, its memory
+    grows less than 5% over the last 30 s, and every peer is gone within 5 s of the clients
+    closing. The first 30 s are warm-up: run for 100 s, the server's RSS rose from 305 to
+    369 MB in the first 40 s (codecs, buffers and pools filling as each setting is first
+    used) and then held at 369-370 MB, with onnxruntime's memory arena on or off alike."""
     import random
     import time
 
@@ -80,16 +82,13 @@ def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
             await c.connect()
         started = time.monotonic()
         try:
-            for method in ("vanilla", "gradcam", "off", "vanilla", "gradcam"):  # warm-up: every model and buffer in use
-                for c in clients:
-                    c.send({"type": "config", "style": "tint", "saliency": method})
-                await asyncio.sleep(3)
-            samples = []  # RSS every 0.5 s: it swings by tens of MB with the frames in flight
+            samples = []  # RSS every 0.5 s after the warm-up: it swings by tens of MB with the frames in flight
             while time.monotonic() - started < 60:
                 for c in clients:
                     c.send({"type": "config", **configs[rng.randrange(len(configs))]})
                 for _ in range(5):
-                    samples.append(rss_kib(proc.pid))
+                    if time.monotonic() - started >= 30:
+                        samples.append(rss_kib(proc.pid))
                     await asyncio.sleep(0.5)
             before, after = (int(np.median(window)) for window in (samples[:20], samples[-20:]))  # first and last 10 s
             frames = [c.received.frames for c in clients]
@@ -108,4 +107,5 @@ def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
         proc.wait(timeout=10)
     print(f"soak: RSS {before} -> {after} KiB ({(after - before) / before:+.1%}), peers gone in {gone:.2f} s, frames {frames}")
     assert min(frames) > 250  # every peer streamed all along (15 fps sent)
+    assert after < 1.05 * before, f"RSS grew {(after - before) / before:+.1%} after the warm-up"
     assert "Traceback" not in log.read_text(), log.read_text()[-2000:]

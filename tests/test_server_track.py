@@ -135,6 +135,22 @@ def test_a_slow_saliency_model_does_not_slow_styling(tiny_zoo):
     run(go())
 
 
+def test_saliency_threads_give_way_to_styling(tiny_zoo):
+    """On CPU the saliency threads run at a higher niceness than styling's, so a CPU-bound
+    saliency graph takes the cores only when styling leaves them idle."""
+    import os
+    import sys
+    import threading
+
+    engine = make_engine(tiny_zoo)
+    nice = engine.saliency_pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    style = engine.style_pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    engine.close()
+    assert engine.plan.saliency_nice == 10 and ThreadPlan.for_device("cuda", 2).saliency_nice == 0
+    if sys.platform == "linux":
+        assert nice - style == 10
+
+
 @pytest.mark.timeout(60)
 def test_real_saliency_graph_gives_a_map_and_top5():
     """The shipped multi-style network and Grad-CAM graph (models/zoo) through the engine:
