@@ -15,10 +15,8 @@ from stylecam.server.model_card import load_card_for_onnx, sha256_of
 
 ZOO_RT = Path(__file__).resolve().parents[1] / "models" / "zoo" / "checkpoints" / "multistyle_rt.pt"
 
-NETS = {
-    "johnson": ("johnson", {}, ["starry_night"]),
+NETS = {  # both bodies and both norms: johnson is lite's body wider, and the zoo test checks the shipped johnson graphs
     "lite": ("lite", {}, ["wave"]),
-    "multistyle": ("multistyle", {"body": "lite", "num_styles": 3}, ["wave", "udnie", "the_scream"]),
     "multistyle_rt": ("multistyle", {"body": "rt", "num_styles": 3}, ["wave", "udnie", "the_scream"]),
 }
 
@@ -75,7 +73,7 @@ def test_card_describes_the_graph(exported):
 
 
 def test_multistyle_graph_blends_by_weights(export_net):
-    _, done = export_net("multistyle")
+    _, done = export_net("multistyle_rt")
     session = ort.InferenceSession(str(done.onnx), providers=["CPUExecutionProvider"])
     frame = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)
     outs = [session.run(None, {"frame": frame, "style_weights": np.array(w, np.float32)})[0].astype(int)

@@ -210,7 +210,7 @@ def test_bench_e2e_prints_its_table_and_writes_json(server_url, tmp_path, capsys
     from stylecam.export.cli import main as cli
 
     out = tmp_path / "e2e.json"
-    assert cli(["bench", "e2e", "--url", server_url, "--peers", "1", "--seconds", "2", "--json", str(out)]) == 0
+    assert cli(["bench", "e2e", "--url", server_url, "--peers", "1", "--seconds", "2", "--warmup", "1", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert [(r["scenario"], r["peers"]) for r in result["results"]] == [("style", 1), ("style+gradcam", 1)]  # the first method the server lists

@@ -32,7 +32,8 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: float, size: tuple[int, int] = (WIDTH, HEIGHT)) -> dict:
+async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: float, warmup: float,
+                    size: tuple[int, int] = (WIDTH, HEIGHT)) -> dict:
     clients = [Client(url, fps=fps, decode_every=10, size=size) for _ in range(peers)]
     try:
         for c in clients:  # one after another: a server holds few unconnected offers per address (--max-pending)
@@ -44,7 +45,7 @@ async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: flo
             await asyncio.sleep(0.1)
         for c in clients:
             c.send({"type": "config", **config})
-        await asyncio.sleep(3.0)  # warm-up: sessions open, saliency starts, rates settle
+        await asyncio.sleep(warmup)  # sessions open, saliency starts, rates settle
         starts = [(c.received.frames, c.camera.count, len(c.received.latencies_ms), len(c.received.seen)) for c in clients]
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
@@ -111,7 +112,7 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
                 configs.append((f"style+{method}", {"style": style, "saliency": method, "opacity": 0.4}))
             for label, config in configs:
                 for n in (int(x) for x in args.peers.split(",")):
-                    result = asyncio.run(_scenario(url, n, config, args.seconds, args.fps))
+                    result = asyncio.run(_scenario(url, n, config, args.seconds, args.fps, args.warmup))
                     result.update(scenario=label, process_size=size, style=style)
                     results.append(result)
                     print(f"  done: {size} {label} x{n} peers", file=sys.stderr, flush=True)
@@ -123,19 +124,20 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
 
 
 def main(argv: list[str] | None = None, prog: str = "stylecam bench e2e") -> int:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="model directory the server loads (default: the shipped models)")
     p.add_argument("--url", default=None, help="bench a server already running here instead of starting one")
-    p.add_argument("--peers", default="1,2,4", help="comma-separated peer counts")
-    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per scenario (after 3 s warm-up)")
-    p.add_argument("--fps", type=float, default=30.0, help="frame rate each client sends at")
+    p.add_argument("--peers", default="1,2,4", help="comma-separated peer counts (default: 1,2,4)")
+    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per scenario (default: 20)")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds per scenario before measuring, while sessions open and rates settle (default: 3)")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate each client sends at (default: 30)")
     p.add_argument("--style", default=None, help="style model to use (default: the first the server lists)")
     p.add_argument("--saliency", default=None, help="saliency method for the style+saliency runs (default: the first loaded)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="--device for the started server")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="--device for the started server (default: auto)")
     p.add_argument("--process-size", default="auto", metavar="auto|full|WxH[,...]",
                    help="--process-size for the started server; several (comma-separated) are measured in one run, "
-                        "a fresh server each")
-    p.add_argument("--json", type=Path, default=Path("bench-results/e2e.json"), help="where to write the results")
+                        "a fresh server each (default: auto, the server's own choice)")
+    p.add_argument("--json", type=Path, default=Path("bench-results/e2e.json"), help="where to write the results (default: bench-results/e2e.json)")
     args = p.parse_args(argv)
     health, results = _run_sizes(args)
     print(f"device: {health['device']}  ({args.seconds:.0f} s per row, {args.fps:.0f} fps sent at 640x480; "
