@@ -5,22 +5,18 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
-from style_helpers import CONTENT, make_checkpoint
+from style_helpers import CONTENT
 
 from stylecam.export.cli import main as cli
-from stylecam.export.command import export_style
-from stylecam.server.model_card import load_card_for_onnx, sha256_of, write_card
+from stylecam.server.model_card import DEFAULT_ZOO, load_card_for_onnx, sha256_of, write_card
 
 PHOTO = sorted((CONTENT / "bsds").glob("*.jpg"))[0]
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stylize")
-    single = export_style(make_checkpoint(tmp / "s.pt", "lite", {}, ["wave"]), tmp / "zoo").onnx
-    multi = export_style(make_checkpoint(tmp / "m.pt", "multistyle", {"body": "lite", "num_styles": 2},
-                                         ["wave", "udnie"]), tmp / "zoo").onnx
-    return single, multi
+def models():
+    """The shipped graphs, as users run them: one style, and the 7-style blend."""
+    return DEFAULT_ZOO / "the_scream_johnson.onnx", DEFAULT_ZOO / "multistyle_rt.onnx"
 
 
 def test_image_round_trip_through_the_console_script(models, tmp_path):
@@ -37,13 +33,15 @@ def test_image_round_trip_through_the_console_script(models, tmp_path):
 def test_weights_choose_the_blend(models, tmp_path):
     _, multi = models
     outs = {}
-    for weights in ("wave=1", "udnie=1", "wave=1,udnie=1"):
+    for weights in ("starry_night=1", "udnie=1", "starry_night=1,udnie=1"):
         path = tmp_path / f"{weights}.png"
         assert cli(["stylize", str(PHOTO), "--model", str(multi), "--weights", weights, "--out", str(path)]) == 0
         outs[weights] = cv2.imread(str(path)).astype(int)
-    assert np.abs(outs["wave=1"] - outs["udnie=1"]).mean() > 2
+    assert np.abs(outs["starry_night=1"] - outs["udnie=1"]).mean() > 2
+    blend = outs["starry_night=1,udnie=1"]
+    assert np.abs(blend - outs["starry_night=1"]).mean() > 1 and np.abs(blend - outs["udnie=1"]).mean() > 1
     assert cli(["stylize", str(PHOTO), "--model", str(multi), "--out", str(tmp_path / "default.png")]) == 0
-    assert np.array_equal(cv2.imread(str(tmp_path / "default.png")).astype(int), outs["wave=1"])
+    assert np.array_equal(cv2.imread(str(tmp_path / "default.png")).astype(int), outs["starry_night=1"])  # the first style
 
 
 def test_size_scales_the_long_side(models, tmp_path):
@@ -58,7 +56,7 @@ def test_several_images_go_to_a_folder(models, tmp_path):
     single, _ = models
     photos = sorted((CONTENT / "bsds").glob("*.jpg"))[:2]
     assert cli(["stylize", *map(str, photos), "--model", str(single), "--out", str(tmp_path / "out")]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"{p.stem}_wave_lite.jpg" for p in photos)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"{p.stem}_the_scream_johnson.jpg" for p in photos)
 
 
 def test_video_frame_by_frame(models, tmp_path, capsys):
@@ -89,10 +87,10 @@ def bad_cases(models, tmp):
         "not an image": ([__file__, "--model", str(single)], "not a readable image"),
         "missing model": ([str(PHOTO), "--model", str(tmp / "none.onnx")], "does not exist"),
         "corrupt model": ([str(PHOTO), "--model", str(corrupt)], "does not match its card"),
-        "unknown style": ([str(PHOTO), "--model", str(multi), "--weights", "monet=1"], "STYLE one of wave, udnie"),
+        "unknown style": ([str(PHOTO), "--model", str(multi), "--weights", "monet=1"], "STYLE one of starry_night, the_scream, wave,"),
         "bad number": ([str(PHOTO), "--model", str(multi), "--weights", "wave=lots"], "not a number"),
         "zero weights": ([str(PHOTO), "--model", str(multi), "--weights", "wave=0"], "not all zero"),
-        "weights for one style": ([str(PHOTO), "--model", str(single), "--weights", "wave=1"], "only for multi-style"),
+        "weights for one style": ([str(PHOTO), "--model", str(single), "--weights", "the_scream=1"], "only for multi-style"),
         "tiny size": ([str(PHOTO), "--model", str(single), "--size", "8"], "at least 16"),
     }
 
