@@ -91,3 +91,15 @@ def test_the_old_top_level_names_are_not_importable(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_every_mutation_patch_still_applies():
+    """tests/mutations/run.sh reports a patch that no longer applies as an error, not as a
+    killed mutation: catch that drift here, where it costs milliseconds."""
+    patches = sorted((REPO / "tests" / "mutations").glob("*.patch"))
+    assert len(patches) >= 5
+    for patch in patches:
+        text = patch.read_text()
+        assert "\nKilled-by: tests/" in "\n" + text, f"{patch.name} names no killing test"
+        done = subprocess.run(["git", "apply", "--check", "-p1", str(patch)], cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, f"{patch.name} no longer applies: {done.stderr.strip()}"
