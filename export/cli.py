@@ -24,6 +24,15 @@ BENCHMARKS: Table = {
     "sheet": ("stylecam.export.bench.sheet", "one JPEG: held-out photos x our styles beside a peer's arbitrary-style network on the same paintings"),
 }
 
+LAB: Table = {
+    "gatys": ("stylecam.models.lab.gatys", "neural style transfer by optimisation, one style or a weighted blend (Gatys et al.)"),
+    "texture": ("stylecam.models.lab.texture", "Gram-matrix texture synthesis from noise; --layers sets the feature scale"),
+    "invert": ("stylecam.models.lab.invert", "feature inversion: a picture from one VGG layer's activation (Mahendran & Vedaldi)"),
+    "classviz": ("stylecam.models.lab.classviz", "class-model visualisation: gradient ascent on a class score (Simonyan et al.)"),
+    "filters": ("stylecam.models.lab.filters", "the first layer's filters as a grid of colour tiles"),
+    "fool": ("stylecam.models.lab.fool", "a fooling image: an invisible change that makes the classifier say a chosen class"),
+}
+
 SUBCOMMANDS: Table = {
     "train": ("stylecam.models.train", "train a style network (single or multi-style) with perceptual losses"),
     "teach": ("stylecam.models.teacher", "render a teacher network's stylized photos for `train --teacher` (distillation)"),
@@ -31,6 +40,7 @@ SUBCOMMANDS: Table = {
     "stylize": ("stylecam.server.stylize", "stylize images or a video with an exported model (onnxruntime only)"),
     "explain": ("stylecam.server.explain", "heat map overlays + top-5 classes for images with an exported saliency model"),
     "serve": ("stylecam.server.__main__", "serve the live webcam page: WebRTC in, stylized frames + saliency out"),
+    "lab": (LAB, "the lecture's slow, optimisation-based methods, each a command that writes pictures (gatys, texture, ...)"),
     "bench": (BENCHMARKS, "benchmarks that print a table and write JSON (style, train, quality, sheet, e2e, deletion, parity)"),
 }
 

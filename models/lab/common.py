@@ -1,0 +1,107 @@
+"""What every ``stylecam lab`` command shares: its options, the pixel-space optimisation
+loop with a progress bar, and writing images."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from stylecam.models.data import ImageError, to_uint8
+from stylecam.models.registry import UnknownModel, WeightsUnavailable
+from stylecam.models.vgg import SOURCES
+
+USER_ERRORS = (ImageError, WeightsUnavailable, UnknownModel)
+
+Losses = dict[str, torch.Tensor]  # named terms; "total" is the one minimised
+
+
+def parser(prog: str, description: str, size: int, steps: int, size_help: str = "") -> argparse.ArgumentParser:
+    """The options every lab command takes, so a quick run (small --size, few --steps) is
+    always possible. With ``size_help``, --size is text the command reads itself."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--out", type=Path, default=Path("lab-out"), help="folder for the images written (default: lab-out)")
+    if size_help:
+        p.add_argument("--size", default=str(size), help=f"{size_help} (default: {size})")
+    else:
+        p.add_argument("--size", type=int, default=size, help=f"long side of the images worked on, pixels (default: {size})")
+    p.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default: {steps})")
+    p.add_argument("--seed", type=int, default=0, help="seed of noise and jitter (default: 0)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    return p
+
+
+def add_vgg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vgg", default="auto", help=f"VGG-16 weights: {', '.join(SOURCES)} or a file (default: auto, as training)")
+
+
+def start(args: argparse.Namespace) -> None:
+    """Check the shared options and seed everything."""
+    if args.size < 16:
+        raise ImageError(f"--size {args.size} is too small: at least 16 pixels")
+    if args.steps < 1:
+        raise ImageError(f"--steps {args.steps}: at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+
+def optimise(image: torch.Tensor, losses: Callable[[torch.Tensor], Losses], steps: int, lr: float, desc: str,
+             after_step: Callable[[torch.Tensor, int], None] | None = None) -> list[dict[str, float]]:
+    """Adam on the pixels of ``image`` (changed in place, kept in [0, 1]); returns every
+    step's loss terms. ``after_step(image, step)`` may edit the pixels (jitter, blur)."""
+    image.requires_grad_(True)
+    optimiser = torch.optim.Adam([image], lr=lr)
+    history = []
+    bar = tqdm(range(steps), desc=desc, unit="step", dynamic_ncols=True)
+    for step in bar:
+        optimiser.zero_grad(set_to_none=True)
+        terms = losses(image)
+        terms["total"].backward()
+        optimiser.step()
+        with torch.no_grad():
+            image.clamp_(0.0, 1.0)
+            if after_step is not None:
+                after_step(image, step)
+        history.append({k: v.item() for k, v in terms.items()})
+        if step % 10 == 0 or step == steps - 1:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in history[-1].items()}, refresh=False)
+    image.requires_grad_(False)
+    return history
+
+
+def write(image: torch.Tensor | np.ndarray, path: Path) -> Path:
+    """Write an RGB image (1x3xHxW float in [0, 1], or uint8 HxWx3) and say so."""
+    rgb = to_uint8(image) if isinstance(image, torch.Tensor) else image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise ImageError(f"{path}: cannot write an image there")
+    print(f"wrote {path}")
+    return path
+
+
+def report(name: str, history: list[dict[str, float]], terms: tuple[str, ...]) -> None:
+    """One line: each loss term's first and last value, and how far it fell."""
+    first, last = history[0], history[-1]
+    parts = [f"{t} {first[t]:.4g} -> {last[t]:.4g} ({first[t] / max(last[t], 1e-12):.1f}x lower)" for t in terms]
+    print(f"{name}: {len(history)} steps; " + "; ".join(parts))
+
+
+def class_index(text: str) -> int:
+    """An ImageNet class index, or a class name (case-insensitive) -> its index."""
+    from stylecam.models.classifier import imagenet_labels
+
+    labels = imagenet_labels()
+    if text.isdigit() and int(text) < len(labels):
+        return int(text)
+    names = {name.lower(): i for i, name in enumerate(labels)}
+    if text.lower() not in names:
+        close = [name for name in labels if text.lower() in name.lower()][:5]
+        raise ImageError(f"unknown class {text!r}: give an index 0..{len(labels) - 1} or a name"
+                         + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    return names[text.lower()]
