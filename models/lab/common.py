@@ -88,7 +88,11 @@ def write(image: torch.Tensor | np.ndarray, path: Path) -> Path:
 def report(name: str, history: list[dict[str, float]], terms: tuple[str, ...]) -> None:
     """One line: each loss term's first and last value, and how far it fell."""
     first, last = history[0], history[-1]
-    parts = [f"{t} {first[t]:.4g} -> {last[t]:.4g} ({first[t] / max(last[t], 1e-12):.1f}x lower)" for t in terms]
+
+    def change(a: float, b: float) -> str:
+        return f"{a / b:.1f}x lower" if 0 < b < a else "rose: it starts at its best when the run starts from the photo" if a == 0 else "did not fall"
+
+    parts = [f"{t} {first[t]:.4g} -> {last[t]:.4g} ({change(first[t], last[t])})" for t in terms]
     print(f"{name}: {len(history)} steps; " + "; ".join(parts))
 
 
