@@ -31,6 +31,9 @@ LAB: Table = {
     "classviz": ("stylecam.models.lab.classviz", "class-model visualisation: gradient ascent on a class score (Simonyan et al.)"),
     "filters": ("stylecam.models.lab.filters", "the first layer's filters as a grid of colour tiles"),
     "fool": ("stylecam.models.lab.fool", "a fooling image: an invisible change that makes the classifier say a chosen class"),
+    "patches": ("stylecam.models.lab.patches", "the photo patches of a folder that most activate one VGG-16 unit"),
+    "neighbors": ("stylecam.models.lab.neighbors", "nearest neighbours of a photo in feature space against pixel space"),
+    "tsne": ("stylecam.models.lab.tsne", "a t-SNE map of a folder's photos in the classifier's feature space"),
 }
 
 SUBCOMMANDS: Table = {

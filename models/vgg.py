@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 # index of each ReLU in torchvision's vgg16().features
-_RELU_INDEX = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
+RELU_INDEX = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
 _CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)  # the ten convs up to relu4_3
 _HED_CONVS = ("block1/layers/conv2d", "block1/layers/conv2d_1", "block2/layers/conv2d", "block2/layers/conv2d_1",
               "block3/layers/conv2d", "block3/layers/conv2d_1", "block3/layers/conv2d_2",
@@ -99,14 +99,14 @@ class VGGFeatures(nn.Module):
 
     def __init__(self, features: nn.Sequential, source: str, layers: tuple[str, ...] = LAYERS) -> None:
         super().__init__()
-        unknown = [name for name in layers if name not in _RELU_INDEX]
+        unknown = [name for name in layers if name not in RELU_INDEX]
         if unknown:
             raise ValueError(f"unknown VGG layer(s) {unknown}; valid: {', '.join(LAYERS)}")
         self.source = source
-        self.layers = tuple(sorted(layers, key=_RELU_INDEX.get))
-        last = max(_RELU_INDEX[name] for name in self.layers)
+        self.layers = tuple(sorted(layers, key=RELU_INDEX.get))
+        last = max(RELU_INDEX[name] for name in self.layers)
         self.features = features[: last + 1].eval().requires_grad_(False)
-        self.taps = {_RELU_INDEX[name]: name for name in self.layers}
+        self.taps = {RELU_INDEX[name]: name for name in self.layers}
         if source == "hed":
             self.register_buffer("mean", torch.tensor(_CAFFE_MEAN_BGR[::-1]).view(1, 3, 1, 1) / 255.0)
             self.register_buffer("std", torch.full((1, 3, 1, 1), 1.0 / 255.0))
@@ -125,7 +125,7 @@ class VGGFeatures(nn.Module):
         if self.flip_to_bgr:
             x = x.flip(1)
         out = {}
-        last = len(self.features) - 1 if upto is None else _RELU_INDEX[upto]
+        last = len(self.features) - 1 if upto is None else RELU_INDEX[upto]
         for index, module in enumerate(self.features[: last + 1]):
             x = module(x)
             if index in self.taps:
@@ -134,7 +134,7 @@ class VGGFeatures(nn.Module):
 
     def save(self, path: Path) -> None:
         """The conv weights in half precision (15 MB) and the source's input convention."""
-        if len(self.features) <= _RELU_INDEX[LAYERS[-1]]:
+        if len(self.features) <= RELU_INDEX[LAYERS[-1]]:
             raise ValueError("only a loss network with all its layers (up to relu4_3) can be saved")
         state = {k: v.half() for k, v in self.features.state_dict().items()}
         torch.save({"format": FILE_FORMAT, "source": self.source, "features": state}, path)

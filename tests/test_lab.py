@@ -109,3 +109,50 @@ def test_fool_makes_the_target_top1_within_its_budget(tmp_path, capsys):
         logits = model(torch.from_numpy(fooled).permute(2, 0, 1)[None].float() / 255)
     assert int(logits.argmax()) == 340  # zebra, from the written picture
     assert (tmp_path / "000000000285_fool_zebra_perturbation.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Eight photos, and a mirrored copy of a ninth that stays outside (the query)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("photos")
+    photos = sorted((CONTENT / "bsds").glob("*.jpg"))[:9]
+    for path in photos[:8]:
+        shutil.copyfile(path, root / path.name)
+    cv2.imwrite(str(root / "mirrored.png"), cv2.imread(str(photos[8]))[:, ::-1])
+    return root, photos[8]
+
+
+def test_patches_come_strongest_first(folder, tmp_path, capsys):
+    root, _ = folder
+    assert cli(["lab", "patches", str(root), "--layer", "relu3_3", "--channel", "5", "--top", "4", "--size", "128",
+                "--tile", "40", "--vgg", "hed", "--out", str(tmp_path), *QUICK]) == 0
+    out = capsys.readouterr().out
+    assert "receptive field 40 px, stride 4" in out
+    values = [float(v) for v in re.search(r"activations (.*)\n", out).group(1).split(", ")]
+    assert len(values) == 4 and values == sorted(values, reverse=True) and values[-1] > 0
+    assert read(tmp_path / "patches_relu3_3_5.png").shape == (40, 4 * 40 + 3 * 2, 3)
+    assert cli(["lab", "patches", str(root), "--layer", "relu1_2", "--channel", "64", "--vgg", "hed", "--out", str(tmp_path)]) == 2
+    assert "relu1_2 has channels 0..63" in capsys.readouterr().err
+
+
+def test_a_mirrored_copy_is_the_nearest_neighbour_in_feature_space(folder, tmp_path, capsys):
+    root, query = folder
+    assert cli(["lab", "neighbors", str(root), "--query", str(query), "--top", "3", "--size", "160",
+                "--out", str(tmp_path), *QUICK]) == 0
+    features = re.search(r"features: (.*)\n", capsys.readouterr().out).group(1).split(", ")
+    assert features[0] == "mirrored.png", features
+    assert (tmp_path / f"{query.stem}_neighbors.png").is_file()
+
+
+def test_tsne_layout_is_the_same_under_a_fixed_seed(folder, tmp_path):
+    from stylecam.models.lab.tsne import layout
+
+    root, _ = folder
+    features = np.random.default_rng(0).random((9, 1280), dtype=np.float32)
+    first, again = layout(features, seed=3), layout(features, seed=3)
+    assert first.shape == (9, 2) and np.array_equal(first, again)
+    assert first.min() == 0 and first.max() == 1
+    assert cli(["lab", "tsne", str(root), "--size", "96", "--canvas", "256", "--tile", "32", "--out", str(tmp_path), *QUICK]) == 0
+    assert read(tmp_path / f"tsne_{root.name}.png").shape == (256, 256, 3)

@@ -109,3 +109,36 @@ def class_index(text: str) -> int:
         raise ImageError(f"unknown class {text!r}: give an index 0..{len(labels) - 1} or a name"
                          + (f" (did you mean {', '.join(close)}?)" if close else ""))
     return names[text.lower()]
+
+
+def photos(folder: Path) -> list[Path]:
+    """The images under ``folder`` (sorted, recursive); ImageError when there are none."""
+    from stylecam.models.data import find_images
+
+    found = find_images(folder) if folder.is_dir() else []
+    if not found:
+        raise ImageError(f"{folder}: no images there" if folder.is_dir() else f"{folder}: not a folder")
+    return found
+
+
+def embed(paths: list[Path], size: int) -> np.ndarray:
+    """The saliency classifier's penultimate features (global average of its last conv
+    block), one L2-normalised row per image, with a progress bar."""
+    from stylecam.models.data import load_style_image
+    from stylecam.models.factory import create_model
+
+    model = create_model("efficientnet_lite0").eval()
+    rows = []
+    with torch.inference_mode():
+        for path in tqdm(paths, desc="features", unit="image", dynamic_ncols=True):
+            rows.append(model.features(load_style_image(path, size)).mean(dim=(2, 3))[0])
+    features = torch.stack(rows)
+    return torch.nn.functional.normalize(features, dim=1).numpy()
+
+
+def tile(rgb: np.ndarray, side: int) -> np.ndarray:
+    """A square thumbnail: the centre crop, resized."""
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    crop = rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
