@@ -76,10 +76,10 @@ def test_invert_lower_layers_reconstruct_closer(tmp_path, capsys):
 
 
 def test_classviz_makes_the_class_top1(tmp_path, capsys):
-    assert cli(["lab", "classviz", "flamingo", "--size", "96", "--steps", "40", "--out", str(tmp_path), *QUICK]) == 0
+    assert cli(["lab", "classviz", "flamingo", "--size", "96", "--steps", "80", "--out", str(tmp_path), *QUICK]) == 0
     out = capsys.readouterr().out
     p = float(re.search(r"p\(flamingo\) = ([\d.]+), top-1 'flamingo'", out).group(1))
-    assert p > 0.5, out
+    assert p > 0.9, out  # 1.000 here, for seeds 0, 1 and 2
     assert (tmp_path / "classviz_130_flamingo.png").is_file()
     assert cli(["lab", "classviz", "flamingoes", "--out", str(tmp_path)]) == 2
     assert "unknown class 'flamingoes'" in capsys.readouterr().err
