@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from stylecam.export import quantize, saliency_command
+from stylecam.export.cli import HelpFormatter
 from stylecam.export.onnx import export_onnx, frame_dims
 from stylecam.export.style import example_inputs, style_graph
 from stylecam.export.verify import VerificationError, max_error, verify
@@ -143,10 +144,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="what", required=True, metavar="{style,saliency}")
     saliency_command.add_arguments(sub.add_parser(
         "saliency", help="a classifier with a saliency method's backward pass baked in",
-        description=saliency_command.DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter))
+        description=saliency_command.DESCRIPTION, formatter_class=HelpFormatter))
     p = sub.add_parser("style", help="a checkpoint written by `stylecam train`",
                        description="Checkpoint -> NAME.onnx + NAME.json, verified against PyTorch before anything is written.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("checkpoint", type=Path, help="a checkpoint written by `stylecam train` (e.g. runs/wave/last.pt)")
     p.add_argument("--out", type=Path, required=True, help="folder for NAME.onnx and NAME.json")
     p.add_argument("--name", help="model name (default: STYLE_ARCH, or multistyle_BODY)")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stylecam.export.cli import HelpFormatter
 from stylecam.server.client import get_json, start_server
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards, load_card_for_onnx
 from stylecam.server.ort_model import OrtModel, providers_for
@@ -122,7 +123,7 @@ def e2e(models: Path, peers: list[int], seconds: float) -> list[dict]:
 
 def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="the zoo to measure (default: the shipped one)")
     p.add_argument("--repeats", type=int, default=50, help="timed runs per graph and size (after 3 warm-up runs)")
     p.add_argument("--peers", default="1,4,8", help="comma-separated peer counts for the end-to-end rows")

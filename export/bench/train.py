@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from stylecam.export.cli import HelpFormatter
 from stylecam.models.checkpoint import CheckpointError
 from stylecam.models.data import ContentImages, ImageError, load_style_image
 from stylecam.models.registry import WeightsUnavailable
@@ -90,7 +91,7 @@ def positive(text: str) -> int:
 
 def main(argv: list[str], prog: str = "stylecam bench train") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--archs", choices=ARCHS, nargs="+", default=list(ARCHS), help="network bodies to time")
     p.add_argument("--sizes", type=positive, nargs="+", default=[192, 256], help="training crop sides in pixels")
     p.add_argument("--batch-size", type=positive, default=4, help="content crops per step")
