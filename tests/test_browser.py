@@ -67,6 +67,12 @@ def chromium_page(tmp_path: Path, *extra: str):
             browser.close()
 
 
+def route(page) -> str:
+    """How the media travels, once the browser's stats name the pair in use."""
+    page.wait_for_function("window.stylecam.route().then(r => r !== null)", polling=250, timeout=10000)
+    return page.evaluate("window.stylecam.route()")
+
+
 def start_streaming(page) -> None:
     page.click("#start")
     page.wait_for_function("document.getElementById('status').dataset.state === 'live'", timeout=20000)
@@ -79,7 +85,7 @@ def test_page_streams_styles_and_shows_stats(server_url, tmp_path):
         page.wait_for_selector("#styles .chip")
         assert page.locator("#styles .chip").count() == 3  # Original, invert, tint (blend)
         start_streaming(page)
-        assert page.evaluate("window.stylecam.route()") == "host"  # no TURN configured: direct
+        assert route(page) == "host"  # no TURN configured: direct
         first = page.evaluate("window.stylecam.framesDecoded()")
 
         # the blend model and its sliders: all blue
@@ -209,7 +215,7 @@ def test_page_streams_through_a_turn_relay(tiny_zoo, tmp_path):
             page.goto(url + "/?relay=1")
             page.wait_for_selector("#styles .chip")
             start_streaming(page)
-            assert page.evaluate("window.stylecam.route()") == "relay"
+            assert route(page) == "relay"
             assert not errors, errors
     finally:
         turn.terminate()

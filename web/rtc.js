@@ -74,13 +74,17 @@ export async function connect(stream, { onTrack, onMessage, onState }) {
     // how the media travels: "host" (direct), "srflx" (through NAT, found by STUN) or "relay" (TURN)
     async route() {
       const stats = await pc.getStats();
-      let route = null;
-      stats.forEach((report) => {
-        if (report.type === "candidate-pair" && report.nominated && report.state === "succeeded") {
-          route = stats.get(report.localCandidateId)?.candidateType ?? null;
-        }
+      let pairId = null;
+      stats.forEach((report) => {  // the pair the transport uses; else the nominated one that succeeded
+        if (report.type === "transport" && report.selectedCandidatePairId) pairId = report.selectedCandidatePairId;
       });
-      return route;
+      if (!pairId) {
+        stats.forEach((report) => {
+          if (report.type === "candidate-pair" && report.nominated && report.state === "succeeded") pairId = report.id;
+        });
+      }
+      const pair = pairId ? stats.get(pairId) : null;
+      return (pair && stats.get(pair.localCandidateId)?.candidateType) ?? null;
     },
   };
 }
