@@ -39,6 +39,21 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """uint8 HxWx3 RGB to an image file (format by suffix), its folder made; ImageError if it cannot."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise ImageError(f"{path}: cannot write")
+
+
+def centre_square(rgb: np.ndarray, side: int) -> np.ndarray:
+    """The largest centred square, scaled to side x side."""
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return cv2.resize(rgb[top:top + s, left:left + s], (side, side), interpolation=cv2.INTER_AREA)
+
+
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """uint8 HxWx3 -> float 1x3xHxW in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)

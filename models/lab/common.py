@@ -7,12 +7,13 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from stylecam.models.data import ImageError, to_uint8
+from stylecam.models.classifier import imagenet_labels
+from stylecam.models.data import ImageError, find_images, load_style_image, to_uint8, write_png
+from stylecam.models.factory import create_model
 from stylecam.models.registry import UnknownModel, WeightsUnavailable
 from stylecam.models.vgg import SOURCES
 
@@ -77,10 +78,7 @@ def optimise(image: torch.Tensor, losses: Callable[[torch.Tensor], Losses], step
 
 def write(image: torch.Tensor | np.ndarray, path: Path) -> Path:
     """Write an RGB image (1x3xHxW float in [0, 1], or uint8 HxWx3) and say so."""
-    rgb = to_uint8(image) if isinstance(image, torch.Tensor) else image
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise ImageError(f"{path}: cannot write an image there")
+    write_png(path, to_uint8(image) if isinstance(image, torch.Tensor) else image)
     print(f"wrote {path}")
     return path
 
@@ -98,8 +96,6 @@ def report(name: str, history: list[dict[str, float]], terms: tuple[str, ...]) -
 
 def class_index(text: str) -> int:
     """An ImageNet class index, or a class name (case-insensitive) -> its index."""
-    from stylecam.models.classifier import imagenet_labels
-
     labels = imagenet_labels()
     if text.isdigit() and int(text) < len(labels):
         return int(text)
@@ -113,8 +109,6 @@ def class_index(text: str) -> int:
 
 def photos(folder: Path) -> list[Path]:
     """The images under ``folder`` (sorted, recursive); ImageError when there are none."""
-    from stylecam.models.data import find_images
-
     found = find_images(folder) if folder.is_dir() else []
     if not found:
         raise ImageError(f"{folder}: no images there" if folder.is_dir() else f"{folder}: not a folder")
@@ -124,9 +118,6 @@ def photos(folder: Path) -> list[Path]:
 def embed(paths: list[Path], size: int) -> np.ndarray:
     """The saliency classifier's penultimate features (global average of its last conv
     block), one L2-normalised row per image, with a progress bar."""
-    from stylecam.models.data import load_style_image
-    from stylecam.models.factory import create_model
-
     model = create_model("efficientnet_lite0").eval()
     rows = []
     with torch.inference_mode():
@@ -134,11 +125,3 @@ def embed(paths: list[Path], size: int) -> np.ndarray:
             rows.append(model.features(load_style_image(path, size)).mean(dim=(2, 3))[0])
     features = torch.stack(rows)
     return torch.nn.functional.normalize(features, dim=1).numpy()
-
-
-def tile(rgb: np.ndarray, side: int) -> np.ndarray:
-    """A square thumbnail: the centre crop, resized."""
-    h, w = rgb.shape[:2]
-    s = min(h, w)
-    crop = rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)

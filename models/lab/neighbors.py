@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stylecam.models.data import read_rgb
-from stylecam.models.lab.common import USER_ERRORS, embed, parser, photos, start, tile, write
+from stylecam.models.data import centre_square, read_rgb
+from stylecam.models.lab.common import USER_ERRORS, embed, parser, photos, start, write
 
 __all__ = ["USER_ERRORS", "main", "nearest"]
 
@@ -29,7 +29,7 @@ def nearest(query: np.ndarray, rows: np.ndarray, count: int, cosine: bool) -> li
 
 
 def thumbnails(paths: list[Path]) -> np.ndarray:
-    return np.stack([tile(read_rgb(p), THUMB).astype(np.float32).ravel() / 255 for p in paths])
+    return np.stack([centre_square(read_rgb(p), THUMB).astype(np.float32).ravel() / 255 for p in paths])
 
 
 def main(argv: list[str], prog: str = "stylecam lab neighbors") -> int:
@@ -47,10 +47,10 @@ def main(argv: list[str], prog: str = "stylecam lab neighbors") -> int:
             "pixels": nearest(pixels[0], pixels[1:], args.top, cosine=False)}
     for space, found in rows.items():
         print(f"{space:>8}: " + ", ".join(paths[i].name for i in found))
-    query = tile(read_rgb(args.query), args.tile)
+    query = centre_square(read_rgb(args.query), args.tile)
     pictures = []
     for space, found in rows.items():
-        row = [query, np.full((args.tile, 8, 3), 255, np.uint8)] + [tile(read_rgb(paths[i]), args.tile) for i in found]
+        row = [query, np.full((args.tile, 8, 3), 255, np.uint8)] + [centre_square(read_rgb(paths[i]), args.tile) for i in found]
         strip = np.hstack(row)
         cv2.putText(strip, space, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 2, cv2.LINE_AA)
         cv2.putText(strip, space, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from stylecam.models.data import ImageError, load_style_image, to_uint8
-from stylecam.models.lab.common import USER_ERRORS, add_vgg, parser, photos, start, tile, write
+from stylecam.models.data import ImageError, centre_square, load_style_image, to_uint8
+from stylecam.models.lab.common import USER_ERRORS, add_vgg, parser, photos, start, write
 from stylecam.models.vgg import LAYERS, RELU_INDEX, VGGFeatures, load_vgg
 
 __all__ = ["USER_ERRORS", "Patch", "main", "receptive_field", "top_patches"]
@@ -80,6 +80,6 @@ def main(argv: list[str], prog: str = "stylecam lab patches") -> int:
     for p in best:
         print(f"  {p.activation:.4g}  {p.path.name} at (y {p.centre[0]}, x {p.centre[1]})")
     gap = np.full((args.tile, 2, 3), 255, np.uint8)
-    row = np.hstack([part for p in best for part in (tile(p.pixels, args.tile), gap)][:-1])
+    row = np.hstack([part for p in best for part in (centre_square(p.pixels, args.tile), gap)][:-1])
     write(row, args.out / f"patches_{args.layer}_{args.channel}.png")
     return 0

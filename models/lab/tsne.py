@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecam.models.data import ImageError, read_rgb
-from stylecam.models.lab.common import USER_ERRORS, embed, parser, photos, start, tile, write
+from stylecam.models.data import ImageError, centre_square, read_rgb
+from stylecam.models.lab.common import USER_ERRORS, embed, parser, photos, start, write
 
 __all__ = ["USER_ERRORS", "layout", "main"]
 
@@ -41,7 +41,7 @@ def main(argv: list[str], prog: str = "stylecam lab tsne") -> int:
     room = args.canvas - args.tile
     for path, (x, y) in zip(paths, points):
         top, left = int(round(y * room)), int(round(x * room))
-        canvas[top:top + args.tile, left:left + args.tile] = tile(read_rgb(path), args.tile)
+        canvas[top:top + args.tile, left:left + args.tile] = centre_square(read_rgb(path), args.tile)
     print(f"tsne: {len(paths)} photos placed")
     write(canvas, args.out / f"tsne_{args.folder.name}.png")
     return 0
