@@ -60,25 +60,23 @@ def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, precision: str, sou
     )
 
 
-def ship_checkpoint(ckpt_path: Path, out_dir: Path, name: str | None = None) -> Path:
-    """``out_dir/checkpoints/NAME.pt``: the checkpoint without its optimizer state and with
+def ship_checkpoint(ckpt_path: Path, directory: Path, name: str | None = None) -> Path:
+    """``directory/NAME.pt``: the checkpoint without its optimizer state and with
     its weights in half precision, a sixth of its size, for a repository with a size budget.
     The shipped graphs are exported from this copy, so they match it exactly; training
     resumes from it in float32 (restarting Adam's moments)."""
     ckpt = Checkpoint.load(ckpt_path)
     ckpt.optimizer = None
     ckpt.state_dict = {k: v.half() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
-    path = Path(out_dir) / "checkpoints" / f"{name or default_name(ckpt)}.pt"
+    path = Path(directory) / f"{name or default_name(ckpt)}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt.save(path)
     return path
 
 
 def relative_to_card(path: Path, out_dir: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path(out_dir).resolve()))
-    except ValueError:
-        return str(path)
+    """Where the checkpoint lies as seen from the card, so a repository can move as a whole."""
+    return os.path.relpath(Path(path).resolve(), Path(out_dir).resolve())
 
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -157,9 +155,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "and checked against float32 on their held-out split")
     p.add_argument("--calibration", type=Path, nargs="+", metavar="DIR",
                    help="photo folder(s) for --int8 (default: the folders the checkpoint trained on, when they exist)")
-    p.add_argument("--ship", action="store_true",
-                   help="copy the checkpoint to OUT/checkpoints/NAME.pt (half-precision weights, no optimizer "
-                        "state) and export from that copy (how models/zoo is made)")
+    p.add_argument("--ship", nargs="?", type=Path, const=True, metavar="DIR",
+                   help="copy the checkpoint to DIR/NAME.pt (half-precision weights, no optimizer state; DIR defaults "
+                        "to OUT/checkpoints) and export from that copy (models/zoo is made with --ship models/checkpoints, "
+                        "outside the package)")
     return top
 
 
@@ -173,7 +172,7 @@ def main(argv: list[str], prog: str = "stylecam export") -> int:
         return saliency_command.run(args)
     checkpoint = args.checkpoint
     if args.ship:
-        checkpoint = ship_checkpoint(checkpoint, args.out, args.name)
+        checkpoint = ship_checkpoint(checkpoint, args.out / "checkpoints" if args.ship is True else args.ship, args.name)
         print(f"wrote {checkpoint} (weights in half precision, no optimizer state)")
     calibration = args.calibration
     if args.int8 and calibration is None:

@@ -18,14 +18,21 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 CARD_VERSION = 1
-KINDS = ("style", "multistyle", "saliency")
+KINDS = ("style", "multistyle", "saliency", "lens")
 # every method a saliency card may name, with the name the page shows for it
-SALIENCY_METHODS = {"vanilla": "Gradient", "guided": "Guided", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM"}
+SALIENCY_METHODS = {"vanilla": "Gradient", "guided": "Guided", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "occlusion": "Occlusion"}
+# every method a lens card may name (the lecture's other views of the classifier), with the page's name
+LENS_METHODS = {"activations": "Activations", "neighbors": "Nearest photos", "fool": "Fooling image", "dream": "DeepDream"}
 # tensor names of the graph contract: style graphs take FRAME (and STYLE_WEIGHTS for a
 # multistyle one) and give STYLIZED; saliency graphs take FRAME and TARGET and give
 # LOGITS, SALIENCY and CLASS
 FRAME, STYLE_WEIGHTS, STYLIZED = "frame", "style_weights", "stylized"
 TARGET, LOGITS, SALIENCY, CLASS = "target", "logits", "saliency", "class"
+# lens graphs take FRAME (fool: and TARGET; dream: and LAYER_WEIGHTS) and give: activations
+# one ACTIVATION + str(i) per layer in options["layers"]; neighbors NEIGHBORS + SIMILARITY;
+# fool FOOLED + PERTURBATION + LOGITS; dream DREAMED
+ACTIVATION, NEIGHBORS, SIMILARITY = "activation_", "neighbors", "similarity"
+FOOLED, PERTURBATION, DREAMED, LAYER_WEIGHTS = "fooled", "perturbation", "dreamed", "layer_weights"
 DEFAULT_ZOO = Path(str(resources.files("stylecam.models") / "zoo"))  # the trained default models, shipped in the package
 
 
@@ -66,6 +73,8 @@ class ModelCard:
     # weights files the graph points into (ONNX external data), relative to the card:
     # {file: {"bytes": prefix the graph uses, "sha256": of that prefix}}
     external_data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # what a method needs beyond its tensors (JSON): a lens's layers, an occlusion grid, a gallery
+    options: dict[str, Any] = field(default_factory=dict)
     version: int = CARD_VERSION
 
     def __post_init__(self) -> None:

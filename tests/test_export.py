@@ -13,7 +13,7 @@ from stylecam.export.style import example_inputs, style_graph
 from stylecam.models.checkpoint import Checkpoint
 from stylecam.server.model_card import load_card_for_onnx, sha256_of
 
-ZOO_RT = Path(__file__).resolve().parents[1] / "models" / "zoo" / "checkpoints" / "multistyle_rt.pt"
+ZOO_RT = Path(__file__).resolve().parents[1] / "models" / "checkpoints" / "multistyle_rt.pt"
 
 NETS = {  # both bodies and both norms: johnson is lite's body wider, and the zoo test checks the shipped johnson graphs
     "lite": ("lite", {}, ["wave"]),
@@ -95,6 +95,8 @@ def test_ship_copies_a_half_precision_checkpoint_without_optimizer_state(tmp_pat
     card = load_card_for_onnx(tmp_path / "zoo" / "udnie_lite.onnx")
     assert card.source["checkpoint"] == "checkpoints/udnie_lite.pt"
     assert card.source["checkpoint_sha256"] == sha256_of(shipped)
+    assert cli(["export", str(ckpt), "--out", str(tmp_path / "zoo"), "--ship", str(tmp_path / "kept")]) == 0
+    assert load_card_for_onnx(tmp_path / "zoo" / "udnie_lite.onnx").source["checkpoint"] == "../kept/udnie_lite.pt"
 
 
 def test_failed_verification_writes_nothing(tmp_path, monkeypatch, capsys):
