@@ -85,7 +85,7 @@ def test_no_models_passes_through_and_peer_cap(tmp_path):
     try:
         listing = get_json(url + "/api/models")
         assert listing["models"] == []
-        assert [m["method"] for m in listing["saliency_methods"]] == ["vanilla", "guided", "smoothgrad", "gradcam"]
+        assert [m["method"] for m in listing["saliency_methods"]] == ["vanilla", "guided", "smoothgrad", "gradcam", "occlusion"]
         assert get_json(url + "/api/health")["models"] == 0
 
         async def go():
