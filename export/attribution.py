@@ -50,12 +50,13 @@ def _resolve(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 class Attribution:
-    """Base: a frozen classifier in eval mode."""
+    """Base: a frozen classifier in eval mode. ``options`` are the parameters a card records."""
 
     name = ""
 
     def __init__(self, model: ImageClassifier) -> None:
         self.model = model.eval().requires_grad_(False)
+        self.options: dict[str, object] = {}
 
     def explain(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> logits (1000,), raw map (H, W), class explained (1,)."""
@@ -173,9 +174,49 @@ class GradCAM(Attribution):
         return logits[0], cam[0, 0], chosen
 
 
+class Occlusion(Attribution):
+    """Zeiler & Fergus 2014: the drop of the explained class's softmax probability when a grey
+    patch hides one of ``grid`` x ``grid`` positions, bilinearly upsampled to the input size.
+
+    Forward only: the clean image and every occluded copy run as one batch. ``patch`` is the
+    square's side in pixels; the positions are spread evenly from edge to edge, so with the
+    defaults (7 positions of 56 px at 224 px) neighbouring patches overlap by half. The masks
+    are built from one row profile per position (7 x 224 numbers), not stored as a stack of
+    images, which would add megabytes of constants to the graph.
+    """
+
+    name = "occlusion"
+
+    def __init__(self, model: ImageClassifier, grid: int = 7, patch: int = 56, fill: float = 0.5) -> None:
+        super().__init__(model)
+        height, width = model.pretrained_cfg.input_size
+        self.grid, self.fill = grid, fill
+        self.options = {"grid": [grid, grid], "patch": patch, "fill": fill, "input_size": [height, width]}
+        self.rows, self.columns = (self._profiles(side, grid, patch) for side in (height, width))
+
+    @staticmethod
+    def _profiles(side: int, grid: int, patch: int) -> torch.Tensor:
+        """(grid, side) float32: 1 where the patch at each position covers the pixel."""
+        starts = torch.linspace(0, side - patch, grid).round().long()
+        pixels = torch.arange(side)
+        return ((pixels >= starts[:, None]) & (pixels < starts[:, None] + patch)).float()
+
+    def explain(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows, columns = self.rows.to(image), self.columns.to(image)
+        masks = (rows[:, None, :, None] * columns[None, :, None, :]).reshape(-1, 1, *image.shape[-2:])
+        batch = torch.cat([image, image * (1 - masks) + self.fill * masks])
+        with torch.no_grad():
+            logits = self.model(batch)
+        chosen, one_hot = _resolve(logits, target)
+        probability = logits.softmax(1) @ one_hot
+        drop = (probability[0] - probability[1:]).clamp(min=0.0).reshape(1, 1, self.grid, self.grid)
+        heat = F.interpolate(drop, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        return logits[0], heat[0, 0], chosen
+
+
 def create_method(name: str, model: ImageClassifier) -> Attribution:
     """A method by name; an unknown name lists the valid ones."""
-    classes = {cls.name: cls for cls in (Vanilla, GuidedBackprop, SmoothGrad, GradCAM)}
+    classes = {cls.name: cls for cls in (Vanilla, GuidedBackprop, SmoothGrad, GradCAM, Occlusion)}
     if name not in classes:
         raise KeyError(f"unknown saliency method {name!r}; valid: {', '.join(METHODS)}")
     return classes[name](model)

@@ -40,8 +40,9 @@ DEFAULT_CLASSIFIER = "efficientnet_lite0"
 TOLERANCE = 1e-3  # of the map's range ([0, 1] after normalisation), and of the logits' range
 MEAN_TOLERANCE = 2e-3
 # Grad-CAM's backward pass stops at the last conv block's activations, before any ReLU
-# gate, so its map has no rounding-dependent gates: it must agree at every pixel.
-EXACT_METHODS = frozenset({"gradcam"})
+# gate, so its map has no rounding-dependent gates: it must agree at every pixel. Occlusion
+# has no backward pass at all (differences of probabilities): the same rule.
+EXACT_METHODS = frozenset({"gradcam", "occlusion"})
 
 
 def preprocess(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -156,6 +157,7 @@ def card_for(method: Attribution, classifier: str, onnx_path: Path, labels: str,
         labels=labels,
         input_size=(h, w),
         value_range=(0.0, 255.0),
+        options=dict(method.options),
         source={
             "weights": cfg.source,
             "licence": cfg.licence,

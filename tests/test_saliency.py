@@ -1,6 +1,7 @@
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from style_helpers import CONTENT
 from torch import nn
 
-from stylecam.export.attribution import METHODS, GuidedBackprop, Vanilla, create_method, normalise_map
+from stylecam.export.attribution import METHODS, GuidedBackprop, Occlusion, Vanilla, as_target, create_method, normalise_map
 from stylecam.export.bench.deletion import RANDOM, pick, run, summary
 from stylecam.export.gradients import trace_joint
 from stylecam.export.saliency import EXACT_METHODS, Parity, compare, export_saliency, reference
@@ -73,6 +74,32 @@ def test_vanilla_and_guided_by_hand():
     assert Vanilla(model).attribute(image).item() == 3.0
 
 
+class CornerPixel(nn.Module):
+    """logits (10 * (x[0, 0] - 0.75), 0): only the top-left pixel of the red channel counts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pretrained_cfg = SimpleNamespace(input_size=(16, 16))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        score = 10 * (image[:, 0, 0, 0] - 0.75)
+        return torch.stack([score, torch.zeros_like(score)], 1)
+
+
+def test_occlusion_by_hand():
+    """A white 16x16 image, 4x4 grid of 8-px patches (starts 0, 3, 5, 8 after rounding):
+    only the patches at grid row 0 and column 0 cover pixel (0, 0). Grey there turns logit
+    2.5 into -2.5, so p(class 0) falls from sigmoid(2.5) to sigmoid(-2.5)."""
+    method = Occlusion(CornerPixel(), grid=4, patch=8)
+    logits, heat, chosen = method.explain(torch.ones(1, 3, 16, 16), as_target(-1))
+    drop = torch.sigmoid(torch.tensor(2.5)) - torch.sigmoid(torch.tensor(-2.5))
+    assert chosen.item() == 0 and logits.tolist() == pytest.approx([2.5, 0.0])
+    assert heat.shape == (16, 16) and heat.min().item() == 0.0
+    assert heat[0, 0].item() == pytest.approx(drop.item())  # the corner keeps the corner cell's value
+    assert heat[8:, 8:].abs().max().item() == 0.0  # cells (1..3, 1..3) dropped nothing
+    assert method.options == {"grid": [4, 4], "patch": 8, "fill": 0.5, "input_size": [16, 16]}
+
+
 def test_normalise_map_divides_by_the_99th_percentile():
     raw = torch.arange(1.0, 201.0).reshape(10, 20)  # 200 values: the 2nd largest (k = ceil(0.01*200)) is 199
     out = normalise_map(raw)
@@ -84,7 +111,8 @@ def test_normalise_map_divides_by_the_99th_percentile():
 
 
 # one photo per method keeps this quick: the bear explained as its top-1, the zebras as class 340
-CASES = {"vanilla": (PHOTOS[0], -1), "smoothgrad": (PHOTOS[0], -1), "guided": (PHOTOS[1], 340), "gradcam": (PHOTOS[1], 340)}
+CASES = {"vanilla": (PHOTOS[0], -1), "smoothgrad": (PHOTOS[0], -1), "guided": (PHOTOS[1], 340), "gradcam": (PHOTOS[1], 340),
+         "occlusion": (PHOTOS[0], -1)}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -173,7 +201,7 @@ def test_the_gate_holds_exact_methods_to_every_pixel(exact):
     parity = compare(outputs, expected, exact=exact)
     assert isinstance(parity, Parity) and parity.saliency_max_error == pytest.approx(0.01)
     assert parity.ok is not exact
-    assert EXACT_METHODS == {"gradcam"}
+    assert EXACT_METHODS == {"gradcam", "occlusion"}
 
 
 def test_bench_deletion_prints_its_table_and_writes_json(tmp_path, capsys):
