@@ -60,6 +60,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "fp16 on CUDA, when exported); a model without the chosen variant runs in fp32")
     p.add_argument("--max-frame-pixels", type=_positive(int), default=d.max_frame_pixels, help="incoming frames larger than this many pixels are scaled down first")
     p.add_argument("--saliency-fps", type=_positive(float), default=d.saliency_fps, help="most saliency maps per second per peer (they run beside styling, never slowing it)")
+    p.add_argument("--lens-fps", type=_positive(float), default=d.lens_fps, help="most lens runs per second per peer (activations, "
+                   "neighbours, fooling images, dreams; beside styling like saliency, so slow lenses run less often)")
     p.add_argument("--connect-timeout", type=_positive(float), default=d.connect_timeout,
                    help="seconds an answered offer may take to connect before its slot is freed")
     p.add_argument("--max-pending", type=_positive(int), default=d.max_pending,
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
         process_size=args.process_size,
         max_frame_pixels=args.max_frame_pixels,
         saliency_fps=args.saliency_fps,
+        lens_fps=args.lens_fps,
         silence_timeout=args.silence_timeout,
         connect_timeout=args.connect_timeout,
         max_pending=args.max_pending,

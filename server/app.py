@@ -23,9 +23,10 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
     device = "cuda" if "CUDAExecutionProvider" in providers_for(config.device) else "cpu"
     entries = scan(config.models, device, config.precision)
     plan = ThreadPlan.for_device(device, config.max_peers, config.threads)
-    registry = Registry(entries, device, {"style": plan.style_threads, "multistyle": plan.style_threads, "saliency": plan.saliency_threads})
+    registry = Registry(entries, device, {"style": plan.style_threads, "multistyle": plan.style_threads, "saliency": plan.saliency_threads,
+                                               "lens": plan.saliency_threads})
     size = config.resolved_process_size(device)
-    engine = Engine(registry, plan, size, config.max_frame_pixels, config.saliency_fps)
+    engine = Engine(registry, plan, size, config.max_frame_pixels, config.saliency_fps, config.lens_fps)
     how = "CUDA execution provider, IO binding, fp16 models preferred" if device == "cuda" else f"CPU execution provider, {plan.style_threads} intra-op threads"
     log.info(
         "engine: %s (%s); %d style workers; processing at %s; %d models from %s",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -12,3 +14,25 @@ def top_classes(logits: np.ndarray, k: int = 5) -> list[tuple[int, float]]:
     probs /= probs.sum()
     best = np.argsort(-probs)[:k]
     return [(int(i), float(probs[i])) for i in best]
+
+
+class UnknownClass(ValueError):
+    """A class given by index or name that the labels do not have; the message says why."""
+
+
+def find_class(text: str | int, labels: Sequence[str]) -> int:
+    """A class index (as a number or its digits) or a case-insensitive class name -> index.
+    Shared by the page's fooling target, ``explain --target`` and ``lab`` commands."""
+    shown = str(text).strip()
+    if isinstance(text, int) or shown.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < len(labels):
+            raise UnknownClass(f"class index {index} is out of range 0..{len(labels) - 1}")
+        return index
+    names = {name.lower(): i for i, name in enumerate(labels)}
+    if shown.lower() not in names:
+        close = [name for name in labels if shown.lower() and shown.lower() in name.lower()][:5]
+        shown = shown if len(shown) <= 40 else f"{shown[:40]}..."
+        raise UnknownClass(f"unknown class {shown!r}: give an index 0..{len(labels) - 1} or a name"
+                           + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    return names[shown.lower()]

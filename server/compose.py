@@ -1,13 +1,22 @@
-"""Per-frame compositing, in place: style strength mix and the saliency heat map overlay.
+"""Per-frame compositing, in place: style strength mix, the saliency heat map overlay and
+what a lens shows.
 
-Both run on every frame, so neither allocates frame-sized arrays once warmed up: the
+All run on every frame, so none allocates frame-sized arrays once warmed up: the
 overlay keeps its buffers per frame size and the colour map is a 256-entry lookup table.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from stylecam.server.runner import LensView
+
+INSET = 0.35  # a lens's inset picture is this share of the frame's height
+MARGIN = 8  # pixels between the inset and the frame's corner
 
 
 def inferno_lut() -> np.ndarray:
@@ -78,4 +87,38 @@ class Overlay:
         cv2.multiply(frame, self._keep, dst=self._blend, dtype=cv2.CV_32F)
         cv2.add(self._blend, self._add, dst=self._blend)
         np.copyto(frame, self._blend, casting="unsafe")  # in [0.5, 255.5): truncation rounds half up
+        return frame
+
+
+class LensDrawing:
+    """Draws one lens run's view on frames: its picture in place of the frame (fooling
+    image, dream), its heat map (one channel), and its inset in the bottom-right corner
+    (mosaic, perturbation). The inset is resized once per view and frame size."""
+
+    def __init__(self) -> None:
+        self._overlay = Overlay()
+        self._key: tuple | None = None
+        self._inset: np.ndarray | None = None
+
+    def _resized_inset(self, inset: np.ndarray, height: int, width: int) -> np.ndarray:
+        key = (id(inset), height, width)
+        if key != self._key or self._inset is None:
+            h = max(8, min(int(height * INSET), height - 2 * MARGIN))
+            w = max(8, min(round(h * inset.shape[1] / inset.shape[0]), width - 2 * MARGIN))
+            nearest = inset.shape[0] * 4 <= h  # small grids of activations stay crisp
+            self._inset = cv2.resize(inset, (w, h), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+            self._key = key
+        return self._inset
+
+    def apply(self, frame: np.ndarray, view: LensView, opacity: float) -> np.ndarray:
+        """frame: uint8 (H, W, 3) RGB, changed in place and returned."""
+        height, width = frame.shape[:2]
+        if view.image is not None:
+            cv2.resize(view.image, (width, height), dst=frame, interpolation=cv2.INTER_LINEAR)
+        if view.heat is not None:
+            self._overlay.apply(frame, view.heat, opacity)
+        if view.inset is not None and height > 4 * MARGIN and width > 4 * MARGIN:
+            inset = self._resized_inset(view.inset, height, width)
+            h, w = inset.shape[:2]
+            frame[height - MARGIN - h: height - MARGIN, width - MARGIN - w: width - MARGIN] = inset
         return frame

@@ -3,12 +3,17 @@
 The page sends JSON on the ``control`` data channel::
 
     {"type": "config", "style": NAME | null, "weights": {STYLE: float},
-     "strength": 0..1, "saliency": "off" | "vanilla" | "guided" | "smoothgrad" | "gradcam",
-     "opacity": 0..1}
+     "strength": 0..1, "saliency": "off" | "vanilla" | "guided" | "smoothgrad" | "gradcam" | "occlusion",
+     "opacity": 0..1, "lens": "off" | "activations" | "neighbors" | "fool" | "dream",
+     "layer": INDEX | null, "channel": INDEX | -1, "target": CLASS_INDEX | CLASS_NAME}
 
 Every field is optional; a message changes only the fields it names. ``style`` names a
 style or multistyle model (null: no styling, frames pass through). ``weights`` sets the
 blend of the multistyle model's styles (0..1 each; normalised to sum 1 when used).
+``lens`` picks one of the classifier's lenses; ``layer`` indexes the layers its card lists
+(activations, dream; null: the lens's default), ``channel`` one channel of that layer for
+a heat map (-1: a mosaic of the most active channels), ``target`` the class a fooling
+image aims at.
 A message that cannot be used raises ``ControlError`` naming the bad value and the
 valid ones; the settings stay as they were.
 """
@@ -21,9 +26,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from stylecam.server.model_card import SALIENCY_METHODS
+from stylecam.server.classes import UnknownClass, find_class
+from stylecam.server.model_card import LENS_METHODS, SALIENCY_METHODS
 
 CHOICES = ("off", *SALIENCY_METHODS)  # what "saliency" may be set to
+LENS_CHOICES = ("off", *LENS_METHODS)  # what "lens" may be set to
+MAX_CHANNEL = 4096  # more than any layer a lens shows has
+FIELDS = ("type", "style", "weights", "strength", "saliency", "opacity", "lens", "layer", "channel", "target")
 MAX_MESSAGE_BYTES = 16 * 1024
 
 
@@ -38,6 +47,8 @@ class Catalog:
     styles: tuple[str, ...] = ()  # kind "style" model names
     multistyles: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model -> its style names
     saliency: tuple[str, ...] = ()  # methods with a loaded model
+    lenses: dict[str, int] = field(default_factory=dict)  # lens method -> how many layers its card lists
+    classes: tuple[str, ...] = ()  # class names a fooling target may be given by
 
     @property
     def style_models(self) -> tuple[str, ...]:
@@ -63,6 +74,10 @@ class Settings:
     strength: float = 1.0
     saliency: str = "off"
     opacity: float = 0.5
+    lens: str = "off"
+    layer: int | None = None  # None: the lens's default layer
+    channel: int = -1  # -1: the most active channels as a mosaic
+    target: int | None = None  # None: the fooling lens's default class
 
     def weight_vector(self, styles: tuple[str, ...]) -> list[float]:
         """Weights for a multistyle model's styles, in its order, summing to 1
@@ -107,9 +122,9 @@ def parse_message(text: str | bytes) -> dict[str, Any]:
 def apply_config(data: dict[str, Any], settings: Settings, catalog: Catalog) -> Settings:
     """New settings from a parsed ``config`` message; raises ControlError and changes
     nothing if any field is bad."""
-    unknown = sorted(set(data) - {"type", "style", "weights", "strength", "saliency", "opacity"})
+    unknown = sorted(set(data) - set(FIELDS))
     if unknown:
-        raise ControlError(f"unknown config field(s) {', '.join(map(repr, unknown))}; valid: style, weights, strength, saliency, opacity")
+        raise ControlError(f"unknown config field(s) {', '.join(map(repr, unknown))}; valid: {', '.join(FIELDS[1:])}")
     changes: dict[str, Any] = {}
     if "style" in data:
         style = data["style"]
@@ -139,4 +154,45 @@ def apply_config(data: dict[str, Any], settings: Settings, catalog: Catalog) -> 
             valid = ", ".join(catalog.saliency) or "none loaded"
             raise ControlError(f"no saliency model for method {method!r}; loaded: {valid}")
         changes["saliency"] = method
+    changes.update(_lens_changes(data, settings, catalog))
     return dataclasses.replace(settings, **changes)
+
+
+def _index(data: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = data[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+        raise ControlError(f"{key!r} must be a whole number from {low} to {high - 1}, got {shown}")
+    return value
+
+
+def _lens_changes(data: dict[str, Any], settings: Settings, catalog: Catalog) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    lens = data.get("lens", settings.lens)
+    if "lens" in data:
+        if lens not in LENS_CHOICES:
+            raise ControlError(f"unknown lens {lens!r}; valid: {', '.join(LENS_CHOICES)}")
+        if lens != "off" and lens not in catalog.lenses:
+            raise ControlError(f"no model for lens {lens!r}; loaded: {', '.join(catalog.lenses) or 'none'}")
+        changes["lens"] = lens
+        if lens != settings.lens:  # another lens lists other layers: start from its defaults
+            changes.update(layer=None, channel=-1)
+    if "layer" in data:
+        layers = catalog.lenses.get(lens, 0)
+        if data["layer"] is None:
+            changes["layer"] = None
+        elif not layers:
+            raise ControlError(f"lens {lens!r} has no layers to choose; pick activations or dream first")
+        else:
+            changes["layer"] = _index(data, "layer", 0, layers)
+    if "channel" in data:
+        changes["channel"] = _index(data, "channel", -1, MAX_CHANNEL)
+    if "target" in data:
+        target = data["target"]
+        if not isinstance(target, (str, int)) or isinstance(target, bool):
+            raise ControlError(f"'target' must be a class index or name, got {type(target).__name__}")
+        try:
+            changes["target"] = find_class(target, catalog.classes)
+        except UnknownClass as e:
+            raise ControlError(f"'target': {e}") from None
+    return changes

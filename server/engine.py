@@ -1,8 +1,8 @@
 """(2) Worker threads that run the models; one ``Pipeline`` per peer.
 
-A peer's style job and its saliency job run in separate thread pools, so a slow saliency
-method never holds up styling: the newest saliency map is overlaid on every frame until
-the next one is ready. Each peer has at most one style job and one saliency job in
+A peer's style job and its saliency and lens jobs run in separate thread pools, so a
+slow saliency method or lens never holds up styling: the newest saliency map (and lens
+view) is drawn on every frame until the next one is ready. Each peer has at most one style job and one saliency job in
 flight (the track awaits its job before taking the next frame; newer frames replace
 older ones meanwhile), and the pools serve jobs first-come first-served, so peers take
 turns fairly. The per-frame path writes into buffers allocated once per frame size.
@@ -26,10 +26,11 @@ import av
 import cv2
 import numpy as np
 
-from stylecam.server.compose import Overlay, mix_strength
+from stylecam.server.compose import LensDrawing, Overlay, mix_strength
 from stylecam.server.control import Settings
 from stylecam.server.ort_model import Binding
 from stylecam.server.registry import Registry
+from stylecam.server.runner import LensView
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +86,20 @@ def fit_within(width: int, height: int, box: tuple[int, int] | None) -> tuple[in
 class Engine:
     """App-scoped: the registry, the thread pools, and the per-peer pipelines they serve."""
 
-    def __init__(self, registry: Registry, plan: ThreadPlan, process_size: tuple[int, int] | None, max_frame_pixels: int, saliency_fps: float) -> None:
+    def __init__(self, registry: Registry, plan: ThreadPlan, process_size: tuple[int, int] | None, max_frame_pixels: int,
+                 saliency_fps: float, lens_fps: float = 15.0) -> None:
         self.registry = registry
         self.plan = plan
         self.process_size = process_size
         self.max_frame_pixels = max_frame_pixels
         self.saliency_interval = 1.0 / saliency_fps if saliency_fps > 0 else 0.0
+        self.lens_interval = 1.0 / lens_fps if lens_fps > 0 else 0.0
         self.style_pool = ThreadPoolExecutor(plan.style_workers, thread_name_prefix="style")
         self.saliency_pool = ThreadPoolExecutor(plan.saliency_workers, thread_name_prefix="saliency",
                                                 initializer=_renice, initargs=(plan.saliency_nice,))
 
-    def pipeline(self, settings: Settings, on_error: Callable[[str], None]) -> Pipeline:
-        return Pipeline(self, settings, on_error)
+    def pipeline(self, settings: Settings, on_error: Callable[[str], None], on_lens: Callable[[dict], None] | None = None) -> Pipeline:
+        return Pipeline(self, settings, on_error, on_lens)
 
     def close(self) -> None:
         self.style_pool.shutdown(wait=False, cancel_futures=True)
@@ -127,16 +130,20 @@ class PipelineStats:
     saliency: str
     ms: dict[str, float]
     top5: list[dict]
+    lens: str = "off"
+    lens_info: dict | None = None  # the newest lens run's, for the page
 
 
 class Pipeline:
     """One peer's models, buffers, settings and timings. ``process`` is called by one
     track at a time; worker threads only read ``settings`` (replaced whole by ``update``)."""
 
-    def __init__(self, engine: Engine, settings: Settings, on_error: Callable[[str], None]) -> None:
+    def __init__(self, engine: Engine, settings: Settings, on_error: Callable[[str], None],
+                 on_lens: Callable[[dict], None] | None = None) -> None:
         self.engine = engine
         self._settings = settings
         self._on_error = on_error
+        self._on_lens = on_lens  # called from a worker thread with each new lens view's info
         self._buffers: _Buffers | None = None
         self._bindings: dict[str, Binding] = {}
         self._failed: set[str] = set()
@@ -146,6 +153,12 @@ class Pipeline:
         self._saliency_method = "off"
         self._saliency_task: asyncio.Task | None = None
         self._next_saliency = 0.0
+        self._lens_input: np.ndarray | None = None
+        self._lens_view: LensView | None = None  # newest view, for the settings in _lens_key
+        self._lens_key: tuple = ("off",)
+        self._lens_task: asyncio.Task | None = None
+        self._next_lens = 0.0
+        self._lens_drawing = LensDrawing()
         self._oversize_reported = False
         self._top5: list[dict] = []
         self._ms: dict[str, float] = {}  # written by both thread pools
@@ -164,7 +177,9 @@ class Pipeline:
         settings = self._settings
         with self._ms_lock:
             ms = {stage: round(value, 1) for stage, value in self._ms.items()}
-        return PipelineStats(settings.style, settings.saliency, ms, list(self._top5) if settings.saliency != "off" else [])
+        view = self._lens_view
+        return PipelineStats(settings.style, settings.saliency, ms, list(self._top5) if settings.saliency != "off" else [],
+                             settings.lens, view.info if view is not None else None)
 
     # -- event loop side ---------------------------------------------------------------
     async def process(self, frame: av.VideoFrame) -> av.VideoFrame:
@@ -172,15 +187,23 @@ class Pipeline:
         settings = self._settings
         if settings.saliency != self._saliency_method:
             self._saliency_method, self._saliency_map, self._top5 = settings.saliency, None, []
-        if settings.style is None and settings.saliency == "off" and frame.width * frame.height <= self.engine.max_frame_pixels:
+        lens_key = _lens_key(settings)
+        if lens_key != self._lens_key:
+            self._lens_key, self._lens_view = lens_key, None
+        idle = settings.style is None and settings.saliency == "off" and settings.lens == "off"
+        if idle and frame.width * frame.height <= self.engine.max_frame_pixels:
             return frame
         now = time.monotonic()
         want_saliency = settings.saliency != "off" and self._saliency_task is None and now >= self._next_saliency
+        want_lens = settings.lens != "off" and self._lens_task is None and now >= self._next_lens
         loop = asyncio.get_running_loop()
-        out = await loop.run_in_executor(self.engine.style_pool, self._style_job, frame, settings, want_saliency)
+        out = await loop.run_in_executor(self.engine.style_pool, self._style_job, frame, settings, want_saliency, want_lens)
         if want_saliency and not self.closed:
             self._next_saliency = now + self.engine.saliency_interval
             self._saliency_task = asyncio.create_task(self._saliency(settings.saliency))
+        if want_lens and not self.closed:
+            self._next_lens = now + self.engine.lens_interval
+            self._lens_task = asyncio.create_task(self._lens(settings))
         return out
 
     async def _saliency(self, method: str) -> None:
@@ -190,10 +213,18 @@ class Pipeline:
         finally:
             self._saliency_task = None
 
+    async def _lens(self, settings: Settings) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.engine.saliency_pool, self._lens_job, settings)
+        finally:
+            self._lens_task = None
+
     def close(self) -> None:
         self.closed = True
-        if self._saliency_task is not None:
-            self._saliency_task.cancel()
+        for task in (self._saliency_task, self._lens_task):
+            if task is not None:
+                task.cancel()
 
     def report(self, message: str) -> None:
         """Tell the peer (thread-safe: the callback hops onto the event loop)."""
@@ -260,16 +291,21 @@ class Pipeline:
             return False
         return True
 
-    def _style_job(self, frame: av.VideoFrame, settings: Settings, want_saliency: bool) -> av.VideoFrame:
+    def _style_job(self, frame: av.VideoFrame, settings: Settings, want_saliency: bool, want_lens: bool = False) -> av.VideoFrame:
         t = time.perf_counter()
         b = self._decode(frame)
         if want_saliency:
-            if self._saliency_input is None or self._saliency_input.shape != b.small.shape:
-                self._saliency_input = np.empty_like(b.small)
-            np.copyto(self._saliency_input, b.small)
+            self._saliency_input = _copy_into(self._saliency_input, b.small)
+        if want_lens:
+            self._lens_input = _copy_into(self._lens_input, b.small)
         t = self._time("decode", t)
         image = b.rgb
-        if self._stylize(b, settings):
+        view = self._lens_view if settings.lens != "off" else None
+        if view is not None and view.image is not None:  # the lens's picture replaces the frame: nothing to style
+            image = self._lens_drawing.apply(b.mixed, view, settings.opacity)
+            view = None
+            t = self._time("lens-draw", t)
+        elif self._stylize(b, settings):
             t = self._time("style", t)
             if b.resized:
                 cv2.resize(b.stylized_small, b.size, dst=b.stylized, interpolation=cv2.INTER_LINEAR)
@@ -285,6 +321,12 @@ class Pipeline:
                 image = b.mixed
             self._overlay.apply(image, saliency, settings.opacity)
             t = self._time("overlay", t)
+        if view is not None:
+            if image is b.rgb:
+                np.copyto(b.mixed, b.rgb)
+                image = b.mixed
+            self._lens_drawing.apply(image, view, settings.opacity)
+            t = self._time("lens-draw", t)
         if b.even:
             cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420, dst=b.yuv)
             out = av.VideoFrame.from_ndarray(b.yuv, format="yuv420p")
@@ -309,3 +351,34 @@ class Pipeline:
             self._saliency_map = result.map
             self._top5 = runner.top5(result.logits)
         self._time("saliency", t)
+
+    def _lens_job(self, settings: Settings) -> None:
+        name = self.engine.registry.lens_for(settings.lens)
+        runner = self._runner(name) if name else None
+        if name is None or runner is None or self._lens_input is None:
+            return
+        t = time.perf_counter()
+        try:
+            view = runner(self._lens_input, settings.layer, settings.channel, settings.target)
+        except Exception as e:
+            self._failed.add(name)
+            self.report(f"lens {name!r} failed ({str(e).splitlines()[0]}); the lens is off")
+            return
+        if _lens_key(self._settings) == _lens_key(settings):  # the choice may have changed meanwhile
+            self._lens_view = view
+            if self._on_lens is not None:
+                self._on_lens({"lens": settings.lens, **view.info})
+        self._time("lens", t)
+
+
+def _lens_key(settings: Settings) -> tuple:
+    """The settings a lens view depends on: a view made for others is not shown."""
+    return (settings.lens, settings.layer, settings.channel, settings.target) if settings.lens != "off" else ("off",)
+
+
+def _copy_into(buffer: np.ndarray | None, image: np.ndarray) -> np.ndarray:
+    """``image`` copied into ``buffer``, which is (re)allocated only when its shape differs."""
+    if buffer is None or buffer.shape != image.shape:
+        buffer = np.empty_like(image)
+    np.copyto(buffer, image)
+    return buffer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecam.server.classes import top_classes
+from stylecam.server.classes import UnknownClass, find_class, top_classes
 from stylecam.server.compose import Overlay
 from stylecam.server.images import ImageFileError, read_rgb, write_rgb
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
@@ -48,16 +48,10 @@ def parse_target(text: str | None, labels: Sequence[str], method: str) -> int:
     """A class index or a (case-insensitive) class name -> index; None -> -1 (top-1)."""
     if text is None:
         return -1
-    how = f"list the names with `stylecam explain --list-classes --method {method}`"
-    if text.lstrip("-").isdigit():
-        index = int(text)
-        if not 0 <= index < len(labels):
-            raise ExplainError(f"class index {index} is out of range 0..{len(labels) - 1}; {how}")
-        return index
-    names = {name.lower(): i for i, name in enumerate(labels)}
-    if text.lower() not in names:
-        raise ExplainError(f"unknown class {text!r}; {how}")
-    return names[text.lower()]
+    try:
+        return find_class(text, labels)
+    except UnknownClass as e:
+        raise ExplainError(f"{e}; list the names with `stylecam explain --list-classes --method {method}`") from None
 
 
 @dataclass(frozen=True)

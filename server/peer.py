@@ -25,6 +25,7 @@ from stylecam.server.track import NewestFrame, StyledTrack
 
 log = logging.getLogger(__name__)
 CONTROL_LABEL = "control"
+LENS_MESSAGE_INTERVAL = 0.2  # seconds: lens results reach the page a few times a second at most
 
 
 class Peer:
@@ -41,7 +42,8 @@ class Peer:
         # without STUN/TURN servers the answer carries host candidates only (LAN, localhost)
         servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        self.pipeline = engine.pipeline(Settings(style=catalog.default_style()), self._send_error_threadsafe)
+        self.pipeline = engine.pipeline(Settings(style=catalog.default_style()), self._send_error_threadsafe, self._send_lens_threadsafe)
+        self._lens_sent_at = 0.0
         self.channel: RTCDataChannel | None = None
         self.source: NewestFrame | None = None
         self.track: StyledTrack | None = None
@@ -113,6 +115,16 @@ class Peer:
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._send, {"type": "error", "message": message})
 
+    def _send_lens_threadsafe(self, info: dict) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._send_lens, info)
+
+    def _send_lens(self, info: dict) -> None:
+        now = time.monotonic()
+        if now - self._lens_sent_at >= LENS_MESSAGE_INTERVAL:
+            self._lens_sent_at = now
+            self._send({"type": "lens", **info})
+
     async def _on_state(self) -> None:
         state = self.pc.connectionState
         log.info("peer %s: connection %s", self.id, state)
@@ -161,6 +173,8 @@ class Peer:
                     "top5": stats.top5,
                     "style": stats.style,
                     "saliency": stats.saliency,
+                    "lens": stats.lens,
+                    "lens_info": stats.lens_info,
                 }
             )
             last_in, last_out, last_t = frames_in, frames_out, now

@@ -16,7 +16,9 @@ from pathlib import Path
 from stylecam.server.control import Catalog
 from stylecam.server.model_card import CardError, ModelCard, iter_cards, read_labels
 from stylecam.server.ort_model import OrtModel
-from stylecam.server.runner import SaliencyRunner, StyleRunner
+from stylecam.server.runner import LensRunner, SaliencyRunner, StyleRunner
+
+Runner = StyleRunner | SaliencyRunner | LensRunner
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ def _labels(card_path: Path, card: ModelCard) -> tuple[str, ...]:
 def _same_model(card: ModelCard) -> tuple:
     """Cards that are one model in different precisions share this key: the checkpoint
     they were exported from (style), or method + classifier (saliency)."""
-    if card.kind == "saliency" and card.method:
+    if card.kind in ("saliency", "lens") and card.method:
         return (card.kind, card.method, card.classifier)
     checkpoint = card.source.get("checkpoint_sha256") if isinstance(card.source, dict) else None
     return (card.kind, checkpoint) if checkpoint else (card.kind, card.name)
@@ -92,7 +94,7 @@ class Registry:
         self.entries = entries
         self.device = device
         self._threads = threads  # intra-op threads per kind
-        self._runners: dict[str, StyleRunner | SaliencyRunner] = {}
+        self._runners: dict[str, Runner] = {}
         self._lock = threading.Lock()
 
     def catalog(self) -> Catalog:
@@ -101,10 +103,26 @@ class Registry:
             styles=tuple(n for n, c in cards if c.kind == "style"),
             multistyles={n: tuple(c.styles) for n, c in cards if c.kind == "multistyle"},
             saliency=tuple(dict.fromkeys(c.method for _, c in cards if c.kind == "saliency" and c.method)),
+            lenses={c.method: len(c.options.get("layers", ())) for _, c in cards if c.kind == "lens" and c.method},
+            classes=self.classes(),
         )
 
+    def classes(self) -> tuple[str, ...]:
+        """The class names of the classifier the lenses (else the saliency graphs) explain."""
+        for kind in ("lens", "saliency"):
+            labels = next((e.labels for e in self.entries.values() if e.card.kind == kind and e.labels), None)
+            if labels:
+                return labels
+        return ()
+
     def saliency_for(self, method: str) -> str | None:
-        return next((n for n, e in self.entries.items() if e.card.kind == "saliency" and e.card.method == method), None)
+        return self._named("saliency", method)
+
+    def lens_for(self, method: str) -> str | None:
+        return self._named("lens", method)
+
+    def _named(self, kind: str, method: str) -> str | None:
+        return next((n for n, e in self.entries.items() if e.card.kind == kind and e.card.method == method), None)
 
     def describe(self) -> list[dict]:
         """What GET /api/models shows, from the cards alone."""
@@ -116,6 +134,7 @@ class Registry:
                 "method": e.card.method,
                 "precision": e.card.precision,
                 "loaded": name in self._runners,
+                **({"options": e.card.options} if e.card.kind == "lens" else {}),
             }
             for name, e in self.entries.items()
         ]
@@ -124,7 +143,7 @@ class Registry:
         """The shared session for ``name``; raises like ``runner``."""
         return self.runner(name).model
 
-    def runner(self, name: str) -> StyleRunner | SaliencyRunner:
+    def runner(self, name: str) -> Runner:
         """The shared runner (and its session) for ``name``, opened on first use; raises
         KeyError (unknown) or CardError (unusable)."""
         runner = self._runners.get(name)
@@ -139,6 +158,8 @@ class Registry:
                 log.info("loaded %s (%s, %s) on %s with %d intra-op threads", name, entry.card.kind, entry.card.precision, model.provider, threads)
                 if self.device == "cuda" and model.provider != "CUDAExecutionProvider":
                     log.warning("%s runs on %s, not CUDA: onnxruntime could not start its CUDA provider (see its log above)", name, model.provider)
-                runner = SaliencyRunner(model, entry.labels) if entry.card.kind == "saliency" else StyleRunner(model)
+                kind = entry.card.kind
+                runner = (SaliencyRunner(model, entry.labels) if kind == "saliency"
+                          else LensRunner(model, entry.labels) if kind == "lens" else StyleRunner(model))
                 self._runners[name] = runner
         return runner

@@ -1,4 +1,5 @@
-"""HTTP: POST /offer (WebRTC signalling), GET /api/models, GET /api/health, the page.
+"""HTTP: POST /offer (WebRTC signalling), GET /api/models, /api/classes, /api/health, a
+lens's gallery picture, the page.
 
 Errors at this edge are JSON ``{"error": "..."}`` naming the bad value and the fix:
 400 for a malformed or oversized offer, 503 when the peer cap is reached.
@@ -15,7 +16,7 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR
-from stylecam.server.model_card import SALIENCY_METHODS
+from stylecam.server.model_card import LENS_METHODS, SALIENCY_METHODS
 from stylecam.server.peer import Peer
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,27 @@ async def offer(request: web.Request) -> web.Response:
 
 async def models(request: web.Request) -> web.Response:
     methods = [{"method": method, "label": label} for method, label in SALIENCY_METHODS.items()]
-    return web.json_response({"models": request.app[ENGINE].registry.describe(), "saliency_methods": methods})
+    lenses = [{"method": method, "label": label} for method, label in LENS_METHODS.items()]
+    return web.json_response({"models": request.app[ENGINE].registry.describe(), "saliency_methods": methods, "lens_methods": lenses})
+
+
+async def classes(request: web.Request) -> web.Response:
+    """The classifier's class names in index order: the page's fooling-target choices."""
+    return web.json_response({"classes": list(request.app[ENGINE].registry.classes())})
+
+
+async def gallery(request: web.Request) -> web.FileResponse | web.Response:
+    """The thumbnail picture a lens card names (the neighbours lens's photos), from beside its card."""
+    name = request.match_info["name"]
+    entry = request.app[ENGINE].registry.entries.get(name)
+    picture = entry.card.options.get("gallery") if entry is not None and entry.card.kind == "lens" else None
+    if not isinstance(picture, str):
+        return _error(404, f"no lens named {name!r} has a gallery; GET /api/models lists the lenses")
+    folder = entry.onnx.parent.resolve()
+    path = (folder / picture).resolve()
+    if path.parent != folder or not path.is_file():
+        return _error(404, f"lens {name!r} names a gallery {picture!r} that is not beside its card")
+    return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 
 
 async def client_config(request: web.Request) -> web.Response:
@@ -153,6 +174,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", index)
     app.router.add_post("/offer", offer)
     app.router.add_get("/api/models", models)
+    app.router.add_get("/api/classes", classes)
+    app.router.add_get("/api/models/{name}/gallery", gallery)
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/config", client_config)
     app.router.add_static("/static/", app[WEB_DIR], show_index=False, follow_symlinks=False)

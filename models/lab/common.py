@@ -16,6 +16,7 @@ from stylecam.models.data import ImageError, find_images, load_style_image, to_u
 from stylecam.models.factory import create_model
 from stylecam.models.registry import UnknownModel, WeightsUnavailable
 from stylecam.models.vgg import SOURCES
+from stylecam.server.classes import UnknownClass, find_class
 
 USER_ERRORS = (ImageError, WeightsUnavailable, UnknownModel)
 
@@ -96,15 +97,10 @@ def report(name: str, history: list[dict[str, float]], terms: tuple[str, ...]) -
 
 def class_index(text: str) -> int:
     """An ImageNet class index, or a class name (case-insensitive) -> its index."""
-    labels = imagenet_labels()
-    if text.isdigit() and int(text) < len(labels):
-        return int(text)
-    names = {name.lower(): i for i, name in enumerate(labels)}
-    if text.lower() not in names:
-        close = [name for name in labels if text.lower() in name.lower()][:5]
-        raise ImageError(f"unknown class {text!r}: give an index 0..{len(labels) - 1} or a name"
-                         + (f" (did you mean {', '.join(close)}?)" if close else ""))
-    return names[text.lower()]
+    try:
+        return find_class(text, imagenet_labels())
+    except UnknownClass as e:
+        raise ImageError(str(e)) from None
 
 
 def photos(folder: Path) -> list[Path]:
