@@ -1,11 +1,13 @@
 // Page wiring: camera permission, start/stop, controls <-> control channel, status.
 import { connect, serverFetch } from "./rtc.js";
 import { createControls } from "./controls.js";
+import { createLenses } from "./lenses.js";
 
 const $ = (id) => document.getElementById(id);
 let session = null;
 let camera = null;
 let controls = null;
+let lenses = null;
 
 function setStatus(state, text) {
   $("status").dataset.state = state;
@@ -60,7 +62,8 @@ async function start() {
     session = await connect(camera, {
       onTrack: (stream) => { $("remote").srcObject = stream; $("placeholder").hidden = true; },
       onMessage: (message) => {
-        if (message.type === "stats") controls.showStats(message);
+        if (message.type === "stats") { controls.showStats(message); lenses.showStats(message); }
+        else if (message.type === "lens") lenses.show(message);
         else if (message.type === "error") notice(message.message);
       },
       onState: (state) => {
@@ -75,7 +78,7 @@ async function start() {
     button.disabled = false;
     return;
   }
-  session.send(controls.config());
+  session.send({ ...controls.config(), ...lenses.config() });
   button.textContent = "Stop";
   button.classList.add("stop");
   button.disabled = false;
@@ -90,6 +93,7 @@ function stop() {
   delete $("local").dataset.live;
   $("placeholder").hidden = false;
   controls.reset();
+  lenses.reset();
   const button = $("start");
   button.textContent = "Start camera";
   button.classList.remove("stop");
@@ -99,15 +103,18 @@ function stop() {
 async function init() {
   let models = [];
   let saliencyMethods = [];
+  let lensMethods = [];
   try {
-    ({ models, saliency_methods: saliencyMethods } = await (await serverFetch("/api/models")).json());
+    ({ models, saliency_methods: saliencyMethods, lens_methods: lensMethods = [] } = await (await serverFetch("/api/models")).json());
   } catch (err) {
     notice("Cannot reach the stylecam server. Is it running?", "error");
   }
   if (!models.some((m) => m.kind === "style" || m.kind === "multistyle")) {
     notice("No style models are installed on the server, so video passes through unchanged. Export one with `stylecam export` into the models directory and restart the server.");
   }
-  controls = createControls(models, saliencyMethods, (partial) => session && session.send({ type: "config", ...partial }));
+  const send = (partial) => session && session.send({ type: "config", ...partial });
+  controls = createControls(models, saliencyMethods, send);
+  lenses = createLenses(models, lensMethods, send);
   $("start").addEventListener("click", () => (session || camera ? stop() : start()));
   // For automated checks (and the curious): frames decoded so far, and the media's route.
   window.stylecam = {

@@ -1,0 +1,87 @@
+"""The lenses on the server side: control fields, the activation mosaic and the drawing
+worked out by hand; then the shipped lens graphs through the engine, and each one's output
+against its PyTorch reference on one frame (``export.lens``'s rules)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stylecam.server.compose import MARGIN, LensDrawing, inferno_lut
+from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message
+from stylecam.server.runner import LensView, mosaic
+
+CATALOG = Catalog(styles=("candy",), saliency=("gradcam",), lenses={"activations": 3, "neighbors": 0, "fool": 0}, classes=("tench", "goldfish", "toaster"))
+
+
+def apply(message: str, settings: Settings = Settings()) -> Settings:
+    return apply_config(parse_message(message), settings, CATALOG)
+
+
+def test_lens_fields_change_what_they_name_and_a_new_lens_starts_from_its_defaults():
+    s = apply('{"type": "config", "lens": "activations", "layer": 2, "channel": 7}')
+    assert (s.lens, s.layer, s.channel) == ("activations", 2, 7)
+    assert apply('{"type": "config", "channel": -1}', s).channel == -1
+    assert apply('{"type": "config", "layer": null}', s).layer is None
+    switched = apply('{"type": "config", "lens": "fool", "target": "Goldfish"}', s)
+    assert (switched.lens, switched.layer, switched.channel, switched.target) == ("fool", None, -1, 1)
+    assert apply('{"type": "config", "target": 2}', switched).target == 2
+    assert apply('{"type": "config", "lens": "off"}', s).lens == "off"
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ('{"type": "config", "lens": "xray"}', "unknown lens 'xray'; valid: off, activations, neighbors, fool, dream"),
+        ('{"type": "config", "lens": "dream"}', "no model for lens 'dream'; loaded: activations, neighbors, fool"),
+        ('{"type": "config", "lens": "activations", "layer": 3}', "'layer' must be a whole number from 0 to 2, got 3"),
+        ('{"type": "config", "lens": "activations", "layer": 1.5}', "'layer' must be a whole number from 0 to 2, got 1.5"),
+        ('{"type": "config", "lens": "neighbors", "layer": 0}', "lens 'neighbors' has no layers to choose"),
+        ('{"type": "config", "channel": -2}', "'channel' must be a whole number from -1 to 4095, got -2"),
+        ('{"type": "config", "channel": true}', "'channel' must be a whole number"),
+        ('{"type": "config", "target": "teapot"}', "'target': unknown class 'teapot': give an index 0..2 or a name"),
+        ('{"type": "config", "target": "fish"}', "(did you mean goldfish?)"),
+        ('{"type": "config", "target": 3}', "'target': class index 3 is out of range 0..2"),
+        ('{"type": "config", "target": [1]}', "'target' must be a class index or name, got list"),
+        ('{"type": "config", "lenz": "fool"}', "unknown config field(s) 'lenz'"),
+    ],
+)
+def test_bad_lens_fields_name_the_value_and_change_nothing(message, expected):
+    before = Settings(lens="activations", layer=1)
+    with pytest.raises(ControlError) as error:
+        apply(message, before)
+    assert expected in str(error.value)
+
+
+def test_mosaic_shows_the_most_active_channels_first_each_scaled_to_its_maximum():
+    activation = np.zeros((20, 2, 3), np.float32)
+    for c in range(20):
+        activation[c] = c  # channel c is uniformly c: channel 19 is the most active
+    activation[5, 0, 0] = 100.0  # channel 5's mean (100 + 5 * 5) / 6 = 20.8 tops them all
+    tiles, order = mosaic(activation, count=2)
+    assert order == [5, 19, 18, 17]
+    assert tiles.shape == (2 * 3 - 1, 2 * 4 - 1, 3) and tiles.dtype == np.uint8
+    lut = inferno_lut()
+    assert (tiles[0, 0] == lut[255]).all()  # channel 5's peak is its own maximum: the hottest colour
+    assert (tiles[0, 1] == lut[round(5 / 100 * 255)]).all()  # the rest of channel 5, scaled by that peak
+    assert (tiles[0, 4:] == lut[255]).all()  # channel 19 is flat: all at its maximum
+    assert (tiles[2, :] == lut[0]).all() and (tiles[:, 3] == lut[0]).all()  # the cold gaps between tiles
+
+
+def test_lens_drawing_replaces_the_frame_insets_its_picture_and_overlays_a_heat_map():
+    frame = np.full((120, 160, 3), 50, np.uint8)
+    picture = np.full((32, 32, 3), 200, np.uint8)
+    inset = np.zeros((10, 20, 3), np.uint8)
+    inset[..., 1] = 255
+    out = LensDrawing().apply(frame, LensView("fool", image=picture, inset=inset), 0.5)
+    assert out is frame
+    h = int(120 * 0.35)
+    w = round(h * 20 / 10)
+    corner = frame[120 - MARGIN - h: 120 - MARGIN, 160 - MARGIN - w: 160 - MARGIN]
+    assert (corner == (0, 255, 0)).all()  # the inset, bottom right, aspect kept
+    assert (frame[:120 - MARGIN - h] == 200).all() and (frame[:, :160 - MARGIN - w] == 200).all()  # the picture elsewhere
+    hot = np.zeros((4, 4), np.float32)
+    hot[:, 2:] = 1.0
+    frame = np.full((40, 40, 3), 50, np.uint8)
+    LensDrawing().apply(frame, LensView("activations", heat=hot), 1.0)
+    assert (frame[:, :12] == 50).all() and (frame[:, 28:] != 50).any()  # cold keeps the frame, hot is coloured

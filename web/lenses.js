@@ -1,0 +1,170 @@
+// The lenses card: the classifier's other views (activations, nearest photos, fooling
+// images, DeepDream). Built from /api/models' lens cards; reports changes as partial config
+// messages and shows what the server's "lens" messages and stats say.
+import { serverFetch } from "./rtc.js";
+
+const $ = (id) => document.getElementById(id);
+const pct = (v) => `${Math.round(v * 100)}%`;
+
+function el(tag, props = {}, children = []) {
+  const node = Object.assign(document.createElement(tag), props);
+  for (const child of [].concat(children)) node.append(child);
+  return node;
+}
+
+/**
+ * `models` is /api/models' list, `lensMethods` its lens_methods; `onChange(partial)` gets
+ * {lens, layer, channel} or {target}. Returns {config(), show(info), showStats(stats), reset()}.
+ */
+export function createLenses(models, lensMethods, onChange) {
+  const lenses = Object.fromEntries(models.filter((m) => m.kind === "lens").map((m) => [m.method, m]));
+  const state = { lens: "off", layer: null, channel: -1, target: null };
+  let gallery = null; // object URL of the neighbours lens's thumbnail picture, fetched once
+
+  const buttons = $("lens");
+  for (const { method, label } of [{ method: "off", label: "Off" }, ...lensMethods]) {
+    const button = el("button", { type: "button", textContent: label });
+    button.dataset.value = method;
+    button.setAttribute("role", "radio");
+    button.disabled = method !== "off" && !lenses[method];
+    if (button.disabled) button.title = "No model for this lens is installed";
+    button.addEventListener("click", () => choose(method));
+    buttons.append(button);
+  }
+
+  const layer = $("layer");
+  const channel = $("channel");
+  layer.addEventListener("change", () => {
+    state.layer = Number(layer.value);
+    state.channel = -1;
+    showChannelRange();
+    onChange({ layer: state.layer, channel: -1 });
+  });
+  channel.addEventListener("input", () => {
+    state.channel = Number(channel.value);
+    $("channel-out").textContent = state.channel < 0 ? "most active" : `#${state.channel}`;
+    onChange({ channel: state.channel });
+  });
+  $("target").addEventListener("change", () => {
+    const name = $("target").value.trim();
+    if (!name) return;
+    state.target = name;
+    onChange({ target: name });
+  });
+
+  function layers() {
+    return (lenses[state.lens] && lenses[state.lens].options && lenses[state.lens].options.layers) || [];
+  }
+
+  function showChannelRange() {
+    const spec = layers()[state.layer ?? 0];
+    channel.max = String(spec && spec.channels ? spec.channels - 1 : 0);
+    channel.value = String(state.channel);
+    $("channel-out").textContent = state.channel < 0 ? "most active" : `#${state.channel}`;
+  }
+
+  function choose(method) {
+    state.lens = method;
+    const options = layers();
+    const model = lenses[method];
+    const fallback = model && model.options && Number.isInteger(model.options.default_layer) ? model.options.default_layer : Math.floor(options.length / 2);
+    state.layer = options.length ? fallback : null;
+    state.channel = -1;
+    for (const b of buttons.querySelectorAll("button")) b.setAttribute("aria-checked", String(b.dataset.value === method));
+    layer.replaceChildren(...options.map((spec, i) => el("option", { value: String(i), textContent: spec.name + (spec.channels ? ` (${spec.channels} ch)` : "") })));
+    if (state.layer !== null) layer.value = String(state.layer);
+    $("layer-row").hidden = !options.length;
+    $("channel-row").hidden = method !== "activations";
+    $("target-row").hidden = method !== "fool";
+    if (method === "activations") showChannelRange();
+    if (method === "fool") loadClasses();
+    if (method === "neighbors") loadGallery();
+    show(null);
+    onChange({ lens: method, layer: state.layer, channel: -1 });
+  }
+
+  let classesLoaded = false;
+  async function loadClasses() {
+    if (classesLoaded) return;
+    classesLoaded = true;
+    try {
+      const { classes } = await (await serverFetch("/api/classes")).json();
+      $("classes").replaceChildren(...classes.map((name) => el("option", { value: name })));
+    } catch (err) {
+      classesLoaded = false;
+    }
+  }
+
+  async function loadGallery() {
+    if (gallery || !lenses.neighbors) return;
+    try {
+      const response = await serverFetch(`/api/models/${encodeURIComponent(lenses.neighbors.name)}/gallery`);
+      if (response.ok) gallery = URL.createObjectURL(await response.blob());
+    } catch (err) {
+      gallery = null;
+    }
+  }
+
+  function thumbnail(index) {
+    const options = lenses.neighbors.options || {};
+    const columns = options.columns || 1;
+    const rows = Math.max(1, Math.ceil((options.count || 1) / columns));
+    const [col, row] = [index % columns, Math.floor(index / columns)];
+    const div = el("div", { className: "thumb" });
+    if (gallery) {
+      div.style.backgroundImage = `url(${gallery})`;
+      div.style.backgroundSize = `${columns * 100}% ${rows * 100}%`;
+      div.style.backgroundPosition = `${columns > 1 ? (col / (columns - 1)) * 100 : 0}% ${rows > 1 ? (row / (rows - 1)) * 100 : 0}%`;
+    }
+    return div;
+  }
+
+  function showTop5(list, top5) {
+    list.replaceChildren(...top5.map(({ label, p }) => {
+      const bar = el("div", { className: "bar" });
+      bar.style.width = pct(p);
+      return el("li", {}, [bar, el("span", {}, [el("span", { textContent: label }), el("span", { className: "p", textContent: pct(p) })])]);
+    }));
+  }
+
+  /** What one lens run found (a "lens" message, or stats' lens_info); null clears it. */
+  function show(info) {
+    const note = $("lens-note");
+    const neighbors = $("neighbors");
+    const top5 = $("lens-top5");
+    const mine = info && info.lens === state.lens;
+    note.hidden = neighbors.hidden = top5.hidden = true;
+    if (!mine) {
+      if (state.lens !== "off") { note.hidden = false; note.textContent = "Waiting for the first run…"; }
+      return;
+    }
+    if (state.lens === "activations" || state.lens === "dream") {
+      note.hidden = false;
+      const what = state.lens === "dream" ? "Dreaming on" : info.channel !== undefined ? `Channel ${info.channel} of` : "Most active channels of";
+      note.replaceChildren(`${what} `, el("b", { textContent: info.layer }));
+    } else if (state.lens === "neighbors") {
+      neighbors.hidden = false;
+      neighbors.replaceChildren(...(info.neighbors || []).map((n) => el("figure", { title: n.photo }, [thumbnail(n.index), el("figcaption", { textContent: n.similarity.toFixed(2) })])));
+    } else if (state.lens === "fool") {
+      note.hidden = top5.hidden = false;
+      note.replaceChildren("Aiming at ", el("b", { textContent: info.target }), info.fooled ? " — fooled" : " — not yet");
+      showTop5(top5, info.top5 || []);
+    }
+  }
+
+  function showStats(stats) {
+    if (stats.lens_info && stats.lens === state.lens) show({ lens: stats.lens, ...stats.lens_info });
+  }
+
+  function reset() {
+    show(null);
+  }
+
+  for (const b of buttons.querySelectorAll("button")) b.setAttribute("aria-checked", String(b.dataset.value === "off"));
+  return {
+    config: () => ({ lens: state.lens, layer: state.layer, channel: state.channel, ...(state.target ? { target: state.target } : {}) }),
+    show,
+    showStats,
+    reset,
+  };
+}
