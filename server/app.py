@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from stylecam.server import signaling, tls
+from stylecam.server import signaling, tls, whip
 from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR, ServerConfig
 from stylecam.server.engine import Engine, ThreadPlan
 from stylecam.server.ort_model import providers_for
@@ -42,12 +42,14 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    app = web.Application(client_max_size=config.max_offer_bytes, middlewares=[signaling.require_token])
+    app = web.Application(client_max_size=config.max_offer_bytes, middlewares=[signaling.require_token, whip.edge])
     app[CONFIG] = config
     app[PEERS] = set()
     app[WEB_DIR] = config.web_dir
     app.cleanup_ctx.append(_engine_context)
+    app.cleanup_ctx.append(whip.streams_context)  # after the engine's: cleaned up before it
     signaling.add_routes(app)
+    whip.add_routes(app)
     return app
 
 
