@@ -18,9 +18,10 @@ from stylecam.server.engine import Engine
 from stylecam.server.model_card import DEFAULT_ZOO
 
 WEB = Path(str(resources.files("stylecam.web")))
-# largest size frames are styled at on CPU: style + Grad-CAM for one peer at 24 fps on 2 cores
-# (320x240: 17 fps), measured with `stylecam bench e2e --process-size`
-CPU_PROCESS_SIZE = (256, 192)
+# largest size frames are styled at on CPU: the largest that kept every frame of one peer's
+# 640x480 camera at 30 fps, style + Grad-CAM, on 2 cores (`stylecam bench e2e --process-size
+# 256x192,320x240,480x360,640x480`, the README's table; 480x360 gave 18 fps)
+CPU_PROCESS_SIZE = (320, 240)
 
 
 @dataclass(frozen=True)
