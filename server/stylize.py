@@ -1,33 +1,45 @@
-"""``stylecam stylize``: images or videos through an exported style model, onnxruntime only.
+"""``stylecam stylize``: images, videos, cameras and streams through an exported style model, onnxruntime only.
 
-Outputs are written to a temporary name and renamed when complete, so an error or an
-interrupt never leaves a half-written file behind.
+Video goes through PyAV (FFmpeg, ``media_io``): H.264 out by default, audio copied
+untouched, live sources newest-frame-wins. Files are written to a temporary name and
+renamed when complete, so an error or an interrupt never leaves a half-written file.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
+import av
 import numpy as np
 
-from stylecam.server.images import ImageFileError, read_rgb, scale_to_long_side, staging_path, write_rgb
+from stylecam.server.images import ImageFileError, read_rgb, scale_to_long_side, write_rgb
+from stylecam.server.media_io import (
+    STDIO,
+    MediaError,
+    NewestFrame,
+    Sink,
+    check_encoder,
+    is_stream,
+    open_source,
+    stream_name,
+)
 from stylecam.server.model_card import CardError
 from stylecam.server.ort_model import OrtModel
 from stylecam.server.runner import StyleRunner
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".flv", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".3gp", ".ogv", ".wmv", ".y4m"})
 
 
 class StylizeError(ValueError):
     """Bad input to stylize; the message names the value and the fix."""
 
 
-USER_ERRORS = (CardError, StylizeError, ImageFileError)
+USER_ERRORS = (CardError, StylizeError, ImageFileError, MediaError)
 
 
 def parse_weights(text: str | None, styles: tuple[str, ...]) -> np.ndarray:
@@ -78,86 +90,151 @@ def stylize_image(stylizer: Stylizer, src: Path, dst: Path) -> None:
     write_rgb(dst, stylizer(read_rgb(src)))
 
 
-def stylize_video(stylizer: Stylizer, src: Path, dst: Path) -> int:
-    """Frame by frame, with a progress bar; returns the number of frames."""
+@dataclass
+class VideoOptions:
+    """How a video is read and written: the encoder, the container, when to stop."""
+
+    codec: str | None = None
+    format: str | None = None
+    all_frames: bool = False
+    max_frames: int | None = None
+    timeout: float = 10.0
+
+
+@dataclass
+class VideoReport:
+    frames: int
+    dropped: int
+    fps: float
+    note: str = ""
+
+    def __str__(self) -> str:
+        dropped = f", {self.dropped} dropped" if self.dropped else ""
+        return f"{self.frames} frames{dropped}, {self.fps:.1f} fps{self.note}"
+
+
+def stylize_video(stylizer: Stylizer, src: str, dst: str, options: VideoOptions) -> VideoReport:
+    """Source -> model -> sink with a progress bar. A live source drops the frames the model
+    has no time for (newest wins) and ends on Ctrl-C with its output complete; a file's
+    every frame is styled and Ctrl-C leaves nothing behind."""
     from tqdm import tqdm
 
-    capture = cv2.VideoCapture(str(src))
-    if not capture.isOpened():
-        raise StylizeError(f"{src}: not a readable video")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    staged = staging_path(dst)
-    writer = None
-    count = 0
+    source = open_source(src, options.timeout)
     try:
-        with tqdm(total=total, desc=src.name, unit="frame", dynamic_ncols=True) as bar:
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    break
-                out = cv2.cvtColor(stylizer(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), cv2.COLOR_RGB2BGR)
-                if writer is None:
-                    fourcc = cv2.VideoWriter.fourcc(*("VP80" if dst.suffix.lower() == ".webm" else "mp4v"))
-                    writer = cv2.VideoWriter(str(staged), fourcc, fps, (out.shape[1], out.shape[0]))
-                    if not writer.isOpened():
-                        raise StylizeError(f"{dst}: OpenCV cannot write this video format; use .mp4 or .avi")
-                writer.write(out)
-                count += 1
-                bar.update(1)
+        sink = Sink(dst, source, options.codec, options.format, options.timeout)
     except BaseException:
-        staged.unlink(missing_ok=True)
+        source.close()
+        raise
+    reader = NewestFrame(source.items()) if source.live and not options.all_frames else None
+    frames, note, start = 0, "", time.monotonic()
+    try:
+        with tqdm(total=source.frames, desc=stream_name(src) if is_stream(src) else Path(src).name, unit="frame",
+                  dynamic_ncols=True) as bar:
+            for item in reader if reader is not None else source.items():
+                if isinstance(item, av.Packet):
+                    sink.copy(item)
+                    continue
+                sink.write(stylizer(item.to_ndarray(format="rgb24")), item.pts)
+                frames += 1
+                bar.update(1)
+                if reader is not None and reader.dropped:
+                    bar.set_postfix(dropped=reader.dropped, refresh=False)
+                if frames == options.max_frames:
+                    break
+    except KeyboardInterrupt:
+        if reader is None:
+            sink.abort()
+            raise
+        note = ", stopped by Ctrl-C"
+    except BaseException:
+        sink.abort()
         raise
     finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-    if count == 0:
-        raise StylizeError(f"{src}: the video has no frames")
-    os.replace(staged, dst)
-    return count
+        if reader is None or reader.stop(options.timeout):
+            source.close()
+    if reader is not None and reader.error:
+        note += f", input ended: {reader.error}"
+    if frames == 0:
+        sink.abort()
+        raise StylizeError(f"{src}: no video frames came{note}")
+    sink.close()
+    return VideoReport(frames, reader.dropped if reader is not None else 0, frames / (time.monotonic() - start), note)
 
 
-def output_path(src: Path, out: Path, model_name: str, many: bool) -> Path:
-    """``--out`` is the file for one input, or a folder (created) for several."""
-    if not many and out.suffix:
+def output_path(src: str, out: str, model_name: str, many: bool) -> str:
+    """``--out`` is the file, URL or ``-`` for one input, or a folder (created) for several."""
+    if is_stream(out):
+        if many:
+            raise StylizeError(f"--out {out}: a stream takes one input; give one, or a folder for several")
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    return out / f"{src.stem}_{model_name}{src.suffix if src.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES else '.png'}"
+    if not many and Path(out).suffix:
+        return out
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    if is_stream(src):
+        return str(folder / f"{stream_name(src)}_{model_name}.mp4")
+    suffix = Path(src).suffix
+    return str(folder / f"{Path(src).stem}_{model_name}{suffix if suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES else '.png'}")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="example: stylecam stylize photo.jpg --model models/zoo/multistyle_rt.onnx "
-               "--weights starry_night=0.5,wave=0.5 --out photo_styled.jpg",
+        epilog="examples: stylecam stylize photo.jpg --model models/zoo/multistyle_rt.onnx "
+               "--weights starry_night=0.5,wave=0.5 --out photo_styled.jpg | "
+               "stylecam stylize rtmp://127.0.0.1/live/in --model models/zoo/multistyle_rt.onnx --size 320 "
+               "--out rtmp://127.0.0.1/live/out",
     )
-    p.add_argument("inputs", type=Path, nargs="+", metavar="IN", help="images, or videos (.mp4 .avi .mov .mkv .webm)")
+    p.add_argument("inputs", nargs="+", metavar="IN",
+                   help="images; videos (.mp4 .mkv .mov .webm .avi .flv .ts ...); a camera (0, /dev/video0); "
+                        "a stream URL (rtsp:// rtmp:// srt:// http://); or - (stdin)")
     p.add_argument("--model", type=Path, required=True, help="an exported style model NAME.onnx (its NAME.json card beside it)")
     p.add_argument("--weights", help="multi-style blend, STYLE=W,STYLE=W (normalised to sum 1); default: the first style")
-    p.add_argument("--out", type=Path, default=Path("stylized"), help="output file (one input) or folder")
+    p.add_argument("--out", default="stylized",
+                   help="output file (one input), folder (several), rtmp:// or srt:// URL, or - (stdout, MPEG-TS)")
     p.add_argument("--size", type=int, default=None, metavar="N",
                    help="scale inputs so their long side is N pixels first (brush strokes keep the size they were "
                         "trained at, so a smaller input looks more painted; the CPU server styles at 320); default: as is")
+    p.add_argument("--codec", default=None,
+                   help="video encoder, e.g. libx264, libx265, libvpx-vp9, mpeg4 (default: libx264, yuv420p; "
+                        "libvpx-vp9 for .webm); audio is always copied untouched")
+    p.add_argument("--format", default=None,
+                   help="output container, e.g. mp4, matroska, flv, mpegts (default: from the suffix; flv for rtmp://, "
+                        "mpegts for srt:// and -)")
+    p.add_argument("--all-frames", action="store_true",
+                   help="style every frame of a live source too (a camera, stream or pipe normally drops the frames "
+                        "the model has no time for, newest frame wins)")
+    p.add_argument("--frames", type=int, default=None, metavar="N", help="stop after N video frames; default: the whole input")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for a stream to connect or send data before giving up")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="onnxruntime device")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = all cores)")
     return p
 
 
+def is_video(src: str) -> bool:
+    return is_stream(src) or Path(src).suffix.lower() in VIDEO_SUFFIXES
+
+
 def main(argv: list[str], prog: str = "stylecam stylize") -> int:
     args = build_parser(prog).parse_args(argv)
+    if args.codec:
+        check_encoder(args.codec)
+    if args.frames is not None and args.frames < 1:
+        raise StylizeError(f"--frames {args.frames}: must be at least 1")
     stylizer = Stylizer(OrtModel.load(args.model, args.device, args.threads), args.weights, args.size)
-    missing = [str(src) for src in args.inputs if not src.is_file()]
+    missing = [src for src in args.inputs if not is_stream(src) and not Path(src).is_file()]
     if missing:
         raise StylizeError(f"no such file: {', '.join(missing)}")
+    options = VideoOptions(args.codec, args.format, args.all_frames, args.frames, args.timeout)
+    report = sys.stderr if args.out == STDIO else sys.stdout
     many = len(args.inputs) > 1
     for src in args.inputs:
         dst = output_path(src, args.out, stylizer.runner.model.card.name, many)
-        if src.suffix.lower() in VIDEO_SUFFIXES:
-            frames = stylize_video(stylizer, src, dst)
-            print(f"{src} -> {dst} ({frames} frames)")
+        if is_video(src):
+            print(f"{src} -> {dst} ({stylize_video(stylizer, src, dst, options)})", file=report)
         else:
-            stylize_image(stylizer, src, dst)
-            print(f"{src} -> {dst}")
-    sys.stdout.flush()
+            stylize_image(stylizer, Path(src), Path(dst))
+            print(f"{src} -> {dst}", file=report)
+    report.flush()
     return 0
