@@ -159,6 +159,7 @@ class Pipeline:
         self._lens_task: asyncio.Task | None = None
         self._next_lens = 0.0
         self._lens_drawing = LensDrawing()
+        self.lens_runs = 0  # lens views made, for the page's lens rate
         self._oversize_reported = False
         self._top5: list[dict] = []
         self._ms: dict[str, float] = {}  # written by both thread pools
@@ -366,6 +367,7 @@ class Pipeline:
             return
         if _lens_key(self._settings) == _lens_key(settings):  # the choice may have changed meanwhile
             self._lens_view = view
+            self.lens_runs += 1
             if self._on_lens is not None:
                 self._on_lens({"lens": settings.lens, **view.info})
         self._time("lens", t)

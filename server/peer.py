@@ -154,7 +154,7 @@ class Peer:
         self.close()
 
     async def _stats(self) -> None:
-        last_in = last_out = 0
+        last_in = last_out = last_lens = 0
         last_t = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
@@ -174,10 +174,11 @@ class Peer:
                     "style": stats.style,
                     "saliency": stats.saliency,
                     "lens": stats.lens,
+                    "lens_fps": round((self.pipeline.lens_runs - last_lens) / span, 1),
                     "lens_info": stats.lens_info,
                 }
             )
-            last_in, last_out, last_t = frames_in, frames_out, now
+            last_in, last_out, last_lens, last_t = frames_in, frames_out, self.pipeline.lens_runs, now
 
     # -- the end ------------------------------------------------------------------------
     def close(self) -> asyncio.Task:

@@ -154,10 +154,14 @@ export function createLenses(models, lensMethods, onChange) {
 
   function showStats(stats) {
     if (stats.lens_info && stats.lens === state.lens) show({ lens: stats.lens, ...stats.lens_info });
+    const rate = $("lens-rate");
+    rate.hidden = state.lens === "off" || stats.lens !== state.lens;
+    rate.textContent = `${(stats.lens_fps ?? 0).toFixed(1)} runs/s` + (stats.ms && stats.ms.lens ? `, ${stats.ms.lens.toFixed(0)} ms each` : "");
   }
 
   function reset() {
     show(null);
+    $("lens-rate").hidden = true;
   }
 
   for (const b of buttons.querySelectorAll("button")) b.setAttribute("aria-checked", String(b.dataset.value === "off"));
