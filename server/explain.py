@@ -1,7 +1,8 @@
 """``stylecam explain``: what the classifier looks at in still images, with onnxruntime only.
 
 Runs an exported saliency graph (``stylecam export saliency``) on each image, writes the
-heat map overlay as a PNG and prints the top-5 classes.
+heat map overlay as a PNG and prints the top-5 classes; or, with ``--lens``, one of the
+lens graphs (``stylecam export lens``), writing what the page shows for it as a picture.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from stylecam.server.classes import UnknownClass, find_class, top_classes
-from stylecam.server.compose import Overlay
+from stylecam.server.compose import LensDrawing, Overlay
 from stylecam.server.images import ImageFileError, read_rgb, write_rgb
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
 from stylecam.server.ort_model import OrtModel
-from stylecam.server.runner import SaliencyRunner
+from stylecam.server.runner import LensRunner, LensView, SaliencyRunner
 
 
 class ExplainError(ValueError):
@@ -28,19 +30,19 @@ class ExplainError(ValueError):
 USER_ERRORS = (ExplainError, CardError, ImageFileError)
 
 
-def saliency_models(directory: Path) -> dict[str, Path]:
-    """method -> .onnx path of every saliency card in ``directory``."""
+def saliency_models(directory: Path, kind: str = "saliency") -> dict[str, Path]:
+    """method -> .onnx path of every saliency (or lens) card in ``directory``."""
     return {card.method: path.parent / card.onnx for path, card in iter_cards(directory, recursive=False)
-            if card.kind == "saliency" and card.method}
+            if card.kind == kind and card.method}
 
 
-def find_model(directory: Path, method: str) -> Path:
-    models = saliency_models(directory)
+def find_model(directory: Path, method: str, kind: str = "saliency") -> Path:
+    models = saliency_models(directory, kind)
     if not models:
-        raise ExplainError(f"no saliency models in {directory}; "
-                           f"export them with `stylecam export saliency all --out {directory}` or pass --models DIR")
+        raise ExplainError(f"no {kind} models in {directory}; "
+                           f"export them with `stylecam export {kind} all --out {directory}` or pass --models DIR")
     if method not in models:
-        raise ExplainError(f"unknown method {method!r}; available in {directory}: {', '.join(models)}")
+        raise ExplainError(f"unknown {'lens' if kind == 'lens' else 'method'} {method!r}; available in {directory}: {', '.join(models)}")
     return models[method]
 
 
@@ -67,6 +69,36 @@ def explain(runner: SaliencyRunner, rgb: np.ndarray, target: int, opacity: float
     return Explanation(picture, top_classes(result.logits), result.explained)
 
 
+def gallery_tiles(runner: LensRunner, directory: Path, indices: Sequence[int]) -> list[np.ndarray]:
+    """The neighbours lens's thumbnails at ``indices``, cut from the gallery picture beside its card."""
+    options = runner.options
+    sheet = read_rgb(directory / str(options["gallery"]))
+    tile, columns = int(options["tile"]), int(options["columns"])
+    return [sheet[(i // columns) * tile: (i // columns + 1) * tile, (i % columns) * tile: (i % columns + 1) * tile] for i in indices]
+
+
+def lens_picture(runner: LensRunner, view: LensView, rgb: np.ndarray, opacity: float) -> np.ndarray:
+    """What the page shows for one lens run, as one picture: the frame with the heat map or
+    mosaic (activations), the photo beside its nearest photos (neighbors), the photo beside
+    the fooling image and its amplified perturbation (fool) or beside its dream (dream)."""
+    if view.method == "activations":
+        return LensDrawing().apply(rgb.copy(), view, opacity)
+    height = 224
+    photo = cv2.resize(rgb, (round(rgb.shape[1] * height / rgb.shape[0]), height), interpolation=cv2.INTER_AREA)
+    gap = np.full((height, 8, 3), 255, np.uint8)
+    if view.method == "neighbors":
+        tiles = gallery_tiles(runner, runner.model.path.parent, [n["index"] for n in view.info["neighbors"]])
+        shown = [cv2.resize(t, (height // 2, height // 2), interpolation=cv2.INTER_AREA) for t in tiles]
+        rows = [np.hstack(shown[:3]), np.hstack(shown[3:] + [np.full_like(shown[0], 255)] * (3 - len(shown[3:])))]
+        return np.hstack([photo, gap, np.vstack(rows)])
+    pictures = [view.image] + ([view.inset] if view.inset is not None else [])
+    resized = [cv2.resize(p, (photo.shape[1], height), interpolation=cv2.INTER_LINEAR) for p in pictures]
+    parts = [photo]
+    for picture in resized:
+        parts += [gap, picture]
+    return np.hstack(parts)
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -74,11 +106,18 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "overlay, inferno colours) for each image and prints its top-5 classes.",
     )
     parser.add_argument("images", nargs="*", type=Path, metavar="IMG", help="images to explain")
-    parser.add_argument("--method", required=True, help="saliency method: vanilla, guided, smoothgrad, gradcam "
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--method", help="saliency method: vanilla, guided, smoothgrad, gradcam, occlusion "
                         "(any with an exported model in --models)")
+    chosen.add_argument("--lens", help="a lens instead: activations (--layer, --channel), neighbors, fool (--target), "
+                        "dream (--layer); writes OUT/<image>_<lens>.png as the page shows it")
     parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="output folder (default: .)")
-    parser.add_argument("--target", metavar="CLASS", help="class to explain, by index (0-999) or name, "
-                        "e.g. 'tabby' (default: each image's top-1 class)")
+    parser.add_argument("--target", metavar="CLASS", help="class to explain (or, with --lens fool, to aim at), by index "
+                        "(0-999) or name, e.g. 'tabby' (default: each image's top-1 class; for fool, toaster)")
+    parser.add_argument("--layer", type=int, metavar="INDEX", help="the lens's layer, an index into its card's layers "
+                        "(default: the card's default, a middle one)")
+    parser.add_argument("--channel", type=int, default=-1, metavar="INDEX",
+                        help="activations: one channel of --layer as a heat map (default: -1, a mosaic of the most active)")
     parser.add_argument("--models", type=Path, default=DEFAULT_ZOO, metavar="DIR",
                         help="folder of exported saliency models (default: the shipped models)")
     parser.add_argument("--opacity", type=float, default=0.6, help="heat map opacity where saliency is 1 (default: 0.6)")
@@ -94,6 +133,8 @@ def main(argv: list[str], prog: str = "stylecam explain") -> int:
         parser.error("give at least one image (or --list-classes)")
     if not 0.0 <= args.opacity <= 1.0:
         raise ExplainError(f"--opacity {args.opacity} is outside [0, 1]")
+    if args.lens:
+        return run_lens(args)
     runner = SaliencyRunner(OrtModel.load(find_model(args.models, args.method), device="cpu", threads=args.threads))
     labels = runner.labels
     if args.list_classes:
@@ -109,4 +150,24 @@ def main(argv: list[str], prog: str = "stylecam explain") -> int:
         write_rgb(dst, result.overlay)
         top = ", ".join(f"{labels[i]} {p:.3f}" for i, p in result.top5)
         print(f"{path}: {top}  -> {dst} (explains {labels[result.explained]!r})")
+    return 0
+
+
+def run_lens(args: argparse.Namespace) -> int:
+    runner = LensRunner(OrtModel.load(find_model(args.models, args.lens, "lens"), device="cpu", threads=args.threads))
+    if args.list_classes:
+        print("\n".join(f"{i:4d}  {name}" for i, name in enumerate(runner.labels)))
+        return 0
+    target = None if args.target is None else parse_target(args.target, runner.labels, args.lens)
+    if args.layer is not None and not 0 <= args.layer < max(len(runner.layers), 1):
+        raise ExplainError(f"--layer {args.layer}: lens {args.lens!r} has layers 0..{len(runner.layers) - 1} "
+                           f"({', '.join(layer.get('name', '?') for layer in runner.layers) or 'none'})")
+    images = [(path, read_rgb(path)) for path in args.images]
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path, rgb in images:
+        view = runner(rgb, args.layer, args.channel, target)
+        dst = args.out / f"{path.stem}_{args.lens}.png"
+        write_rgb(dst, lens_picture(runner, view, rgb, args.opacity))
+        found = {k: v for k, v in view.info.items() if k != "top5"}
+        print(f"{path}: {found}  -> {dst}")
     return 0
