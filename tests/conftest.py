@@ -29,10 +29,11 @@ SHIPPED = ("multistyle_rt.onnx", "multistyle_rt.json", "saliency_gradcam.onnx", 
 
 @pytest.fixture(scope="session")
 def real_zoo(tmp_path_factory) -> Path:
-    """The shipped default style network and the Grad-CAM graph (links into models/zoo)."""
+    """The shipped default style network, the Grad-CAM graph and the lenses (links into models/zoo)."""
     directory = tmp_path_factory.mktemp("real-zoo")
-    for name in SHIPPED:
-        (directory / name).symlink_to(REPO / "models" / "zoo" / name)
+    zoo = REPO / "models" / "zoo"
+    for path in [zoo / name for name in SHIPPED] + sorted(zoo.glob("lens_*")):
+        (directory / path.name).symlink_to(path)
     return directory
 
 

@@ -143,6 +143,36 @@ def test_page_runs_the_shipped_style_network_and_grad_cam(real_server_url, real_
     _wait_no_peers(real_server_url)
 
 
+LENS_READY = {"activations": "#lens-note b", "neighbors": "#neighbors figure", "fool": "#lens-top5 li", "dream": "#lens-note b"}
+
+
+def test_page_switches_through_every_lens_and_frames_keep_arriving(real_server_url, tmp_path):
+    """Each shipped lens chosen in the page in turn, with the style network on: its first
+    result shows in the lens card and the video keeps coming; then the lens's own controls."""
+    with chromium_page(tmp_path) as (page, errors):
+        page.goto(real_server_url + "/")
+        page.wait_for_selector("#lens button[data-value='dream']:not([disabled])")
+        start_streaming(page)
+        for method, ready in LENS_READY.items():
+            page.click(f"#lens button[data-value='{method}']")
+            page.wait_for_selector(ready, state="visible", timeout=40000)
+            before = page.evaluate("window.stylecam.framesDecoded()")
+            page.wait_for_function(f"window.stylecam.framesDecoded().then(n => n > {before} + 10)", polling=250, timeout=15000)
+        page.fill("#target", "goldfish")
+        page.dispatch_event("#target", "change")
+        page.wait_for_function("document.getElementById('lens-note').textContent.includes('goldfish')", timeout=40000)
+        page.click("#lens button[data-value='activations']")
+        page.select_option("#layer", "1")
+        page.locator("#channel").fill("3")
+        page.wait_for_function("document.getElementById('lens-note').textContent.startsWith('Channel 3 of')", timeout=20000)
+        page.wait_for_function("document.getElementById('lens-rate').textContent.includes('runs/s')", timeout=10000)
+        page.click("#lens button[data-value='off']")
+        page.wait_for_function("document.getElementById('lens-note').hidden", timeout=5000)
+        assert page.is_hidden("#notice"), page.inner_text("#notice")
+        assert not errors, errors
+    _wait_no_peers(real_server_url)
+
+
 def _wait_no_peers(url: str, timeout: float = 5.0) -> None:
     from stylecam.server.client import get_json
 

@@ -4,12 +4,18 @@ against its PyTorch reference on one frame (``export.lens``'s rules)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from style_helpers import CONTENT
 
 from stylecam.server.compose import MARGIN, LensDrawing, inferno_lut
 from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message
-from stylecam.server.runner import LensView, mosaic
+from stylecam.server.images import read_rgb
+from stylecam.server.model_card import FRAME, LAYER_WEIGHTS, LENS_METHODS, TARGET
+from stylecam.server.ort_model import OrtModel
+from stylecam.server.runner import LensRunner, LensView, mosaic
 
 CATALOG = Catalog(styles=("candy",), saliency=("gradcam",), lenses={"activations": 3, "neighbors": 0, "fool": 0}, classes=("tench", "goldfish", "toaster"))
 
@@ -85,3 +91,66 @@ def test_lens_drawing_replaces_the_frame_insets_its_picture_and_overlays_a_heat_
     frame = np.full((40, 40, 3), 50, np.uint8)
     LensDrawing().apply(frame, LensView("activations", heat=hot), 1.0)
     assert (frame[:, :12] == 50).all() and (frame[:, 28:] != 50).any()  # cold keeps the frame, hot is coloured
+
+
+# -- the shipped lens graphs -------------------------------------------------------------
+ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
+PHOTO = CONTENT / "coco" / "000000000285.jpg"  # a bear
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from stylecam.models.factory import create_model
+
+    return create_model("efficientnet_lite0")
+
+
+def extra_inputs(method: str, card) -> dict[str, np.ndarray]:
+    if method == "fool":
+        return {TARGET: np.array([859], np.int64)}  # toaster
+    if method == "dream":
+        weights = np.zeros(len(card.options["layers"]), np.float32)
+        weights[-1] = 1.0
+        return {LAYER_WEIGHTS: weights}
+    return {}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", list(LENS_METHODS))
+def test_shipped_lens_matches_pytorch_on_one_photo(method, classifier):
+    """Each shipped lens graph, run by onnxruntime as the server runs it, against the PyTorch
+    computation it was exported from, on one photo at its own size. The rule is export.lens's:
+    activations and logits within 1e-3 of their range everywhere; neighbours the same photos and
+    cosines within 1e-4; fooling images and dreams within 1 level at the median pixel and 2 on
+    average (sign and ReLU6 gates flip on rounding), the fooling change within its budget."""
+    from stylecam.export import lens
+
+    path = ZOO / f"lens_{method}.onnx"
+    model = OrtModel.load(path, device="cpu", threads=2)
+    frame = read_rgb(PHOTO)
+    inputs = extra_inputs(method, model.card)
+    got = model.run(**{FRAME: frame}, **inputs)
+    gallery = lens.stored_gallery(path) if method == "neighbors" else None
+    wanted = lens.reference(method, frame, model=classifier, gallery=gallery, **inputs)
+    parity = lens.compare(method, got, wanted, model.card.options)
+    assert parity.ok, str(parity)
+
+
+@pytest.mark.timeout(120)
+def test_lens_runners_say_what_to_show():
+    frame = read_rgb(PHOTO)
+    runners = {m: LensRunner(OrtModel.load(ZOO / f"lens_{m}.onnx", device="cpu", threads=2)) for m in LENS_METHODS}
+    mosaic_view = runners["activations"](frame)
+    layer = runners["activations"].layers[runners["activations"].layer_index(None)]
+    assert mosaic_view.inset is not None and mosaic_view.image is None and len(mosaic_view.info["shown"]) == 16
+    assert mosaic_view.info["layer"] == layer["name"] and mosaic_view.info["channels"] == layer["channels"]
+    channel = runners["activations"](frame, layer=0, channel=3)
+    assert channel.heat is not None and channel.heat.max() == pytest.approx(1.0) and channel.info["channel"] == 3
+    found = runners["neighbors"](frame).info["neighbors"]
+    assert len(found) == 5 and all(n["photo"] in runners["neighbors"].photos for n in found)
+    assert [n["similarity"] for n in found] == sorted((n["similarity"] for n in found), reverse=True)
+    fooled = runners["fool"](frame)  # the default target: toaster
+    assert fooled.image.shape == fooled.inset.shape == (224, 224, 3) and fooled.info["target"] == "toaster"
+    assert fooled.info["fooled"] == (fooled.info["top5"][0]["label"] == "toaster")
+    dreamed = runners["dream"](frame, layer=0)
+    assert dreamed.image.shape == (224, 224, 3) and dreamed.info["layer_index"] == 0
