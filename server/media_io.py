@@ -76,7 +76,7 @@ def check_encoder(name: str) -> None:
     """An unknown ``--codec`` is found before any source is opened or any file written."""
     try:
         codec = av.Codec(name, "w")
-    except av.FFmpegError:
+    except (av.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
         raise MediaError(f"--codec {name}: no such encoder in this FFmpeg; try libx264, libx265, libvpx-vp9, mpeg4") from None
     if codec.type != "video":
         raise MediaError(f"--codec {name}: a {codec.type} encoder, not a video one")
@@ -227,10 +227,11 @@ class Sink:
         self._last_pts: int | None = None
 
     def _options(self, codec: str) -> dict[str, str]:
-        """A live sink must not wait on x264's lookahead: fast preset, no B-frames, 2 s GOP."""
+        """A live sink must not wait on x264's lookahead: fast preset, no B-frames, 2 s GOP.
+        x265 would print its settings over the progress bar."""
         if codec == "libx264" and self.stream:
             return {"preset": "veryfast", "tune": "zerolatency", "g": "60"}
-        return {}
+        return {"x265-params": "log-level=error"} if codec == "libx265" else {}
 
     def copy(self, packet: av.Packet) -> None:
         """An audio packet, as it came, in its own stream's time."""
