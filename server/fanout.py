@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -66,6 +67,7 @@ class SharedEncoder:
         self._count = 0
         self.frames = 0  # frames encoded
         self.bytes = 0
+        self.ms = 0.0  # encode time per frame, moving average
         self.ended = False
         self._task = asyncio.create_task(self._run())
 
@@ -114,6 +116,7 @@ class SharedEncoder:
     def _encode(self, frame: av.VideoFrame, keyframe: bool) -> list[av.Packet]:
         """Worker thread: one frame in, its packet out, stamped with the frame's own pts
         and time base (the publisher's RTP clock), which the sender turns into RTP time."""
+        start = time.perf_counter()
         pts, time_base = frame.pts, frame.time_base
         width, height = frame.width // 2 * 2, frame.height // 2 * 2  # 4:2:0 needs even sides
         if frame.format.name != "yuv420p" or (width, height) != (frame.width, frame.height):
@@ -128,6 +131,8 @@ class SharedEncoder:
         packets = codec.encode(frame)
         for packet in packets:
             packet.pts, packet.dts, packet.time_base = pts, pts, time_base
+        ms = (time.perf_counter() - start) * 1000.0
+        self.ms = ms if not self.frames else 0.8 * self.ms + 0.2 * ms
         self.frames += 1
         return packets
 

@@ -193,7 +193,7 @@ class Stream:
             "frames_styled": peer.track.frames_out if peer.track else 0,
             "frames_encoded": self.encoder.frames if self.encoder else 0,
             "bytes_encoded": self.encoder.bytes if self.encoder else 0,
-            "ms": stats.ms,
+            "ms": {**stats.ms, **({"h264": round(self.encoder.ms, 1)} if self.encoder and self.encoder.frames else {})},
             "top5": stats.top5,
         }
 
