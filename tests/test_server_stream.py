@@ -219,3 +219,5 @@ def test_bench_e2e_prints_its_table_and_writes_json(server_url, tmp_path, capsys
         assert r["style"] == "invert" and r["server_ms_peer0"]["style"] > 0, r
         assert f"| auto | {r['scenario']} | 1 | {r['fps_per_peer']:.1f} |" in printed
     assert "| process size | scenario | peers |" in printed and f"wrote {out}" in printed
+    assert cli(["bench", "e2e", "--url", server_url, "--peers", "1", "--lens", "xray", "--json", str(out)]) == 2
+    assert "--lens xray: no such lens" in capsys.readouterr().err

@@ -4,9 +4,10 @@ Each client (``stylecam.server.client``) sends a synthetic 640x480 camera at 30 
 Glass-to-glass latency runs from the moment the client's camera handed a frame to its
 encoder to the moment the styled frame came out of the client's decoder, matched by pts.
 
-Reports, per scenario (1, 2, 4 peers x style only / style + saliency): received fps per
-peer, median and p95 latency, dropped ratio (sent frames never seen back). Prints a table
-and writes JSON. It needs a style model (``--models``, default: the shipped ones).
+Reports, per scenario (1, 2, 4 peers x style only / style + saliency / style + each
+``--lens``): received fps per peer, median and p95 latency, dropped ratio (sent frames
+never seen back), and a lens's runs per second as the page shows them. Prints a table and
+writes JSON. It needs a style model (``--models``, default: the shipped ones).
 """
 
 from __future__ import annotations
@@ -46,15 +47,15 @@ async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: flo
         for c in clients:
             c.send({"type": "config", **config})
         await asyncio.sleep(warmup)  # sessions open, saliency starts, rates settle
-        starts = [(c.received.frames, c.camera.count, len(c.received.latencies_ms), len(c.received.seen)) for c in clients]
+        starts = [(c.received.frames, c.camera.count, len(c.received.latencies_ms), len(c.received.seen), len(c.messages)) for c in clients]
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
         span = time.monotonic() - t0
         rows = []
-        for c, (f0, s0, l0, n0) in zip(clients, starts):
+        for c, (f0, s0, l0, n0, m0) in zip(clients, starts):
             sent = c.camera.count - s0
             seen = len(c.received.seen) - n0
-            stats = [m for m in c.messages if m.get("type") == "stats"]
+            stats = [m for m in c.messages[m0:] if m.get("type") == "stats"]
             rows.append(
                 {
                     "fps": (c.received.frames - f0) / span,
@@ -62,6 +63,7 @@ async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: flo
                     "dropped_ratio": 1.0 - min(1.0, seen / sent) if sent else None,
                     "sent_fps": sent / span,
                     "server_ms": stats[-1]["ms"] if stats else {},
+                    "lens_fps": statistics.mean(m.get("lens_fps", 0.0) for m in stats) if stats else None,
                     "pts_checks": (c.received.pts_agree, c.received.pts_checks),
                 }
             )
@@ -78,6 +80,8 @@ async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: flo
         "latency_samples": len(latencies),
         "dropped_ratio": statistics.mean(r["dropped_ratio"] for r in rows if r["dropped_ratio"] is not None),
         "server_ms_peer0": rows[0]["server_ms"],
+        "lens_fps_per_peer": statistics.mean(r["lens_fps"] for r in rows) if config.get("lens", "off") != "off" and all(
+            r["lens_fps"] is not None for r in rows) else None,
         "pts_checks_agree_of": [sum(r["pts_checks"][0] for r in rows), sum(r["pts_checks"][1] for r in rows)],
     }
 
@@ -86,7 +90,7 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-STAGES = ("decode", "style", "upscale+mix", "overlay", "encode-prep")  # the server's per-frame stages, in order
+STAGES = ("decode", "style", "upscale+mix", "overlay", "lens-draw", "encode-prep")  # the server's per-frame stages, in order
 
 
 def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
@@ -110,6 +114,11 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
             configs = [("style", {"style": style, "saliency": "off"})]
             if method:
                 configs.append((f"style+{method}", {"style": style, "saliency": method, "opacity": 0.4}))
+            lenses = [m["method"] for m in models if m["kind"] == "lens"]
+            for lens in filter(None, args.lens.split(",")):
+                if lens not in lenses:
+                    raise RuntimeError(f"--lens {lens}: no such lens under {args.models}; loaded: {', '.join(lenses) or 'none'}")
+                configs.append((f"style+{lens}", {"style": style, "saliency": "off", "lens": lens}))
             for label, config in configs:
                 for n in (int(x) for x in args.peers.split(",")):
                     result = asyncio.run(_scenario(url, n, config, args.seconds, args.fps, args.warmup))
@@ -133,6 +142,8 @@ def main(argv: list[str] | None = None, prog: str = "stylecam bench e2e") -> int
     p.add_argument("--fps", type=float, default=30.0, help="frame rate each client sends at (default: 30)")
     p.add_argument("--style", default=None, help="style model to use (default: the first the server lists)")
     p.add_argument("--saliency", default=None, help="saliency method for the style+saliency runs (default: the first loaded)")
+    p.add_argument("--lens", default="", metavar="LENS[,LENS...]",
+                   help="also run style + each of these lenses (activations, neighbors, fool, dream), reporting its runs per second")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="--device for the started server (default: auto)")
     p.add_argument("--process-size", default="auto", metavar="auto|full|WxH[,...]",
                    help="--process-size for the started server; several (comma-separated) are measured in one run, "
@@ -142,12 +153,13 @@ def main(argv: list[str] | None = None, prog: str = "stylecam bench e2e") -> int
     health, results = _run_sizes(args)
     print(f"device: {health['device']}  ({args.seconds:.0f} s per row, {args.fps:.0f} fps sent at 640x480; "
           "stage times: the server's per-frame means, ms, first peer)")
-    print("| process size | scenario | peers | fps/peer | sent | latency p50 | p95 | dropped | " + " | ".join(STAGES) + " |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " |")
+    print("| process size | scenario | peers | fps/peer | sent | latency p50 | p95 | dropped | lens runs/s | lens ms | " + " | ".join(STAGES) + " |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " |")
     for r in results:
         stages = " | ".join(_fmt(r["server_ms_peer0"].get(stage), ".1f") for stage in STAGES)
         print(f"| {r['process_size']} | {r['scenario']} | {r['peers']} | {r['fps_per_peer']:.1f} | {r['sent_fps_per_peer']:.1f} | "
-              f"{_fmt(r['latency_ms_median'], '.0f')} | {_fmt(r['latency_ms_p95'], '.0f')} | {r['dropped_ratio']:.1%} | {stages} |")
+              f"{_fmt(r['latency_ms_median'], '.0f')} | {_fmt(r['latency_ms_p95'], '.0f')} | {r['dropped_ratio']:.1%} | "
+              f"{_fmt(r.get('lens_fps_per_peer'), '.1f')} | {_fmt(r['server_ms_peer0'].get('lens'), '.0f')} | {stages} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"device": health["device"], "results": results}, indent=2))
     print(f"wrote {args.json}")
