@@ -172,57 +172,69 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-WINDOW_S = 5.0
+WINDOW_S = 4.0
+CAMERA_FPS = 15
 
 
 def test_three_viewers_cost_little_more_than_one(real_zoo):
-    """The server (its own process) streams the shipped style at 640x480 to 1, then 3
-    viewers; its CPU time over equal windows rises by at most 30%, every styled frame is
-    encoded once whatever the number of viewers, and each viewer gets all of them.
-    (Measured: 0.79 -> 0.77 cores styled at 30 fps; 0.17 -> 0.19 passing through, where
-    an encode per viewer would double it.)"""
+    """The server (its own process) streams 640x480 to 1, then 3 viewers, styled with the
+    shipped default, then to 3, then 1 passing frames through, where the shared encode is
+    most of the work (an encode per viewer would double it) and styling cannot hide it.
+    Its CPU time per frame, over equal windows, rises by at most 30% from 1 viewer to 3;
+    every frame is encoded once whatever the number of viewers, and each viewer gets them
+    all. Per frame, because this machine's cores are shared: a window in which other
+    processes held the server back handles fewer frames and spends less."""
     proc, url = start_server(real_zoo, ["--device", "cpu", "--max-peers", "2"])
 
-    async def window(publisher: WhipPublisher, viewers: list[WhepViewer]) -> tuple[float, int, int, list[int]]:
+    async def window(publisher: WhipPublisher, viewers: list[WhepViewer]) -> float:
+        """Server CPU seconds per frame over WINDOW_S; checks the frames were encoded once each."""
         before, cpu, frames = await publisher.stats(), _cpu_seconds(proc.pid), [v.received.frames for v in viewers]
         await asyncio.sleep(WINDOW_S)
-        after = await publisher.stats()
-        return (_cpu_seconds(proc.pid) - cpu, after["frames_encoded"] - before["frames_encoded"],
-                after["frames_styled"] - before["frames_styled"], [v.received.frames - f for v, f in zip(viewers, frames)])
+        after, spent = await publisher.stats(), _cpu_seconds(proc.pid) - cpu
+        encoded = after["frames_encoded"] - before["frames_encoded"]
+        styled = after["frames_styled"] - before["frames_styled"]
+        received = [v.received.frames - f for v, f in zip(viewers, frames)]
+        print(f"{after['settings']['style']}, {len(viewers)} viewer(s): server CPU {spent:.2f} s over {WINDOW_S:g} s, "
+              f"{encoded} frames encoded, received {received}; {after['ms']}")
+        assert encoded <= styled and encoded >= 0.6 * CAMERA_FPS * WINDOW_S, (encoded, styled)
+        assert all(r >= 0.8 * encoded for r in received), (received, encoded)
+        return spent / encoded
 
-    async def go():
-        camera = CounterCamera(fps=15)
+    async def go() -> dict[str, float]:
+        camera = CounterCamera(fps=CAMERA_FPS)
         publisher = WhipPublisher(url, camera)  # the default style
         await publisher.publish()
         viewers = [WhepViewer(f"{url}/whep/{publisher.stream_id}", camera, decode_every=1000) for _ in range(3)]
         try:
             await viewers[0].connect()
-            await viewers[0].wait_frames(15)  # the model is loaded, rates settle
-            one = await window(publisher, viewers[:1])
+            await viewers[0].wait_frames(30)  # the model is loaded, rates settle
+            assert (await publisher.stats())["settings"]["style"] == DEFAULT_STYLE
+            costs = {"styled 1": await window(publisher, viewers[:1])}
             for v in viewers[1:]:
                 await v.connect()
             for v in viewers[1:]:
                 await v.wait_frames(15)
-            three = await window(publisher, viewers)
-            stats = await publisher.stats()
+            costs["styled 3"] = await window(publisher, viewers)
+            await publisher.control({"type": "config", "style": None})
+            await viewers[0].wait_frames(15)
+            costs["pass-through 3"] = await window(publisher, viewers)
+            await asyncio.gather(*(v.close() for v in viewers[1:]))
+            await viewers[0].wait_frames(15)
+            costs["pass-through 1"] = await window(publisher, viewers[:1])
         finally:
             await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
             await publisher.close()
-        return one, three, stats
+        return costs
 
     try:
-        one, three, stats = run(go(), timeout=60)
+        costs = run(go(), timeout=75)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    print(f"server CPU over {WINDOW_S:g} s: 1 viewer {one[0]:.2f} s ({one[1]} frames encoded), "
-          f"3 viewers {three[0]:.2f} s ({three[1]} frames encoded): x{three[0] / one[0]:.2f}; {stats['ms']}")
-    assert stats["settings"]["style"] == DEFAULT_STYLE and stats["ms"]["style"] > 0
-    for _, encoded, styled, received in (one, three):
-        assert encoded <= styled and encoded >= 0.6 * 15 * WINDOW_S, (encoded, styled)  # once per frame, at about the camera's rate
-        assert all(r >= 0.8 * encoded for r in received), (received, encoded)
-    assert three[1] >= 0.8 * one[1], "3 viewers must not pass by encoding fewer frames"
-    assert three[0] <= 1.3 * one[0], f"3 viewers cost x{three[0] / one[0]:.2f} the CPU of 1"
+    for mode in ("styled", "pass-through"):
+        ratio = costs[f"{mode} 3"] / costs[f"{mode} 1"]
+        print(f"{mode}: {costs[f'{mode} 1'] * 1000:.1f} -> {costs[f'{mode} 3'] * 1000:.1f} ms of server CPU per frame, x{ratio:.2f}")
+        assert ratio <= 1.3, f"{mode}: 3 viewers cost x{ratio:.2f} the CPU of 1 per frame"
 
 
 def test_publisher_gone_ends_viewers(tiny_zoo):
