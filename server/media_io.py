@@ -28,6 +28,9 @@ STDIO = "-"
 SINK_FORMATS = {"rtmp": "flv", "rtmps": "flv", "srt": "mpegts", "udp": "mpegts", "tcp": "mpegts", "rtsp": "rtsp"}
 FILE_CODECS = {".webm": "libvpx-vp9"}
 DEFAULT_CODEC = "libx264"
+NO_PROTOCOL_HINT = (" in PyAV's FFmpeg (its wheels have no SRT); relay through the ffmpeg command and a pipe: "
+                    "ffmpeg -i srt://... -c copy -f mpegts - | stylecam stylize - ..., "
+                    "or stylecam stylize ... --out - | ffmpeg -i - -c copy -f mpegts srt://...")
 FALLBACK_RATE = Fraction(30)
 
 Item = av.VideoFrame | av.Packet
@@ -45,7 +48,8 @@ def named(what: str) -> Iterator[None]:
     except (av.FFmpegError, ValueError) as e:
         if isinstance(e, MediaError):
             raise
-        raise MediaError(f"{what}: {getattr(e, 'strerror', None) or e}") from None
+        hint = NO_PROTOCOL_HINT if isinstance(e, av.error.ProtocolNotFoundError) else ""
+        raise MediaError(f"{what}: {getattr(e, 'strerror', None) or e}{hint}") from None
 
 
 def is_url(spec: str) -> bool:
@@ -121,7 +125,7 @@ def open_source(spec: str, timeout: float) -> Source:
     """A file, camera (``0``, ``/dev/video0``), URL (rtsp/rtmp/srt/http...) or ``-`` (stdin)."""
     device = camera_device(spec)
     url = "pipe:0" if spec == STDIO else device or spec
-    with named(spec):
+    with named(f"{spec}: no camera {device}" if device and device != spec else spec):
         container = av.open(url, format="v4l2" if device else None,
                             timeout=(timeout, timeout) if is_stream(spec) else None)
     if not container.streams.video:

@@ -128,8 +128,8 @@ def stylize_video(stylizer: Stylizer, src: str, dst: str, options: VideoOptions)
     reader = NewestFrame(source.items()) if source.live and not options.all_frames else None
     frames, note, start = 0, "", time.monotonic()
     try:
-        with tqdm(total=source.frames, desc=stream_name(src) if is_stream(src) else Path(src).name, unit="frame",
-                  dynamic_ncols=True) as bar:
+        label = stream_name(src) if is_stream(src) else Path(src).name
+        with tqdm(total=source.frames, desc=label, unit="frame", dynamic_ncols=True) as bar:
             for item in reader if reader is not None else source.items():
                 if isinstance(item, av.Packet):
                     sink.copy(item)
@@ -231,6 +231,8 @@ def main(argv: list[str], prog: str = "stylecam stylize") -> int:
     many = len(args.inputs) > 1
     for src in args.inputs:
         dst = output_path(src, args.out, stylizer.runner.model.card.name, many)
+        if not is_video(src) and is_stream(dst):
+            raise StylizeError(f"{src}: an image cannot go to {dst}; give a file name with --out")
         if is_video(src):
             print(f"{src} -> {dst} ({stylize_video(stylizer, src, dst, options)})", file=report)
         else:

@@ -121,6 +121,13 @@ def test_bad_video_options_one_line_nothing_written(clip, tmp_path, capsys, args
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_missing_camera_is_one_line(tmp_path, capsys):
+    assert cli(["stylize", "/dev/video97", "--model", str(MODEL), "--out", str(tmp_path / "x.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "/dev/video97: No such file" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_stream_nobody_serves_is_one_line(tmp_path, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
