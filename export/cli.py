@@ -50,7 +50,7 @@ SUBCOMMANDS: Table = {
     "train": ("stylecam.models.train", "train a style network (single or multi-style) with perceptual losses"),
     "teach": ("stylecam.models.teacher", "render a teacher network's stylized photos for `train --teacher` (distillation)"),
     "export": ("stylecam.export.command", "turn a checkpoint (or a pretrained classifier) into verified ONNX + card"),
-    "stylize": ("stylecam.server.stylize", "stylize images or a video with an exported model (onnxruntime only)"),
+    "stylize": ("stylecam.server.stylize", "stylize images, videos, a camera or a stream (RTMP, pipes) with an exported model (onnxruntime only)"),
     "explain": ("stylecam.server.explain", "heat map overlays + top-5 classes for images with an exported saliency model"),
     "serve": ("stylecam.server.__main__", "serve the live webcam page: WebRTC in, stylized frames + saliency out"),
     "lab": (LAB, "the lecture's slow, optimisation-based methods, each a command that writes pictures (gatys, texture, ...)"),
