@@ -37,6 +37,52 @@ def _difference(viewer: WhepViewer) -> float:
     return float(np.abs(sent.astype(np.int16) - viewer.received.last).mean())
 
 
+class FrameSource:
+    """A track of numbered 64x48 frames (pts 3000 apart, as RTP video at 30 fps), as fast as asked."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def recv(self):
+        import fractions
+
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), self.count * 10 % 256, np.uint8), format="rgb24")
+        frame.pts, frame.time_base = 1000 + 3000 * self.count, fractions.Fraction(1, 90000)
+        self.count += 1
+        await asyncio.sleep(0.005)
+        return frame
+
+
+def test_shared_encoder_starts_each_viewer_on_a_keyframe_and_resyncs_a_slow_one():
+    """One encode per frame for any number of viewers; each packet keeps its frame's pts;
+    a viewer joins on a keyframe, and one that falls MAX_BEHIND packets behind drops them,
+    asks for a keyframe and resumes on it."""
+    from stylecam.server.fanout import MAX_BEHIND, SharedEncoder
+
+    async def go():
+        source = FrameSource()
+        encoder = SharedEncoder(source)
+        first, second = encoder.subscribe(), encoder.subscribe()
+        try:
+            packets = [await first.recv() for _ in range(MAX_BEHIND + 4)]
+            assert packets[0].is_keyframe  # (later ones too: the slow viewer's resync asks for one for all)
+            assert [(p.pts - 1000) % 3000 for p in packets] == [0] * len(packets) and packets[0].pts < packets[-1].pts
+            assert encoder.frames <= source.count  # once per frame, though two viewers take them
+            # the second viewer never read: it held MAX_BEHIND packets, dropped them and waits for a keyframe
+            await _until(lambda: second.resyncs >= 1)
+            resumed = await second.recv()
+            assert resumed.is_keyframe and resumed.pts > packets[0].pts
+        finally:
+            first.stop()
+            second.stop()
+            await encoder.close()
+        assert encoder.viewers == 0
+
+    run(go(), timeout=20)
+
+
 def test_publish_watch_restyle_and_delete(real_zoo):
     """Pass-through first (the viewer learns the pts offset from the drawn counter and sees
     the frames it was sent), then the shipped style through the control endpoint: the
