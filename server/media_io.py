@@ -46,8 +46,6 @@ def named(what: str) -> Iterator[None]:
     try:
         yield
     except (av.FFmpegError, ValueError) as e:
-        if isinstance(e, MediaError):
-            raise
         hint = NO_PROTOCOL_HINT if isinstance(e, av.error.ProtocolNotFoundError) else ""
         raise MediaError(f"{what}: {getattr(e, 'strerror', None) or e}{hint}") from None
 
@@ -219,22 +217,23 @@ class Sink:
         try:
             with named(target):
                 name = codec or FILE_CODECS.get(Path(target).suffix.lower(), DEFAULT_CODEC)
-                self._video = self._out.add_stream(name, rate=source.rate, options=self._options(name))
+                self._video = self._out.add_stream(name, rate=source.rate, options=self._options(name, source.rate))
                 self._audio = {s.index: self._out.add_stream_from_template(s) for s in source.audio}
         except BaseException:
             self.abort()
             raise
-        self._video.codec_context.time_base = source.video.time_base or 1 / source.rate
+        time_base = self._video.codec_context.time_base = source.video.time_base or 1 / source.rate
+        self._tick = max(1, round(1 / (source.rate * time_base)))  # one frame, for frames without a time
         self._pixel_format = yuv420p_or_native(self._video)
         self._video.pix_fmt = self._pixel_format
         self._pending: list[av.Packet] | None = []  # audio held until the video size is known
         self._last_pts: int | None = None
 
-    def _options(self, codec: str) -> dict[str, str]:
+    def _options(self, codec: str, rate: Fraction) -> dict[str, str]:
         """A live sink must not wait on x264's lookahead: fast preset, no B-frames, 2 s GOP.
         x265 would print its settings over the progress bar."""
         if codec == "libx264" and self.stream:
-            return {"preset": "veryfast", "tune": "zerolatency", "g": "60"}
+            return {"preset": "veryfast", "tune": "zerolatency", "g": str(round(2 * rate))}
         return {"x265-params": "log-level=error"} if codec == "libx265" else {}
 
     def copy(self, packet: av.Packet) -> None:
@@ -254,7 +253,7 @@ class Sink:
         if self._last_pts is None:
             self._video.width, self._video.height = frame.width, frame.height
         if pts is None or (self._last_pts is not None and pts <= self._last_pts):
-            pts = 0 if self._last_pts is None else self._last_pts + 1
+            pts = 0 if self._last_pts is None else self._last_pts + (self._tick if pts is None else 1)
         frame.pts, frame.time_base, self._last_pts = pts, self._video.codec_context.time_base, pts
         with named(self.target):
             self._out.mux(self._video.encode(frame))
