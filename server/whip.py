@@ -1,6 +1,7 @@
 """WHIP in, WHEP out: publish a stream from OBS (or any WHIP client), watch it styled.
 
     POST   /whip?style=&weights=&strength=&saliency=&opacity=   SDP offer -> 201, SDP answer, Location /whip/ID
+    GET    /whip               the streams being published (JSON): how a viewer finds an ID
     GET    /whip/ID            the stream's settings and counters (JSON)
     POST   /whip/ID/control    {"type": "config", ...}: the page's control message
     DELETE /whip/ID            ends the stream and its viewers
@@ -258,6 +259,10 @@ async def publish(request: web.Request) -> web.Response:
     return _answer(answer.sdp, f"/whip/{stream.id}")
 
 
+async def listing(request: web.Request) -> web.Response:
+    return web.json_response({"streams": [s.describe() for s in request.app[STREAMS].values()]})
+
+
 async def describe(request: web.Request) -> web.Response:
     stream = _stream(request)
     return stream if isinstance(stream, web.Response) else web.json_response(stream.describe())
@@ -348,6 +353,7 @@ async def streams_context(app: web.Application) -> AsyncIterator[None]:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/whip", publish)
+    app.router.add_get("/whip", listing)
     app.router.add_get("/whip/{stream}", describe)
     app.router.add_post("/whip/{stream}/control", control)
     app.router.add_delete("/whip/{stream}", unpublish)

@@ -100,6 +100,8 @@ def test_publish_watch_restyle_and_delete(real_zoo):
                 assert resource == f"{url}/whip/{publisher.stream_id}"
                 stats = await publisher.stats()
                 assert stats["settings"]["style"] is None and stats["settings"]["strength"] == 0.9
+                status, text, _ = await request("GET", f"{url}/whip")
+                assert status == 200 and [s["id"] for s in json.loads(text)["streams"]] == [publisher.stream_id]
                 await viewer.connect()
                 await _until(lambda: viewer.received.pts_offset is not None, 15)
                 await viewer.wait_frames(3)
