@@ -168,6 +168,9 @@ def test_error_statuses(tiny_zoo):
             status, error = await post("/whip", "not a session description")
             assert status == 400 and error.startswith("cannot use this offer")
             assert (await post("/whip", watch_offer))[0] == 400  # receives only: nothing to publish
+            no_fingerprint = "".join(line for line in publish_offer.splitlines(True) if not line.startswith("a=fingerprint"))
+            status, error = await post("/whip", no_fingerprint)
+            assert status == 400 and "DTLS fingerprint" in error
             status, error = await post("/whip?style=nope", publish_offer)
             assert status == 400 and "unknown style 'nope'" in error
             status, error = await post("/whip?strength=lots", publish_offer)
