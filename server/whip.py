@@ -19,6 +19,7 @@ the server's token when it has one (OBS: the "Bearer Token" field).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import secrets
@@ -84,32 +85,29 @@ def _answer(sdp: str, location: str) -> web.Response:
     return web.Response(status=201, text=sdp, content_type=SDP, headers={"Location": location})
 
 
+def _number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ControlError(f"{name} must be a number from 0 to 1, got {text!r}") from None
+
+
 def settings_from_query(query: dict[str, str], catalog: Catalog) -> Settings:
     """The publisher's starting settings from ``?style=&weights=a=0.7,b=0.3&strength=&saliency=&opacity=``
     (style ``none``: no styling); ControlError names a bad one."""
     unknown = sorted(set(query) - {"style", "weights", "strength", "saliency", "opacity", "token"})
     if unknown:
         raise ControlError(f"unknown query parameter(s) {', '.join(unknown)}; valid: style, weights, strength, saliency, opacity")
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = {key: _number(key, query[key]) for key in ("strength", "opacity") if key in query}
     if "style" in query:
         data["style"] = None if query["style"] in ("", "none") else query["style"]
     if "saliency" in query:
         data["saliency"] = query["saliency"]
-    numbers = {key: query[key] for key in ("strength", "opacity") if key in query}
     if "weights" in query:
         pairs = [item.partition("=") for item in query["weights"].split(",") if item]
         if any(not sep for _, sep, _ in pairs):
             raise ControlError(f"weights must read STYLE=W,STYLE=W (W from 0 to 1), got {query['weights']!r}")
-        numbers |= {f"weights.{name}": value for name, _, value in pairs}
-    for key, text in numbers.items():
-        try:
-            value = float(text)
-        except ValueError:
-            raise ControlError(f"{key} must be a number from 0 to 1, got {text!r}") from None
-        if key.startswith("weights."):
-            data.setdefault("weights", {})[key.removeprefix("weights.")] = value
-        else:
-            data[key] = value
+        data["weights"] = {name: _number(f"the weight of {name}", value) for name, _, value in pairs}
     return apply_config(data, Settings(style=catalog.default_style()), catalog)
 
 
@@ -186,8 +184,7 @@ class Stream:
         return {
             "id": self.id,
             "connected": not peer.pending,
-            "settings": {"style": settings.style, "weights": dict(settings.weights), "strength": settings.strength,
-                         "saliency": settings.saliency, "opacity": settings.opacity},
+            "settings": {**dataclasses.asdict(settings), "weights": dict(settings.weights)},
             "viewers": len(self.viewers),
             "frames_in": peer.source.frames_in if peer.source else 0,
             "dropped": peer.source.dropped if peer.source else 0,
