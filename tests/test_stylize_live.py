@@ -4,6 +4,7 @@ sound out; pipes; and live RTMP with a real FFmpeg on the other end (127.0.0.1 o
 import io
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -177,6 +178,31 @@ def test_stdin_to_stdout(tmp_path):
     got, src = probe(io.BytesIO(done.stdout)), probe(io.BytesIO(source.getvalue()))
     assert got["format"] == "mpegts" and got["codec"] == "h264" and len(got["frames"]) == FRAMES
     assert same_audio(got["audio"], src["audio"])
+
+
+def test_ctrl_c_ends_a_live_input_with_its_output_complete(tmp_path):
+    """Ctrl-C is how a live recording stops: the file is finished and kept."""
+    source = io.BytesIO()
+    make_clip(source, "mpegts")
+    out = tmp_path / "recorded.mp4"
+    run = subprocess.Popen([sys.executable, "-m", "stylecam.export.cli", "stylize", "-", "--model", str(MODEL),
+                            "--timeout", "2", "--out", str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    try:
+        run.stdin.write(source.getvalue())
+        run.stdin.flush()  # and left open: the stream goes on
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob(".*partial*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == 0, run.stderr.read().decode()
+    finally:
+        run.kill()
+        run.stdin.close()
+    assert "stopped by Ctrl-C" in run.stdout.read().decode()
+    got = probe(out)
+    assert got["codec"] == "h264" and len(got["frames"]) >= 1 and got["audio_codec"] == "aac"
+    assert list(tmp_path.iterdir()) == [out]
 
 
 def free_port() -> int:
