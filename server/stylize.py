@@ -181,7 +181,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="examples: stylecam stylize photo.jpg --model models/zoo/multistyle_rt.onnx "
-               "--weights starry_night=0.5,wave=0.5 --out photo_styled.jpg | "
+               "--weights starry_night=0.5,wave=0.5 --out photo_styled.jpg; "
                "stylecam stylize rtmp://127.0.0.1/live/in --model models/zoo/multistyle_rt.onnx --size 320 "
                "--out rtmp://127.0.0.1/live/out",
     )
