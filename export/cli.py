@@ -8,17 +8,12 @@ stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
+from stylecam.server.help import HelpFormatter
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends each option's default to its help, unless the help already says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        return text if "(default" in text else super()._get_help_string(action) or ""
+__all__ = ["HelpFormatter", "dispatch", "main"]
 
 
 Table = dict[str, tuple["str | Table", str]]  # name -> (module, or a table of its own subcommands; one-line help)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from stylecam.server.app import serve
 from stylecam.server.config import IceServer, ServerConfig, resolve_token
+from stylecam.server.help import HelpFormatter
 from stylecam.server.model_card import CardError
 from stylecam.server.registry import PRECISIONS
 from stylecam.server.tls import TLSError, cache_dir, self_signed, server_context
@@ -45,7 +46,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         prog=prog,
         description="Serve the stylecam web page: webcam frames stream in over WebRTC and come back stylized, "
         "with a live saliency heat map and the top-5 classes. Models are read from their cards only.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--host", default=d.host, help="address to listen on; the default serves this machine only (use 0.0.0.0 to serve the LAN)")
     p.add_argument("--port", type=int, default=d.port, help="TCP port for the page and signalling (0 picks a free one)")

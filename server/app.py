@@ -42,7 +42,7 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    app = web.Application(client_max_size=config.max_offer_bytes, middlewares=[signaling.require_token, whip.edge])
+    app = web.Application(client_max_size=config.max_offer_bytes, middlewares=[whip.edge, signaling.require_token])
     app[CONFIG] = config
     app[PEERS] = set()
     app[WEB_DIR] = config.web_dir

@@ -7,13 +7,10 @@ overlay keeps its buffers per frame size and the colour map is a 256-entry looku
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from stylecam.server.runner import LensView
 
 INSET = 0.35  # a lens's inset picture is this share of the frame's height
 MARGIN = 8  # pixels between the inset and the frame's corner
@@ -88,6 +85,17 @@ class Overlay:
         cv2.add(self._blend, self._add, dst=self._blend)
         np.copyto(frame, self._blend, casting="unsafe")  # in [0.5, 255.5): truncation rounds half up
         return frame
+
+
+@dataclass(frozen=True)
+class LensView:
+    """What one lens run shows: drawn on the frame by ``LensDrawing``, listed by the page."""
+
+    method: str
+    heat: np.ndarray | None = None  # float32 (h, w) in [0, 1], drawn like a saliency map
+    image: np.ndarray | None = None  # uint8 (h, w, 3) RGB, shown instead of the frame
+    inset: np.ndarray | None = None  # uint8 (h, w, 3) RGB, shown in a corner of the frame
+    info: dict = field(default_factory=dict)  # JSON for the page: layer, neighbours, top-5
 
 
 class LensDrawing:

@@ -26,11 +26,10 @@ import av
 import cv2
 import numpy as np
 
-from stylecam.server.compose import LensDrawing, Overlay, mix_strength
+from stylecam.server.compose import LensDrawing, LensView, Overlay, mix_strength
 from stylecam.server.control import Settings
 from stylecam.server.ort_model import Binding
 from stylecam.server.registry import Registry
-from stylecam.server.runner import LensView
 
 log = logging.getLogger(__name__)
 

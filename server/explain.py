@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 
 from stylecam.server.classes import UnknownClass, find_class, top_classes
-from stylecam.server.compose import LensDrawing, Overlay
+from stylecam.server.compose import LensDrawing, LensView, Overlay
 from stylecam.server.images import ImageFileError, read_rgb, write_rgb
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
 from stylecam.server.ort_model import OrtModel
-from stylecam.server.runner import LensRunner, LensView, SaliencyRunner
+from stylecam.server.runner import LensRunner, SaliencyRunner
 
 
 class ExplainError(ValueError):

@@ -7,12 +7,12 @@ the tensor names, the blend-weight vector and the target convention live here on
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from stylecam.server.classes import top_classes
-from stylecam.server.compose import inferno_lut
+from stylecam.server.compose import LensView, inferno_lut
 from stylecam.server.model_card import (
     ACTIVATION,
     CLASS,
@@ -125,17 +125,6 @@ def top5(logits: np.ndarray, labels: tuple[str, ...]) -> list[dict]:
 
 MOSAIC = 4  # the activations mosaic shows the MOSAIC x MOSAIC most active channels
 DEFAULT_FOOL_TARGET = "toaster"  # a fooling image's class until the page picks one (Brown et al.'s patch)
-
-
-@dataclass(frozen=True)
-class LensView:
-    """What one lens run shows: drawn on the frame by ``compose.LensDrawing``, listed by the page."""
-
-    method: str
-    heat: np.ndarray | None = None  # float32 (h, w) in [0, 1], drawn like a saliency map
-    image: np.ndarray | None = None  # uint8 (h, w, 3) RGB, shown instead of the frame
-    inset: np.ndarray | None = None  # uint8 (h, w, 3) RGB, shown in a corner of the frame
-    info: dict = field(default_factory=dict)  # JSON for the page: layer, neighbours, top-5
 
 
 def mosaic(activation: np.ndarray, count: int = MOSAIC) -> tuple[np.ndarray, list[int]]:

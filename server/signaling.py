@@ -155,18 +155,18 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[WEB_DIR] / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-NEEDS_TOKEN = ("/offer", "/api/")
+NEEDS_TOKEN = ("/offer", "/api/", "/whip", "/whep")
 
 
 @web.middleware
 async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With a token configured, /offer and /api/* answer 401 without it; the page itself loads."""
+    """With a token configured, /offer, /api/*, /whip* and /whep* answer 401 without it; the page itself loads."""
     token = request.app[CONFIG].token
     if token and request.path.startswith(NEEDS_TOKEN):
         given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
             return _error(401, "this server needs its token: open the page at the URL `stylecam serve` printed "
-                               "(ending ?token=...), or send Authorization: Bearer TOKEN")
+                               "(ending ?token=...), or send Authorization: Bearer TOKEN (OBS: Settings > Stream > Bearer Token)")
     return await handler(request)
 
 

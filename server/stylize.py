@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from stylecam.server.help import HelpFormatter
 from stylecam.server.images import ImageFileError, read_rgb, scale_to_long_side, write_rgb
 from stylecam.server.media_io import (
     STDIO,
@@ -179,7 +180,7 @@ def output_path(src: str, out: str, model_name: str, many: bool) -> str:
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog="examples: stylecam stylize photo.jpg --model models/zoo/multistyle_rt.onnx "
                "--weights starry_night=0.5,wave=0.5 --out photo_styled.jpg; "
                "stylecam stylize rtmp://127.0.0.1/live/in --model models/zoo/multistyle_rt.onnx --size 320 "

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from style_helpers import CONTENT
 
-from stylecam.server.compose import MARGIN, LensDrawing, inferno_lut
+from stylecam.server.compose import MARGIN, LensDrawing, LensView, inferno_lut
 from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message
 from stylecam.server.images import read_rgb
 from stylecam.server.model_card import FRAME, LAYER_WEIGHTS, LENS_METHODS, TARGET
 from stylecam.server.ort_model import OrtModel
-from stylecam.server.runner import LensRunner, LensView, mosaic
+from stylecam.server.runner import LensRunner, mosaic
 
 CATALOG = Catalog(styles=("candy",), saliency=("gradcam",), lenses={"activations": 3, "neighbors": 0, "fool": 0}, classes=("tench", "goldfish", "toaster"))
 
@@ -154,3 +155,52 @@ def test_lens_runners_say_what_to_show():
     assert fooled.info["fooled"] == (fooled.info["top5"][0]["label"] == "toaster")
     dreamed = runners["dream"](frame, layer=0)
     assert dreamed.image.shape == (224, 224, 3) and dreamed.info["layer_index"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_lenses_through_the_engine_beside_styling():
+    """The shipped style network and lenses in one pipeline: the mosaic is drawn in the
+    corner of the styled frame, a fooling image replaces the frame, each new view reaches
+    the peer's callback once, and a lens changed meanwhile never shows a stale view."""
+    import asyncio
+
+    from conftest import run
+    from test_server_track import make_engine, make_frame
+
+    from stylecam.server.client import scene
+
+    async def until_view(pipeline, image, pts):
+        for i in range(400):
+            out = await pipeline.process(make_frame(image, pts + i))
+            if pipeline._lens_view is not None and pipeline._lens_task is None:
+                return (await pipeline.process(make_frame(image, pts + i + 1))).to_ndarray(format="rgb24")
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no lens view; last frame {out}")
+
+    async def go():
+        engine = make_engine(ZOO, process_size=(160, 120))
+        errors, seen = [], []
+        image = scene(160, 120)
+        pipeline = engine.pipeline(Settings(style="multistyle_rt"), errors.append, seen.append)
+        styled = (await pipeline.process(make_frame(image, 0))).to_ndarray(format="rgb24")
+        pipeline.update(Settings(style="multistyle_rt", lens="activations"))
+        with_mosaic = await until_view(pipeline, image, 1)
+        h = int(120 * 0.35)
+        corner = (slice(120 - MARGIN - h, 120 - MARGIN), slice(160 - MARGIN - h, 160 - MARGIN))
+        assert np.abs(with_mosaic[corner].astype(int) - styled[corner]).mean() > 20  # the mosaic
+        assert np.abs(with_mosaic[:40, :40].astype(int) - styled[:40, :40]).mean() < 3  # the styled frame elsewhere
+        assert seen and seen[-1]["lens"] == "activations" and len(seen[-1]["shown"]) == 16
+        pipeline.update(Settings(style="multistyle_rt", lens="fool", target=1))
+        assert pipeline._lens_view is not None  # until the next frame sees the change
+        fooled = await until_view(pipeline, image, 500)
+        view = pipeline._lens_view
+        assert view.info["target"] == "goldfish" and seen[-1]["lens"] == "fool"
+        expected = cv2.resize(view.image, (160, 120), interpolation=cv2.INTER_LINEAR)
+        outside = np.ones((120, 160), bool)
+        outside[corner[0], 160 - MARGIN - round(h * 224 / 224) - 1:] = False
+        assert np.abs(fooled[outside].astype(int) - expected[outside]).mean() < 3  # through the video path (YUV 4:2:0)
+        assert pipeline.snapshot().lens == "fool" and pipeline.snapshot().lens_info["target"] == "goldfish"
+        assert not errors
+        engine.close()
+
+    run(go(), timeout=110)
