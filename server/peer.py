@@ -28,6 +28,11 @@ CONTROL_LABEL = "control"
 LENS_MESSAGE_INTERVAL = 0.2  # seconds: lens results reach the page a few times a second at most
 
 
+def rtc_configuration(ice_servers: tuple[IceServer, ...]) -> RTCConfiguration:
+    """The configured STUN/TURN servers; without any, answers carry host candidates only (LAN, localhost)."""
+    return RTCConfiguration(iceServers=[RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in ice_servers])
+
+
 class Peer:
     def __init__(self, engine: Engine, catalog: Catalog, silence_timeout: float, connect_timeout: float,
                  on_closed: Callable[[Peer], None], remote: str | None = None, ice_servers: tuple[IceServer, ...] = ()) -> None:
@@ -39,9 +44,7 @@ class Peer:
         self.connect_timeout = connect_timeout
         self._on_closed = on_closed
         self._loop = asyncio.get_running_loop()
-        # without STUN/TURN servers the answer carries host candidates only (LAN, localhost)
-        servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in ice_servers]
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self.pipeline = engine.pipeline(Settings(style=catalog.default_style()), self._send_error_threadsafe, self._send_lens_threadsafe)
         self._lens_sent_at = 0.0
         self.channel: RTCDataChannel | None = None

@@ -18,6 +18,7 @@ from aiortc import RTCSessionDescription
 from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR
 from stylecam.server.model_card import LENS_METHODS, SALIENCY_METHODS
 from stylecam.server.peer import Peer
+from stylecam.server.sdp import offer_problem, why_refused
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,50 +49,12 @@ async def _read_offer(request: web.Request) -> RTCSessionDescription | web.Respo
     return RTCSessionDescription(sdp=data["sdp"], type="offer")
 
 
-def _sdp_problem(sdp: str) -> str | None:
-    """What aiortc would only trip over after accepting the offer, said before it sees it.
-
-    Past ``setRemoteDescription`` aiortc starts connecting in a task of its own; an offer
-    rejected after that leaves the task to fail where nobody sees it but the log (a
-    traceback at ERROR level). So the offer's shape is checked first: one ``a=mid`` per
-    m= section, a BUNDLE group naming only those, and a video section that sends."""
-    sections: list[list[str]] = []
-    bundle: list[str] = []
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            sections.append([line])
-        elif sections:
-            sections[-1].append(line)
-        elif line.startswith("a=group:BUNDLE"):
-            bundle = line.split()[1:]
-    mids = []
-    for i, section in enumerate(sections):
-        found = [line[len("a=mid:"):].strip() for line in section if line.startswith("a=mid:")]
-        if len(found) != 1:
-            return f"its m= section {i + 1} ({section[0][:40]}) has {len(found)} a=mid lines, not 1"
-        mids.append(found[0])
-    missing = [mid for mid in bundle if mid not in mids]
-    if missing:
-        return f"its BUNDLE group names mid {', '.join(missing)}, which no m= section has"
-    receiving = ("a=recvonly", "a=inactive")
-    if not any(section[0].startswith("m=video") and not any(line in receiving for line in section) for section in sections):
-        return "the offer has no video track; send the camera with addTrack or a sendrecv video transceiver"
-    return None
-
-
-def _offer_problem(error: Exception) -> str:
-    """What was wrong with an offer aiortc refused, in words: its own message when it has one."""
-    text = str(error).strip()
-    if not text or "StopIteration" in text or isinstance(error, (AttributeError, KeyError, IndexError, TypeError)):
-        return "its session description is incomplete or inconsistent (each m= section needs a mid, ICE credentials and a fingerprint)"
-    return text
-
-
 async def offer(request: web.Request) -> web.Response:
     parsed = await _read_offer(request)
     if isinstance(parsed, web.Response):
         return parsed
-    problem = _sdp_problem(parsed.sdp)
+    problem = offer_problem(parsed.sdp, ("sendonly", "sendrecv"),
+                            "the offer has no video track; send the camera with addTrack or a sendrecv video transceiver")
     if problem:
         return _error(400, f"cannot use this offer: {problem}")
     app = request.app
@@ -110,7 +73,7 @@ async def offer(request: web.Request) -> web.Response:
     except Exception as e:  # aiortc raises ValueError and others for SDP it cannot use
         await peer.close()
         log.info("rejected offer: %s: %s", type(e).__name__, e)
-        return _error(400, f"cannot use this offer: {_offer_problem(e)}")
+        return _error(400, f"cannot use this offer: {why_refused(e)}")
     return web.json_response({"sdp": answer.sdp, "type": answer.type})
 
 

@@ -26,13 +26,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc import sdp as aiortc_sdp
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from stylecam.server.config import CONFIG, ENGINE, PEERS, ServerConfig
 from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message
 from stylecam.server.fanout import SharedEncoder, h264_codecs
-from stylecam.server.peer import Peer
+from stylecam.server.peer import Peer, rtc_configuration
+from stylecam.server.sdp import offer_problem, why_refused
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +49,6 @@ CORS = {
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
-
-
-def _offer_problem(sdp: str, video: tuple[str, ...], want: str) -> str | None:
-    """Why aiortc could not use this offer, said before it sees it (past
-    setRemoteDescription it connects in a task of its own, where a failure only logs).
-    ``video``: the directions a usable video section may have; ``want`` says so in words."""
-    try:
-        parsed = aiortc_sdp.SessionDescription.parse(sdp)
-    except Exception as e:  # aiortc's parser raises whatever the bad line trips
-        return f"it is not a session description aiortc can parse ({type(e).__name__}: {e})"
-    mids = [m.rtp.muxId for m in parsed.media]
-    if not parsed.media or any(not mid for mid in mids) or len(set(mids)) != len(mids):
-        return "each m= section needs its own a=mid line"
-    if any(item not in mids for group in parsed.group for item in group.items):
-        return "its BUNDLE group names a mid that no m= section has"
-    if any(not (m.ice.usernameFragment and m.ice.password and m.dtls and m.dtls.fingerprints) for m in parsed.media):
-        return "each m= section needs ICE credentials and a DTLS fingerprint"
-    if not any(m.kind == "video" and (m.direction or "sendrecv") in video for m in parsed.media):
-        return want
-    return None
 
 
 async def _read_sdp(request: web.Request) -> str | web.Response:
@@ -116,8 +96,7 @@ class Viewer:
     def __init__(self, stream: Stream, config: ServerConfig, on_closed: Callable[[Viewer], None]) -> None:
         self.id = secrets.token_urlsafe(9)
         self._on_closed = on_closed
-        servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in config.ice_servers]
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers))
         self.track = stream.encoder.subscribe()
         transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
         transceiver.setCodecPreferences(h264_codecs())
@@ -222,7 +201,7 @@ async def publish(request: web.Request) -> web.Response:
     offer = await _read_sdp(request)
     if isinstance(offer, web.Response):
         return offer
-    problem = _offer_problem(offer, ("sendonly", "sendrecv"), "the offer sends no video; publish a video track")
+    problem = offer_problem(offer, ("sendonly", "sendrecv"), "the offer sends no video; publish a video track")
     if problem:
         return _error(400, f"cannot use this offer: {problem}")
     app = request.app
@@ -249,7 +228,7 @@ async def publish(request: web.Request) -> web.Response:
     except Exception as e:  # aiortc raises ValueError and others for SDP it cannot use
         await stream.close()
         log.info("rejected whip offer: %s: %s", type(e).__name__, e)
-        return _error(400, f"cannot use this offer: {e}")
+        return _error(400, f"cannot use this offer: {why_refused(e)}")
     stream.start()
     log.info("whip stream %s: publishing (peer %s)", stream.id, peer.id)
     return _answer(answer.sdp, f"/whip/{stream.id}")
@@ -292,7 +271,7 @@ async def watch(request: web.Request) -> web.Response:
     offer = await _read_sdp(request)
     if isinstance(offer, web.Response):
         return offer
-    problem = _offer_problem(offer, ("recvonly", "sendrecv"), "the offer receives no video; add a recvonly video transceiver")
+    problem = offer_problem(offer, ("recvonly", "sendrecv"), "the offer receives no video; add a recvonly video transceiver")
     if problem:
         return _error(400, f"cannot use this offer: {problem}")
     if stream.encoder is None or stream.encoder.ended:

@@ -1,14 +1,7 @@
 // The control panel: built from /api/models, reports changes as partial config messages,
 // and shows what the server reports (stats, top-5).
 
-const $ = (id) => document.getElementById(id);
-const pct = (v) => `${Math.round(v * 100)}%`;
-
-function el(tag, props = {}, children = []) {
-  const node = Object.assign(document.createElement(tag), props);
-  for (const child of [].concat(children)) node.append(child);
-  return node;
-}
+import { $, el, pct, top5Items } from "./dom.js";
 
 function radio(container, selected) {
   for (const button of container.querySelectorAll("button")) {
@@ -117,11 +110,7 @@ export function createControls(models, saliencyMethods, onChange) {
       list.append(el("li", { className: "empty", textContent: state.saliency === "off" ? "Turn on a saliency method to see the top-5 classes." : "Waiting for the first map…" }));
       return;
     }
-    for (const { label, p } of top5) {
-      const bar = el("div", { className: "bar" });
-      bar.style.width = pct(p);
-      list.append(el("li", {}, [bar, el("span", {}, [el("span", { textContent: label }), el("span", { className: "p", textContent: pct(p) })])]));
-    }
+    list.append(...top5Items(top5));
   }
 
   function showStats(stats) {

@@ -1,16 +1,8 @@
 // The lenses card: the classifier's other views (activations, nearest photos, fooling
 // images, DeepDream). Built from /api/models' lens cards; reports changes as partial config
 // messages and shows what the server's "lens" messages and stats say.
+import { $, el, top5Items } from "./dom.js";
 import { serverFetch } from "./rtc.js";
-
-const $ = (id) => document.getElementById(id);
-const pct = (v) => `${Math.round(v * 100)}%`;
-
-function el(tag, props = {}, children = []) {
-  const node = Object.assign(document.createElement(tag), props);
-  for (const child of [].concat(children)) node.append(child);
-  return node;
-}
 
 /**
  * `models` is /api/models' list, `lensMethods` its lens_methods; `onChange(partial)` gets
@@ -119,14 +111,6 @@ export function createLenses(models, lensMethods, onChange) {
     return div;
   }
 
-  function showTop5(list, top5) {
-    list.replaceChildren(...top5.map(({ label, p }) => {
-      const bar = el("div", { className: "bar" });
-      bar.style.width = pct(p);
-      return el("li", {}, [bar, el("span", {}, [el("span", { textContent: label }), el("span", { className: "p", textContent: pct(p) })])]);
-    }));
-  }
-
   /** What one lens run found (a "lens" message, or stats' lens_info); null clears it. */
   function show(info) {
     const note = $("lens-note");
@@ -148,7 +132,7 @@ export function createLenses(models, lensMethods, onChange) {
     } else if (state.lens === "fool") {
       note.hidden = top5.hidden = false;
       note.replaceChildren("Aiming at ", el("b", { textContent: info.target }), info.fooled ? " — fooled" : " — not yet");
-      showTop5(top5, info.top5 || []);
+      top5.replaceChildren(...top5Items(info.top5 || []));
     }
   }
 

@@ -1,9 +1,9 @@
 // Page wiring: camera permission, start/stop, controls <-> control channel, status.
 import { connect, serverFetch } from "./rtc.js";
 import { createControls } from "./controls.js";
+import { $ } from "./dom.js";
 import { createLenses } from "./lenses.js";
 
-const $ = (id) => document.getElementById(id);
 let session = null;
 let camera = null;
 let controls = null;
