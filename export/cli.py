@@ -22,6 +22,7 @@ BENCHMARKS: Table = {
     "style": ("stylecam.export.bench.style", "onnxruntime ms per frame of style models (ours, and --foreign ONNX files) at 320x240 and 640x480"),
     "e2e": ("stylecam.export.bench.e2e", "real WebRTC peers against a real server: fps, glass-to-glass latency, drops"),
     "quality": ("stylecam.export.bench.quality", "style and content losses on held-out photos, and video flicker, of shipped styles"),
+    "whip": ("stylecam.export.bench.whip", "a WHIP publisher and WHEP viewers against a real server: fps, latency, server CPU per viewer count"),
     "deletion": ("stylecam.export.bench.deletion", "saliency faithfulness: deletion AUC of each method against a random map"),
     "parity": ("stylecam.export.bench.parity", "saliency graphs against PyTorch float32 and float64: how far float32 rounding moves the maps"),
     "train": ("stylecam.export.bench.train", "seconds per training step, fp32 against bf16 autocast + channels_last, per body and crop size"),

@@ -47,7 +47,10 @@ def draw_counter(image: np.ndarray, counter: int) -> None:
 
 
 def read_counter(image: np.ndarray) -> int | None:
-    """The counter drawn by ``draw_counter``, or None when it cannot be read reliably."""
+    """The counter drawn by ``draw_counter``, or None when it cannot be read reliably (or
+    the frame is too small to hold it: 640 px wide)."""
+    if image.shape[0] < BLOCK or image.shape[1] < (2 + BITS + 4) * BLOCK:
+        return None
     inner = image[8 : BLOCK - 8].astype(np.float32).mean(axis=2)
     levels = [float(inner[:, i * BLOCK + 8 : (i + 1) * BLOCK - 8].mean()) for i in range(2 + BITS + 4)]
     white, black = levels[0], levels[1]

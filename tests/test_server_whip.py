@@ -312,3 +312,19 @@ def test_publisher_gone_ends_viewers(tiny_zoo):
                 await publisher.stats()
 
     run(go(), timeout=30)
+
+
+@pytest.mark.timeout(90)
+def test_bench_whip_prints_its_table_and_writes_json(tiny_zoo, tmp_path, capsys):
+    """`stylecam bench whip` on the tiny zoo: one row per viewer count, frames encoded once."""
+    from stylecam.export.cli import main as cli
+
+    out = tmp_path / "whip.json"
+    assert cli(["bench", "whip", "--models", str(tiny_zoo), "--style", "invert", "--viewers", "1,2",
+                "--seconds", "2", "--warmup", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["viewers"] for r in rows] == [1, 2]
+    for r in rows:
+        assert 10 <= r["fps"] <= 33 and abs(r["encoded_fps"] - r["fps"]) < 5 and 0 < r["latency_ms_median"] <= r["latency_ms_p95"] < 2000, r
+    printed = capsys.readouterr().out
+    assert "| viewers | fps (first viewer) |" in printed and f"wrote {out}" in printed
