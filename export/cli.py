@@ -50,7 +50,7 @@ SUBCOMMANDS: Table = {
     "explain": ("stylecam.server.explain", "heat map overlays + top-5 classes for images with an exported saliency model"),
     "serve": ("stylecam.server.__main__", "serve the live webcam page: WebRTC in, stylized frames + saliency out"),
     "lab": (LAB, "the lecture's slow, optimisation-based methods, each a command that writes pictures (gatys, texture, ...)"),
-    "bench": (BENCHMARKS, "benchmarks that print a table and write JSON (style, train, quality, sheet, e2e, deletion, parity)"),
+    "bench": (BENCHMARKS, "benchmarks that print a table and write JSON (style, train, quality, sheet, e2e, whip, deletion, parity, gpu)"),
 }
 
 
