@@ -1,12 +1,16 @@
-"""``stylecam export style|saliency``: verified ``NAME.onnx`` + ``NAME.json`` model cards.
+"""``stylecam export style|saliency|lens``: verified ``NAME.onnx`` + ``NAME.json`` model cards.
 
 ``style CKPT`` exports a trained style network (``stylecam export CKPT``, the older form,
-still works); ``saliency METHOD`` a classifier's saliency graph (``saliency_command``).
+still works); ``saliency METHOD`` a classifier's saliency graph (``saliency_command``);
+``lens LENS`` one of the classifier's lenses (``lens_command``). The flag forms
+``--saliency METHOD`` and ``--neighbors DIR ...`` stand for ``saliency METHOD`` and
+``lens neighbors --photos DIR ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from stylecam.export import quantize, saliency_command
+from stylecam.export import lens_command, quantize, saliency_command
 from stylecam.export.cli import HelpFormatter
 from stylecam.export.onnx import export_onnx, frame_dims
 from stylecam.export.style import example_inputs, style_graph
@@ -26,7 +30,7 @@ from stylecam.server.model_card import FRAME, STYLE_WEIGHTS, STYLIZED, ModelCard
 
 
 class UsageError(ValueError):
-    """A command line in a form this command no longer takes; the message gives the new one."""
+    """A command line this command cannot read; the message gives the form it takes."""
 
 
 # the saliency path (export.saliency_command) raises the last two
@@ -139,10 +143,13 @@ def export_style(
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    sub = top.add_subparsers(dest="what", required=True, metavar="{style,saliency}")
+    sub = top.add_subparsers(dest="what", required=True, metavar="{style,saliency,lens}")
     saliency_command.add_arguments(sub.add_parser(
         "saliency", help="a classifier with a saliency method's backward pass baked in",
         description=saliency_command.DESCRIPTION, formatter_class=HelpFormatter))
+    lens_command.add_arguments(sub.add_parser(
+        "lens", help="a lens on the classifier: activations, neighbors, fool or dream",
+        description=lens_command.DESCRIPTION, formatter_class=HelpFormatter))
     p = sub.add_parser("style", help="a checkpoint written by `stylecam train`",
                        description="Checkpoint -> NAME.onnx + NAME.json, verified against PyTorch before anything is written.",
                        formatter_class=HelpFormatter)
@@ -162,14 +169,32 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return top
 
 
+def flag_forms(argv: list[str]) -> list[str]:
+    """``--saliency METHOD ...`` -> ``saliency METHOD ...`` and ``--neighbors DIR [DIR ...] ...``
+    -> ``lens neighbors --photos DIR [DIR ...] ...``; other command lines are unchanged."""
+    for i, arg in enumerate(argv):
+        flag, _, value = arg.partition("=")
+        if flag not in ("--saliency", "--neighbors"):
+            continue
+        values = [value] if value else list(itertools.takewhile(lambda a: not a.startswith("-"), argv[i + 1:]))
+        rest = argv[:i] + argv[i + 1 + (0 if value else len(values)):]
+        if not values:
+            raise UsageError(f"{flag} needs {'a METHOD' if flag == '--saliency' else 'photo folders: --neighbors DIR [DIR ...]'}")
+        if flag == "--saliency":
+            return ["saliency", values[0], *values[1:], *rest]
+        return ["lens", "neighbors", "--photos", *values, *rest]
+    return argv
+
+
 def main(argv: list[str], prog: str = "stylecam export") -> int:
-    if any(a == "--saliency" or a.startswith("--saliency=") for a in argv):
-        raise UsageError("`stylecam export --saliency METHOD ...` is now `stylecam export saliency METHOD ...`")
-    if argv and argv[0] not in ("style", "saliency", "-h", "--help"):
+    argv = flag_forms(argv)
+    if argv and argv[0] not in ("style", "saliency", "lens", "-h", "--help"):
         argv = ["style", *argv]  # the older form: stylecam export CKPT ...
     args = build_parser(prog).parse_args(argv)
     if args.what == "saliency":
         return saliency_command.run(args)
+    if args.what == "lens":
+        return lens_command.run(args)
     checkpoint = args.checkpoint
     if args.ship:
         checkpoint = ship_checkpoint(checkpoint, args.out / "checkpoints" if args.ship is True else args.ship, args.name)

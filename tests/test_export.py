@@ -245,7 +245,8 @@ def test_fp16_export_of_a_network_past_half_precision_writes_nothing(tmp_path, c
 
 def test_export_subcommands_and_the_older_forms(tmp_path, capsys, monkeypatch):
     """`export style CKPT` and the older `export CKPT` make the same export (other tests
-    run it for real); the older `export --saliency` names the new form in one line."""
+    run it for real); the flag forms `export --saliency METHOD` and `export --neighbors DIR`
+    make the subcommands' exports; a flag without its value is one line."""
     class Called(Exception):
         pass
 
@@ -253,6 +254,8 @@ def test_export_subcommands_and_the_older_forms(tmp_path, capsys, monkeypatch):
         raise Called(args)
 
     monkeypatch.setattr(command, "export_style", record)
+    monkeypatch.setattr(command.saliency_command, "export_saliency", record)
+    monkeypatch.setattr(command.lens_command, "export_lens", record)
     ckpt = tmp_path / "c.pt"
     calls = []
     for form in (["export", "style"], ["export"]):
@@ -260,10 +263,18 @@ def test_export_subcommands_and_the_older_forms(tmp_path, capsys, monkeypatch):
             cli([*form, str(ckpt), "--out", str(tmp_path / "o"), "--fp16", "--name", "u"])
         calls.append(e.value.args[0])
     assert calls[0] == calls[1] and calls[0][:4] == (ckpt, tmp_path / "o", "u", "fp32")
-    assert cli(["export", "--saliency", "gradcam", "--out", str(tmp_path / "s")]) == 2
+    for form in (["--saliency", "occlusion"], ["--saliency=occlusion"], ["saliency", "occlusion"]):
+        with pytest.raises(Called) as e:
+            cli(["export", *form, "--out", str(tmp_path / "s")])
+        assert e.value.args[0] == ("occlusion", "efficientnet_lite0", tmp_path / "s")
+    for form in (["--neighbors", "a", "b"], ["lens", "neighbors", "--photos", "a", "b"]):
+        with pytest.raises(Called) as e:
+            cli(["export", *form, "--out", str(tmp_path / "n")])
+        assert e.value.args[0][:4] == ("neighbors", tmp_path / "n", "efficientnet_lite0", [Path("a"), Path("b")])
+    assert cli(["export", "--neighbors", "--out", str(tmp_path / "n")]) == 2
     err = capsys.readouterr().err
-    assert "is now `stylecam export saliency METHOD ...`" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "s").exists()
+    assert "--neighbors needs photo folders" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists() and not (tmp_path / "n").exists()
     with pytest.raises(SystemExit) as e:  # argparse's own usage error
         cli(["export", "saliency", "lime", "--out", str(tmp_path / "s")])
     assert e.value.code == 2 and "invalid choice: 'lime'" in capsys.readouterr().err
