@@ -172,7 +172,7 @@ def test_lenses_through_the_engine_beside_styling():
     async def until_view(pipeline, image, pts):
         for i in range(400):
             out = await pipeline.process(make_frame(image, pts + i))
-            if pipeline._lens_view is not None and pipeline._lens_task is None:
+            if pipeline._lens_view is not None:
                 return (await pipeline.process(make_frame(image, pts + i + 1))).to_ndarray(format="rgb24")
             await asyncio.sleep(0.02)
         raise AssertionError(f"no lens view; last frame {out}")
