@@ -158,6 +158,7 @@ def test_page_switches_through_every_lens_and_frames_keep_arriving(real_server_u
             page.wait_for_selector(ready, state="visible", timeout=40000)
             before = page.evaluate("window.stylecam.framesDecoded()")
             page.wait_for_function(f"window.stylecam.framesDecoded().then(n => n > {before} + 10)", polling=250, timeout=15000)
+        page.click("#lens button[data-value='fool']")
         page.fill("#target", "goldfish")
         page.dispatch_event("#target", "change")
         page.wait_for_function("document.getElementById('lens-note').textContent.includes('goldfish')", timeout=40000)
