@@ -6,13 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-from stylecam.export.lens import LENSES, export_lens
+from stylecam.export.lens import LENSES, export_lens, gallery_photos
 from stylecam.export.saliency import DEFAULT_CLASSIFIER
 from stylecam.models.data import ImageError
 
 DESCRIPTION = ("Export one of the lecture's lenses on a classifier: activations (raw activations of six layers), "
                "neighbors (the 5 gallery photos nearest the frame in feature space), fool (a targeted fooling image, "
-               "a few signed-gradient steps unrolled in the graph) or dream (DeepDream steps). Each gives "
+               "a few softened signed-gradient steps unrolled in the graph) or dream (DeepDream steps). Each gives "
                "lens_LENS.onnx, its card lens_LENS.json and the class names file (neighbors: also the gallery's "
                "thumbnails, lens_neighbors.jpg); nothing is written unless onnxruntime matches PyTorch.")
 
@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     lenses = LENSES if args.lens == "all" else (args.lens,)
     if "neighbors" in lenses and not args.photos:
         raise ImageError("the neighbors lens needs its gallery: --photos DIR [DIR ...] (e.g. ../shared/data/content)")
+    if "neighbors" in lenses:
+        gallery_photos(args.photos)  # an empty gallery is said before any lens is exported
     if not 16 <= args.tile <= 512:
         raise ImageError(f"--tile {args.tile}: between 16 and 512 pixels")
     if not 1 <= args.quality <= 100:

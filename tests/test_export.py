@@ -5,7 +5,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from style_helpers import make_checkpoint
+from style_helpers import CONTENT, make_checkpoint
 
 from stylecam.export import command
 from stylecam.export.cli import main as cli
@@ -267,10 +267,11 @@ def test_export_subcommands_and_the_older_forms(tmp_path, capsys, monkeypatch):
         with pytest.raises(Called) as e:
             cli(["export", *form, "--out", str(tmp_path / "s")])
         assert e.value.args[0] == ("occlusion", "efficientnet_lite0", tmp_path / "s")
-    for form in (["--neighbors", "a", "b"], ["lens", "neighbors", "--photos", "a", "b"]):
+    folders = [CONTENT / "coco", CONTENT / "bsds"]
+    for form in (["--neighbors", *map(str, folders)], ["lens", "neighbors", "--photos", *map(str, folders)]):
         with pytest.raises(Called) as e:
             cli(["export", *form, "--out", str(tmp_path / "n")])
-        assert e.value.args[0][:4] == ("neighbors", tmp_path / "n", "efficientnet_lite0", [Path("a"), Path("b")])
+        assert e.value.args[0][:4] == ("neighbors", tmp_path / "n", "efficientnet_lite0", folders)
     assert cli(["export", "--neighbors", "--out", str(tmp_path / "n")]) == 2
     err = capsys.readouterr().err
     assert "--neighbors needs photo folders" in err and len(err.strip().splitlines()) == 1

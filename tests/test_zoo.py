@@ -12,7 +12,7 @@ from stylecam.server.ort_model import OrtModel
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
 CARDS = sorted(ZOO.glob("*.json"))
-STYLE_CARDS = [p for p in CARDS if load_card(p).kind != "saliency"]
+STYLE_CARDS = [p for p in CARDS if load_card(p).kind in ("style", "multistyle")]
 STYLES = {"starry_night", "the_scream", "wave", "composition_vii", "udnie", "shipwreck", "woman_with_hat"}
 CONTENT = ZOO.parents[2] / "shared" / "data" / "content"
 
@@ -21,11 +21,12 @@ def test_the_zoo_has_the_default_models():
     cards = [load_card(path) for path in CARDS]
     multi = {c.precision for c in cards if c.kind == "multistyle" and set(c.styles) == STYLES}
     assert multi == {"fp32", "fp16", "int8"}
-    assert {c.method for c in cards if c.kind == "saliency"} == {"vanilla", "guided", "smoothgrad", "gradcam"}
+    assert {c.method for c in cards if c.kind == "saliency"} == {"vanilla", "guided", "smoothgrad", "gradcam", "occlusion"}
+    assert {c.method for c in cards if c.kind == "lens"} == {"activations", "neighbors", "fool", "dream"}
     single = {(c.styles[0], c.precision) for c in cards if c.kind == "style" and c.arch == "johnson"}
     assert {("starry_night", "fp32"), ("the_scream", "fp32"), ("starry_night", "fp16"), ("the_scream", "fp16")} <= single
     for card in cards:
-        if card.kind != "saliency":
+        if card.kind in ("style", "multistyle"):
             assert card.source["train_command"].startswith("stylecam train")
             assert sha256_of(ZOO / card.source["checkpoint"]) == card.source["checkpoint_sha256"]
 
@@ -37,6 +38,8 @@ def feeds_for(card) -> dict[str, np.ndarray]:
         feeds["style_weights"] = np.full(len(card.styles), 1.0 / len(card.styles), np.float32)
     if card.input("target"):
         feeds["target"] = np.array([-1], np.int64)
+    if card.input("layer_weights"):
+        feeds["layer_weights"] = np.eye(len(card.options["layers"]), dtype=np.float32)[0]
     return feeds
 
 
