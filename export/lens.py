@@ -116,6 +116,29 @@ def taps(model: EfficientNetLite0, image: torch.Tensor, names: Sequence[str]) ->
     return [found[name] for name in names]
 
 
+class _Head(torch.autograd.Function):
+    """The classifier's last layer, pooled @ W.T + b, back-propagating through the same W.T
+    as (W.T @ g.T).T rather than g @ W: the graph then holds W.T alone, which the shared
+    weights store already has from the saliency graphs (W itself would add 5 MB to the zoo)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, pooled: torch.Tensor, weight_t: torch.Tensor,
+                bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weight_t)
+        return pooled @ weight_t + bias
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (weight_t,) = ctx.saved_tensors
+        return (weight_t @ grad.t()).t(), None, None
+
+
+def classify(model: EfficientNetLite0, weight_t: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Logits (B, 1000), as ``model(image)``, for graphs that back-propagate through them;
+    ``weight_t``: the last layer's weights transposed, contiguous (as the store holds them)."""
+    return _Head.apply(model.features(image).mean((2, 3)), weight_t, model._fc.bias)
+
+
 def to_levels(image: torch.Tensor) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1] -> uint8 (H, W, 3), whole levels."""
     return (image[0].permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8)
@@ -304,6 +327,8 @@ class Fool(Lens):
     def __init__(self, model: ImageClassifier, steps: int = 4, epsilon_levels: int = EPSILON_LEVELS, step_levels: int = 2) -> None:
         super().__init__(model)
         self.steps, self.epsilon_levels, self.step_levels = steps, epsilon_levels, step_levels
+        layers_of(model)
+        self.head_t = model._fc.weight.detach().t().contiguous()
         self.options = {"epsilon_levels": epsilon_levels, "steps": steps, "step_levels": step_levels,
                         "direction": "tanh(gradient / mean |gradient|)"}
 
@@ -326,7 +351,7 @@ class Fool(Lens):
         x = image
         for _ in range(self.steps):
             x = x.detach().requires_grad_(True)
-            loss = -(F.log_softmax(self.model(x), 1)[0] * one_hot).sum()
+            loss = -(F.log_softmax(classify(self.model, self.head_t, x), 1)[0] * one_hot).sum()
             (grad,) = torch.autograd.grad(loss, x)
             direction = torch.tanh(grad / (grad.abs().mean() + 1e-12))
             x = torch.minimum(torch.maximum(x - step * direction, image - epsilon), image + epsilon).clamp(0, 1)
