@@ -195,7 +195,8 @@ class LensParity:
 
 def level_errors(got: Arrays, wanted: Arrays, names: Sequence[str]) -> LensParity:
     """Median and mean |got - wanted| in levels of whole-level images, against their limits."""
-    measures, limits = {}, {}
+    measures: dict[str, float] = {}
+    limits: dict[str, float] = {}
     for n in names:
         error = np.abs(got[n].astype(np.float32) - wanted[n].astype(np.float32))
         measures |= {f"{n} median levels": float(np.median(error)), f"{n} mean levels": float(error.mean())}
@@ -281,8 +282,9 @@ def penultimate(model: ImageClassifier, image: torch.Tensor) -> torch.Tensor:
 
 class Neighbors(Lens):
     """The ``k`` gallery photos nearest the frame by the cosine of penultimate features.
-    The gallery's rows are stored in half precision (a quarter of a cosine's 1e-3 is lost
-    at most), and the graph casts them up."""
+    The gallery's rows are stored in half precision, half the bytes (rounding moves a
+    cosine by ~1e-3 at most), and cast up in the graph; the exporter folds that cast for
+    galleries under 8192 numbers (six photos), which then stay float32."""
 
     name = "neighbors"
 
@@ -417,22 +419,20 @@ class Dream(Lens):
 # --- the neighbours' gallery ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Gallery:
-    """Photos for the neighbours lens: their names and L2-normalised features (N, C)."""
-
-    paths: list[Path]
-    features: np.ndarray
-
-
-def build_gallery(model: ImageClassifier, paths: Sequence[Path]) -> Gallery:
-    """Each photo's penultimate features as the graph computes the frame's (same resize)."""
-    if not paths:
-        raise ImageError("no photos for the gallery")
+def build_gallery(model: ImageClassifier, paths: Sequence[Path]) -> np.ndarray:
+    """Each photo's penultimate features (N, C), as the graph computes the frame's (same resize)."""
     size = model.pretrained_cfg.input_size
     with torch.inference_mode():
         rows = [penultimate(model, preprocess(torch.from_numpy(read_rgb(p)), size))[0] for p in paths]
-    return Gallery(list(paths), torch.stack(rows).numpy())
+    return torch.stack(rows).numpy()
+
+
+def gallery_photos(folders: Sequence[Path]) -> list[Path]:
+    """The photos under ``folders`` (recursive, sorted per folder); ImageError when none."""
+    paths = [p for folder in folders for p in find_images(folder)]
+    if not paths:
+        raise ImageError(f"no photos under {', '.join(map(str, folders))}")
+    return paths
 
 
 def write_sprite(paths: Sequence[Path], path: Path, tile: int, quality: int) -> int:
@@ -451,17 +451,28 @@ def write_sprite(paths: Sequence[Path], path: Path, tile: int, quality: int) -> 
 # --- reference, comparison and export ------------------------------------------------------
 
 
-def create_lens(name: str, model: ImageClassifier, gallery: Gallery | np.ndarray | None = None) -> Lens:
-    """A lens by name; an unknown name lists the valid ones. ``neighbors`` needs ``gallery``
-    (a Gallery, or its features (N, C))."""
+def create_lens(name: str, model: ImageClassifier, gallery: np.ndarray | None = None) -> Lens:
+    """A lens by name; an unknown name lists the valid ones. ``neighbors`` needs the
+    gallery's features (N, C) (``build_gallery``, or ``stored_gallery`` of a graph)."""
     if name == "neighbors":
         if gallery is None:
             raise ImageError("the neighbors lens needs a gallery: --photos DIR")
-        return Neighbors(model, gallery.features if isinstance(gallery, Gallery) else gallery)
+        return Neighbors(model, gallery)
     classes = {cls.name: cls for cls in (Activations, Fool, Dream)}
     if name not in classes:
         raise KeyError(f"unknown lens {name!r}; valid: {', '.join(LENSES)}")
     return classes[name](model)
+
+
+def neighbors_lens(model: ImageClassifier, folders: Sequence[Path], sprite: Path, tile: int, quality: int) -> Neighbors:
+    """The neighbours lens over the photos under ``folders``, their thumbnails in ``sprite``
+    and the card options that let the page find each one there."""
+    paths = gallery_photos(folders)
+    lens = Neighbors(model, build_gallery(model, paths))
+    columns = write_sprite(paths, sprite, tile, quality)
+    lens.options |= {"gallery": sprite.name, "tile": tile, "columns": columns, "count": len(paths),
+                     "photos": [p.name for p in paths]}
+    return lens
 
 
 def reference(lens: Lens | str, frame: np.ndarray, model: ImageClassifier | None = None,
@@ -522,12 +533,17 @@ def strip_metadata(model: onnx.ModelProto) -> None:
         node.doc_string = ""
 
 
+def gallery_tensors(graph: onnx.ModelProto) -> list[onnx.TensorProto]:
+    """A neighbours graph's gallery: its one 2-D initializer (half precision, or float32
+    when the exporter folded the cast of a gallery under 8192 numbers)."""
+    return [t for t in graph.graph.initializer if len(t.dims) == 2]
+
+
 def stored_gallery(onnx_path: Path) -> np.ndarray:
     """The gallery features (N, C) a neighbours graph holds, for ``reference``."""
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    tensors = [t for t in model.graph.initializer if t.dims and len(t.dims) == 2 and t.data_type == onnx.TensorProto.FLOAT16]
+    tensors = gallery_tensors(onnx.load(str(onnx_path), load_external_data=False))
     if len(tensors) != 1:
-        raise ValueError(f"{onnx_path}: not a neighbours graph (no single half-precision gallery)")
+        raise ValueError(f"{onnx_path}: not a neighbours graph (no single 2-D gallery)")
     return onnx.numpy_helper.to_array(tensors[0]).astype(np.float32)
 
 
@@ -552,11 +568,14 @@ def card_for(lens: Lens, classifier: str, onnx_path: Path, labels: str, parity: 
     )
 
 
-def gallery_photos(folders: Sequence[Path]) -> list[Path]:
-    paths = [p for folder in folders for p in find_images(folder)]
-    if not paths:
-        raise ImageError(f"no photos under {', '.join(map(str, folders))}")
-    return paths
+def externalise_weights(graph: onnx.ModelProto, store: Path, keep: Sequence[onnx.TensorProto]) -> dict[str, dict[str, object]]:
+    """``weight_store.externalise`` for all initializers but ``keep``, which belong to this
+    graph alone and stay inside it (a neighbours gallery would only grow the shared store)."""
+    for tensor in keep:
+        graph.graph.initializer.remove(tensor)
+    external = externalise(graph, store)
+    graph.graph.initializer.extend(keep)
+    return external
 
 
 def export_lens(name: str, out_dir: Path, classifier: str = DEFAULT_CLASSIFIER, photos: Sequence[Path] = (),
@@ -570,20 +589,13 @@ def export_lens(name: str, out_dir: Path, classifier: str = DEFAULT_CLASSIFIER, 
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="stylecam-lens-") as tmp:
         staged = Path(tmp) / f"lens_{name}.onnx"
-        extra_files = []
-        gallery = None
+        sprite = staged.with_suffix(".jpg")
         if name == "neighbors":
             if not photos:
                 raise ImageError("the neighbors lens needs photos: --photos DIR [DIR ...]")
-            paths = gallery_photos(photos)
-            gallery = build_gallery(model, paths)
-            sprite = staged.with_suffix(".jpg")
-            columns = write_sprite(paths, sprite, tile, quality)
-            extra_files.append(sprite)
-        lens = create_lens(name, model, gallery)
-        if gallery is not None:
-            lens.options |= {"gallery": sprite.name, "tile": tile, "columns": columns, "count": len(gallery.paths),
-                             "photos": [p.name for p in gallery.paths]}
+            lens: Lens = neighbors_lens(model, photos, sprite, tile, quality)
+        else:
+            lens = create_lens(name, model)
         extras = [spec.name for spec in lens.inputs]
         export_onnx(build_graph(lens), (torch.zeros(240, 320, 3, dtype=torch.uint8), *example_inputs(lens)), staged,
                     [FRAME, *extras], [spec.name for spec in lens.outputs],
@@ -592,17 +604,14 @@ def export_lens(name: str, out_dir: Path, classifier: str = DEFAULT_CLASSIFIER, 
         strip_metadata(graph)
         onnx.save(graph, staged)
         parity = check(staged, lens)
-        kept = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
-        for tensor in kept:
-            graph.graph.initializer.remove(tensor)
         out_dir.mkdir(parents=True, exist_ok=True)
-        external = externalise(graph, out_dir / f"{classifier}.weights")
-        graph.graph.initializer.extend(kept)
+        inside = gallery_tensors(graph) if name == "neighbors" else []
+        external = externalise_weights(graph, out_dir / f"{classifier}.weights", inside)
         onnx.save(graph, staged)
         labels = model.pretrained_cfg.labels
         card = card_for(lens, classifier, staged, labels.name, parity)
         card = write_card(dataclasses.replace(card, external_data=external), Path(tmp))
         shutil.copyfile(labels, Path(tmp) / labels.name)
-        for path in (staged, card, Path(tmp) / labels.name, *extra_files):
+        for path in (staged, card, Path(tmp) / labels.name, *([sprite] if sprite.exists() else [])):
             shutil.move(str(path), out_dir / path.name)
     return out_dir / staged.name

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
 from style_helpers import CONTENT
@@ -59,6 +60,30 @@ def test_a_fresh_activations_export_matches_torch_and_says_its_layers(tmp_path, 
     assert parity.ok, parity
     assert int(np.argmax(got["logits"])) == 340  # zebra
     assert got["activation_0"].shape == (32, 112, 112) and got["activation_5"].min() >= 0  # ReLU6 after the head
+
+
+def test_a_fresh_neighbors_export_keeps_its_gallery_inside(tmp_path, lite0):
+    """Six photos: the gallery rides in the graph (not in the shared store), the sprite
+    holds their thumbnails in order, and a photo finds itself first."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    paths = sorted(CONTENT.glob("coco/*.jpg"))[:6]
+    for path in paths:
+        (photos / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "out"
+    assert cli(["export", "--neighbors", str(photos), "--out", str(out), "--tile", "32"]) == 0
+    card = load_card_for_onnx(out / "lens_neighbors.onnx")
+    assert card.options | {"photos": None} == {"k": 5, "gallery": "lens_neighbors.jpg", "tile": 32, "columns": 3,
+                                               "count": 6, "photos": None}
+    assert card.options["photos"] == [p.name for p in paths]
+    gallery = lens.stored_gallery(out / "lens_neighbors.onnx")
+    assert np.abs(gallery - lens.build_gallery(lite0, paths)).max() < 1e-3  # half precision at most
+    graph = onnx.load(str(out / "lens_neighbors.onnx"), load_external_data=False)
+    inside = lens.gallery_tensors(graph)
+    assert len(inside) == 1 and tuple(inside[0].dims) == (6, 1280) and not inside[0].external_data
+    assert cv2.imread(str(out / "lens_neighbors.jpg")).shape == (64, 96, 3)  # 2 rows of 3 tiles
+    got = OrtModel.load(out / "lens_neighbors.onnx", "cpu", threads=2).run(frame=read_rgb(paths[4]))
+    assert int(got["neighbors"][0]) == 4 and got["similarity"][0] > 0.99
 
 
 def test_the_parity_rules_catch_a_wrong_graph():
