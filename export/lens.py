@@ -176,75 +176,6 @@ class Lens:
         return [{}, {}]
 
 
-@dataclass(frozen=True)
-class LensParity:
-    """How far onnxruntime is from PyTorch on one frame: each measure against its limit."""
-
-    method: str
-    measures: dict[str, float]
-    limits: dict[str, float]
-
-    @property
-    def ok(self) -> bool:
-        return all(self.measures[k] <= self.limits[k] for k in self.limits)
-
-    def __str__(self) -> str:
-        failed = [f"{k} {self.measures[k]:.4g} > {self.limits[k]:.4g}" for k in self.limits if self.measures[k] > self.limits[k]]
-        return f"{self.method}: " + ("; ".join(failed) or "all measures within their limits")
-
-
-def level_errors(got: Arrays, wanted: Arrays, names: Sequence[str]) -> LensParity:
-    """Median and mean |got - wanted| in levels of whole-level images, against their limits."""
-    measures: dict[str, float] = {}
-    limits: dict[str, float] = {}
-    for n in names:
-        error = np.abs(got[n].astype(np.float32) - wanted[n].astype(np.float32))
-        measures |= {f"{n} median levels": float(np.median(error)), f"{n} mean levels": float(error.mean())}
-        limits |= {f"{n} median levels": MEDIAN_LEVELS, f"{n} mean levels": MEAN_LEVELS}
-    return LensParity("", measures, limits)
-
-
-def compare_activations(got: Arrays, wanted: Arrays, options: dict[str, Any]) -> LensParity:
-    measures = {f"{n} error": float(np.abs(got[n] - w).max()) / (float(np.ptp(w)) or 1.0) for n, w in wanted.items()}
-    return LensParity("activations", measures, dict.fromkeys(measures, ACTIVATION_TOLERANCE))
-
-
-def compare_neighbors(got: Arrays, wanted: Arrays, options: dict[str, Any]) -> LensParity:
-    measures = {"different indices": float((got[NEIGHBORS] != wanted[NEIGHBORS]).sum()),
-                "cosine error": float(np.abs(got[SIMILARITY] - wanted[SIMILARITY]).max())}
-    return LensParity("neighbors", measures, {"different indices": 0.0, "cosine error": COSINE_TOLERANCE})
-
-
-def compare_fool(got: Arrays, wanted: Arrays, options: dict[str, Any]) -> LensParity:
-    epsilon = options.get("epsilon_levels", Fool.EPSILON_LEVELS)
-
-    def change(outputs: Arrays) -> np.ndarray:  # PERTURBATION decoded to levels, exactly
-        return np.round((outputs[PERTURBATION].astype(np.float32) - 128) * epsilon / 127)
-
-    levels = level_errors({FOOLED: got[FOOLED], "change": change(got)}, {FOOLED: wanted[FOOLED], "change": change(wanted)},
-                          (FOOLED, "change"))
-    start = wanted[FOOLED].astype(np.float32) - change(wanted)  # the reference's whole-level input
-    measures = {"levels beyond the budget": float(np.abs(got[FOOLED].astype(np.float32) - start).max()) - epsilon,
-                "top-1 outside the other's top-5": float(top1_outside_top5(got[LOGITS], wanted[LOGITS]))}
-    limits = {"levels beyond the budget": BUDGET_SLACK_LEVELS, "top-1 outside the other's top-5": 0.0}
-    return LensParity("fool", levels.measures | measures, levels.limits | limits)
-
-
-def top1_outside_top5(a: np.ndarray, b: np.ndarray) -> int:
-    """How many of the two top-1 classes are not in the other's top 5: 0 when both runs
-    agree, and also when a borderline attack lands the target first in one run and second
-    in the other, which the cascade of sign flips does now and then."""
-    top5 = [set(np.argsort(-x)[:5].tolist()) for x in (a, b)]
-    return int(np.argmax(a) not in top5[1]) + int(np.argmax(b) not in top5[0])
-
-
-def compare_dream(got: Arrays, wanted: Arrays, options: dict[str, Any]) -> LensParity:
-    return dataclasses.replace(level_errors(got, wanted, (DREAMED,)), method="dream")
-
-
-RULES = {"activations": compare_activations, "neighbors": compare_neighbors, "fool": compare_fool, "dream": compare_dream}
-
-
 class Activations(Lens):
     """Raw activations of layers spanning the depth (Yosinski et al.'s live toolbox), and
     the logits. Forward only."""
@@ -414,6 +345,78 @@ class Dream(Lens):
     def check_inputs(self) -> list[Arrays]:
         return [{LAYER_WEIGHTS: np.eye(len(self.LAYERS), dtype=np.float32)[2]},
                 {LAYER_WEIGHTS: np.array([0.5, 0, 0, 0.5], np.float32)}]
+
+
+# --- parity: onnxruntime against PyTorch ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LensParity:
+    """How far onnxruntime is from PyTorch on one frame: each measure against its limit."""
+
+    method: str
+    measures: dict[str, float]
+    limits: dict[str, float]
+
+    @property
+    def ok(self) -> bool:
+        return all(self.measures[k] <= self.limits[k] for k in self.limits)
+
+    def __str__(self) -> str:
+        failed = [f"{k} {self.measures[k]:.4g} > {self.limits[k]:.4g}" for k in self.limits if self.measures[k] > self.limits[k]]
+        return f"{self.method}: " + ("; ".join(failed) or "all measures within their limits")
+
+
+def level_errors(got: Arrays, wanted: Arrays, names: Sequence[str]) -> LensParity:
+    """Median and mean |got - wanted| in levels of whole-level images, against their limits."""
+    measures: dict[str, float] = {}
+    limits: dict[str, float] = {}
+    for n in names:
+        error = np.abs(got[n].astype(np.float32) - wanted[n].astype(np.float32))
+        measures |= {f"{n} median levels": float(np.median(error)), f"{n} mean levels": float(error.mean())}
+        limits |= {f"{n} median levels": MEDIAN_LEVELS, f"{n} mean levels": MEAN_LEVELS}
+    return LensParity("", measures, limits)
+
+
+def compare_activations(got: Arrays, wanted: Arrays, options: dict[str, Any]) -> LensParity:
+    measures = {f"{n} error": float(np.abs(got[n] - w).max()) / (float(np.ptp(w)) or 1.0) for n, w in wanted.items()}
+    return LensParity("activations", measures, dict.fromkeys(measures, ACTIVATION_TOLERANCE))
+
+
+def compare_neighbors(got: Arrays, wanted: Arrays, options: dict[str, Any]) -> LensParity:
+    measures = {"different indices": float((got[NEIGHBORS] != wanted[NEIGHBORS]).sum()),
+                "cosine error": float(np.abs(got[SIMILARITY] - wanted[SIMILARITY]).max())}
+    return LensParity("neighbors", measures, {"different indices": 0.0, "cosine error": COSINE_TOLERANCE})
+
+
+def compare_fool(got: Arrays, wanted: Arrays, options: dict[str, Any]) -> LensParity:
+    epsilon = options.get("epsilon_levels", Fool.EPSILON_LEVELS)
+
+    def change(outputs: Arrays) -> np.ndarray:  # PERTURBATION decoded to levels, exactly
+        return np.round((outputs[PERTURBATION].astype(np.float32) - 128) * epsilon / 127)
+
+    levels = level_errors({FOOLED: got[FOOLED], "change": change(got)}, {FOOLED: wanted[FOOLED], "change": change(wanted)},
+                          (FOOLED, "change"))
+    start = wanted[FOOLED].astype(np.float32) - change(wanted)  # the reference's whole-level input
+    measures = {"levels beyond the budget": float(np.abs(got[FOOLED].astype(np.float32) - start).max()) - epsilon,
+                "top-1 outside the other's top-5": float(top1_outside_top5(got[LOGITS], wanted[LOGITS]))}
+    limits = {"levels beyond the budget": BUDGET_SLACK_LEVELS, "top-1 outside the other's top-5": 0.0}
+    return LensParity("fool", levels.measures | measures, levels.limits | limits)
+
+
+def top1_outside_top5(a: np.ndarray, b: np.ndarray) -> int:
+    """How many of the two top-1 classes are not in the other's top 5: 0 when both runs
+    agree, and also when a borderline attack lands the target first in one run and second
+    in the other, which the cascade of changed steps does now and then."""
+    top5 = [set(np.argsort(-x)[:5].tolist()) for x in (a, b)]
+    return int(np.argmax(a) not in top5[1]) + int(np.argmax(b) not in top5[0])
+
+
+def compare_dream(got: Arrays, wanted: Arrays, options: dict[str, Any]) -> LensParity:
+    return dataclasses.replace(level_errors(got, wanted, (DREAMED,)), method="dream")
+
+
+RULES = {"activations": compare_activations, "neighbors": compare_neighbors, "fool": compare_fool, "dream": compare_dream}
 
 
 # --- the neighbours' gallery ---------------------------------------------------------------
