@@ -30,6 +30,7 @@ from stylecam.server.compose import LensDrawing, LensView, Overlay, mix_strength
 from stylecam.server.control import Settings
 from stylecam.server.ort_model import Binding
 from stylecam.server.registry import Registry
+from stylecam.server.runner import fed_back
 
 log = logging.getLogger(__name__)
 
@@ -358,8 +359,9 @@ class Pipeline:
         if name is None or runner is None or self._lens_input is None:
             return
         t = time.perf_counter()
+        previous = self._lens_view.image if settings.lens == "dream" and self._lens_view is not None else None
         try:
-            view = runner(self._lens_input, settings.layer, settings.channel, settings.target)
+            view = runner(fed_back(self._lens_input, previous), settings.layer, settings.channel, settings.target)
         except Exception as e:
             self._failed.add(name)
             self.report(f"lens {name!r} failed ({str(e).splitlines()[0]}); the lens is off")

@@ -20,7 +20,7 @@ from stylecam.server.compose import LensDrawing, LensView, Overlay
 from stylecam.server.images import ImageFileError, read_rgb, write_rgb
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
 from stylecam.server.ort_model import OrtModel
-from stylecam.server.runner import LensRunner, SaliencyRunner
+from stylecam.server.runner import LensRunner, SaliencyRunner, fed_back
 
 
 class ExplainError(ValueError):
@@ -116,6 +116,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "(0-999) or name, e.g. 'tabby' (default: each image's top-1 class; for fool, toaster)")
     parser.add_argument("--layer", type=int, metavar="INDEX", help="the lens's layer, an index into its card's layers "
                         "(default: the card's default, a middle one)")
+    parser.add_argument("--runs", type=int, default=1, metavar="N", help="dream: runs of the graph, each fed back "
+                        "its previous dream as the page does (default: 1)")
     parser.add_argument("--channel", type=int, default=-1, metavar="INDEX",
                         help="activations: one channel of --layer as a heat map (default: -1, a mosaic of the most active)")
     parser.add_argument("--models", type=Path, default=DEFAULT_ZOO, metavar="DIR",
@@ -164,8 +166,12 @@ def run_lens(args: argparse.Namespace) -> int:
                            f"({', '.join(layer.get('name', '?') for layer in runner.layers) or 'none'})")
     images = [(path, read_rgb(path)) for path in args.images]
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.runs < 1:
+        raise ExplainError(f"--runs {args.runs}: at least 1")
     for path, rgb in images:
         view = runner(rgb, args.layer, args.channel, target)
+        for _ in range(args.runs - 1 if args.lens == "dream" else 0):
+            view = runner(fed_back(rgb, view.image), args.layer, args.channel, target)
         dst = args.out / f"{path.stem}_{args.lens}.png"
         write_rgb(dst, lens_picture(runner, view, rgb, args.opacity))
         found = {k: v for k, v in view.info.items() if k != "top5"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from stylecam.server.classes import top_classes
@@ -124,7 +125,18 @@ def top5(logits: np.ndarray, labels: tuple[str, ...]) -> list[dict]:
 
 
 MOSAIC = 4  # the activations mosaic shows the MOSAIC x MOSAIC most active channels
+DREAM_FEEDBACK = 0.7  # share of the previous dream in the next dream run's input
 DEFAULT_FOOL_TARGET = "toaster"  # a fooling image's class until the page picks one (Brown et al.'s patch)
+
+
+def fed_back(frame: np.ndarray, previous: np.ndarray | None, share: float = DREAM_FEEDBACK) -> np.ndarray:
+    """The next dream run's input: the frame blended with the previous dream (resized to
+    it), so that the graph's few steps per run add up over runs while the scene holds
+    still, the feedback loop of DeepDream videos; the frame's share keeps it live."""
+    if previous is None:
+        return frame
+    back = cv2.resize(previous, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return cv2.addWeighted(back, share, frame, 1.0 - share, 0.0)
 
 
 def mosaic(activation: np.ndarray, count: int = MOSAIC) -> tuple[np.ndarray, list[int]]:

@@ -16,7 +16,7 @@ from stylecam.server.control import Catalog, ControlError, Settings, apply_confi
 from stylecam.server.images import read_rgb
 from stylecam.server.model_card import FRAME, LAYER_WEIGHTS, LENS_METHODS, TARGET
 from stylecam.server.ort_model import OrtModel
-from stylecam.server.runner import LensRunner, mosaic
+from stylecam.server.runner import LensRunner, fed_back, mosaic
 
 CATALOG = Catalog(styles=("candy",), saliency=("gradcam",), lenses={"activations": 3, "neighbors": 0, "fool": 0}, classes=("tench", "goldfish", "toaster"))
 
@@ -73,6 +73,14 @@ def test_mosaic_shows_the_most_active_channels_first_each_scaled_to_its_maximum(
     assert (tiles[0, 1] == lut[round(5 / 100 * 255)]).all()  # the rest of channel 5, scaled by that peak
     assert (tiles[0, 4:] == lut[255]).all()  # channel 19 is flat: all at its maximum
     assert (tiles[2, :] == lut[0]).all() and (tiles[:, 3] == lut[0]).all()  # the cold gaps between tiles
+
+
+def test_a_dream_is_fed_back_into_the_next_run_with_the_live_frame():
+    frame = np.full((48, 64, 3), 100, np.uint8)
+    assert fed_back(frame, None) is frame
+    dream = np.full((224, 224, 3), 200, np.uint8)
+    mixed = fed_back(frame, dream, share=0.7)
+    assert mixed.shape == frame.shape and (mixed == 170).all()  # 0.7 * 200 + 0.3 * 100
 
 
 def test_lens_drawing_replaces_the_frame_insets_its_picture_and_overlays_a_heat_map():
