@@ -48,7 +48,7 @@ class ServerConfig:
     process_size: tuple[int, int] | None | str = "auto"  # (max w, max h), None = full, "auto": CPU_PROCESS_SIZE on CPU, full on GPU
     max_frame_pixels: int = 1920 * 1080
     saliency_fps: float = 5.0
-    lens_fps: float = 15.0  # at most this many lens runs a second per peer (fewer when a lens is slower)
+    lens_fps: float = 60.0  # at most this many lens runs a second per peer: above the frame rate, a fast lens runs on every frame
     silence_timeout: float = 3.0
     connect_timeout: float = 10.0
     max_pending: int = 2  # offers per client address that have not connected yet
