@@ -91,7 +91,7 @@ def lens_picture(runner: LensRunner, view: LensView, rgb: np.ndarray, opacity: f
         shown = [cv2.resize(t, (height // 2, height // 2), interpolation=cv2.INTER_AREA) for t in tiles]
         rows = [np.hstack(shown[:3]), np.hstack(shown[3:] + [np.full_like(shown[0], 255)] * (3 - len(shown[3:])))]
         return np.hstack([photo, gap, np.vstack(rows)])
-    pictures = [view.image] + ([view.inset] if view.inset is not None else [])
+    pictures = [p for p in (view.image, view.inset) if p is not None]
     resized = [cv2.resize(p, (photo.shape[1], height), interpolation=cv2.INTER_LINEAR) for p in pictures]
     parts = [photo]
     for picture in resized:

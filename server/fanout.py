@@ -21,10 +21,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 import av
 from aiortc import MediaStreamTrack, RTCRtpCodecCapability, RTCRtpSender
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import VIDEO_TIME_BASE, MediaStreamError
 from av.video.frame import PictureType
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class SharedEncoder:
         try:
             while True:
                 await self._watched.wait()
-                frame = await self._source.recv()
+                frame = cast(av.VideoFrame, await self._source.recv())  # a video track's frames
                 keyframe, self._keyframe = self._keyframe, False
                 packets = await loop.run_in_executor(None, self._encode, frame, keyframe)
                 for packet in packets:
@@ -117,7 +118,7 @@ class SharedEncoder:
         """Worker thread: one frame in, its packet out, stamped with the frame's own pts
         and time base (the publisher's RTP clock), which the sender turns into RTP time."""
         start = time.perf_counter()
-        pts, time_base = frame.pts, frame.time_base
+        pts, time_base = frame.pts, frame.time_base or VIDEO_TIME_BASE
         width, height = frame.width // 2 * 2, frame.height // 2 * 2  # 4:2:0 needs even sides
         if frame.format.name != "yuv420p" or (width, height) != (frame.width, frame.height):
             frame = frame.reformat(width=width, height=height, format="yuv420p")

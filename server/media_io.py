@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -111,7 +112,7 @@ class Source:
         with named(self.spec):
             for packet in self.container.demux(self.video, *self.audio):
                 if packet.stream.type == "video":
-                    yield from packet.decode()
+                    yield from cast(list[av.VideoFrame], packet.decode())
                 elif packet.dts is not None:  # not the demuxer's empty end-of-stream packet
                     yield packet
 
@@ -217,7 +218,7 @@ class Sink:
         try:
             with named(target):
                 name = codec or FILE_CODECS.get(Path(target).suffix.lower(), DEFAULT_CODEC)
-                self._video = self._out.add_stream(name, rate=source.rate, options=self._options(name, source.rate))
+                self._video = cast(av.VideoStream, self._out.add_stream(name, rate=source.rate, options=self._options(name, source.rate)))
                 self._audio = {s.index: self._out.add_stream_from_template(s) for s in source.audio}
         except BaseException:
             self.abort()
@@ -271,7 +272,7 @@ class Sink:
         except BaseException:
             self.abort()
             raise
-        if self._staged is not None:
+        if self._staged is not None and self._path is not None:
             os.replace(self._staged, self._path)
 
     def abort(self) -> None:

@@ -183,11 +183,12 @@ class LensRunner:
     def _activations(self, frame: np.ndarray, layer: int | None, channel: int, target: int | None) -> LensView:
         index = self.layer_index(layer)
         spec = self.layers[index]
-        activation = np.asarray(self.model.run(**{FRAME: frame})[spec.get("output", f"{ACTIVATION}{index}")], np.float32)
-        activation = activation.reshape(activation.shape[-3:])
-        info = {"layer": spec.get("name", str(index)), "layer_index": index, "channels": int(activation.shape[0])}
+        out = np.asarray(self.model.run(**{FRAME: frame})[spec.get("output", f"{ACTIVATION}{index}")], np.float32)
+        channels, height, width = out.shape[-3:]
+        activation = out.reshape(channels, height, width)
+        info = {"layer": spec.get("name", str(index)), "layer_index": index, "channels": int(channels)}
         if channel >= 0:
-            c = min(channel, activation.shape[0] - 1)
+            c = min(channel, channels - 1)
             heat = np.maximum(activation[c], 0.0)
             return LensView(self.method, heat=heat / max(float(heat.max()), 1e-6), info={**info, "channel": c})
         tiles, order = mosaic(activation)

@@ -24,7 +24,7 @@ def offer_problem(sdp: str, video: tuple[str, ...], want: str) -> str | None:
         return "each m= section needs its own a=mid line"
     if any(item not in mids for group in parsed.group for item in group.items):
         return "its BUNDLE group names a mid that no m= section has"
-    if any(not (m.ice.usernameFragment and m.ice.password and m.dtls and m.dtls.fingerprints) for m in parsed.media):
+    if any(not (m.ice and m.ice.usernameFragment and m.ice.password and m.dtls and m.dtls.fingerprints) for m in parsed.media):
         return "each m= section needs ICE credentials and a DTLS fingerprint"
     if not any(m.kind == "video" and (m.direction or "sendrecv") in video for m in parsed.media):
         return want

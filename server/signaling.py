@@ -93,7 +93,7 @@ async def gallery(request: web.Request) -> web.FileResponse | web.Response:
     name = request.match_info["name"]
     entry = request.app[ENGINE].registry.entries.get(name)
     picture = entry.card.options.get("gallery") if entry is not None and entry.card.kind == "lens" else None
-    if not isinstance(picture, str):
+    if entry is None or not isinstance(picture, str):
         return _error(404, f"no lens named {name!r} has a gallery; GET /api/models lists the lenses")
     folder = entry.onnx.parent.resolve()
     path = (folder / picture).resolve()

@@ -93,16 +93,16 @@ def settings_from_query(query: dict[str, str], catalog: Catalog) -> Settings:
 class Viewer:
     """One WHEP viewer: a send-only peer connection carrying the stream's shared packets."""
 
-    def __init__(self, stream: Stream, config: ServerConfig, on_closed: Callable[[Viewer], None]) -> None:
+    def __init__(self, encoder: SharedEncoder, config: ServerConfig, on_closed: Callable[[Viewer], None]) -> None:
         self.id = secrets.token_urlsafe(9)
         self._on_closed = on_closed
         self.pc = RTCPeerConnection(rtc_configuration(config.ice_servers))
-        self.track = stream.encoder.subscribe()
+        self.track = encoder.subscribe()
         transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
         transceiver.setCodecPreferences(h264_codecs())
         # a PLI or FIR from this viewer asks the shared encoder, not the sender's own
         # (unused) one, for a keyframe; aiortc has no public hook for it
-        transceiver.sender._send_keyframe = stream.encoder.request_keyframe
+        setattr(transceiver.sender, "_send_keyframe", encoder.request_keyframe)  # noqa: B010 (a private method, replaced)
         self._connect_timeout = config.connect_timeout
         self._closing: asyncio.Task | None = None
         self._watchdog: asyncio.Task | None = None
@@ -278,7 +278,10 @@ async def watch(request: web.Request) -> web.Response:
         return _error(404, f"stream {stream.id!r} has ended")
     if len(stream.viewers) >= MAX_VIEWERS:
         return _error(503, f"stream {stream.id!r} has {MAX_VIEWERS} viewers, the most it takes; try again later")
-    viewer = Viewer(stream, request.app[CONFIG], lambda v: stream.viewers.pop(v.id, None))
+    def forget(viewer: Viewer) -> None:
+        stream.viewers.pop(viewer.id, None)
+
+    viewer = Viewer(stream.encoder, request.app[CONFIG], forget)
     stream.viewers[viewer.id] = viewer
     try:
         answer = await viewer.answer(offer)
