@@ -12,7 +12,10 @@ and renames the file only once it is complete.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,10 +32,13 @@ STDIO = "-"
 SINK_FORMATS = {"rtmp": "flv", "rtmps": "flv", "srt": "mpegts", "udp": "mpegts", "tcp": "mpegts", "rtsp": "rtsp"}
 FILE_CODECS = {".webm": "libvpx-vp9"}
 DEFAULT_CODEC = "libx264"
-NO_PROTOCOL_HINT = (" in PyAV's FFmpeg (its wheels have no SRT); relay through the ffmpeg command and a pipe: "
-                    "ffmpeg -i srt://... -c copy -f mpegts - | stylecam stylize - ..., "
-                    "or stylecam stylize ... --out - | ffmpeg -i - -c copy -f mpegts srt://...")
+NO_PROTOCOL_HINT = (" in PyAV's FFmpeg (its wheels have no SRT), and no ffmpeg command on PATH to relay it "
+                    "(apt-get install ffmpeg)")
+RELAY = ("-nostdin", "-hide_banner", "-loglevel", "error")
+# a live pipe must not wait for FFmpeg's default 5 s of probing before its first frame
+LIVE_PROBE = {"probesize": "500000", "analyzeduration": "500000"}
 FALLBACK_RATE = Fraction(30)
+AUDIO_LEAD = 0.1  # seconds of sound kept from before the first styled frame
 
 Item = av.VideoFrame | av.Packet
 
@@ -85,6 +91,80 @@ def check_encoder(name: str) -> None:
         raise MediaError(f"--codec {name}: a {codec.type} encoder, not a video one")
 
 
+class Relay:
+    """The ffmpeg command between a URL whose protocol PyAV's own FFmpeg lacks (SRT: its
+    wheels are built without libsrt) and a pipe that PyAV reads or writes: packets are
+    copied, never re-encoded, as MPEG-TS on the pipe."""
+
+    def __init__(self, url: str, send: bool) -> None:
+        ffmpeg = shutil.which("ffmpeg") or "ffmpeg"
+        probe = [item for key, value in LIVE_PROBE.items() for item in (f"-{key}", value)]
+        if send and url.startswith("srt://") and "linger=" not in url:  # send the tail before closing (live mode's default: drop it)
+            url += ("&" if "?" in url else "?") + "linger=2"
+        pipe = ([*probe, "-f", "mpegts", "-i", "pipe:0", "-map", "0", "-c", "copy", "-f", "mpegts", url] if send
+                else [*probe, "-i", url, "-map", "0", "-c", "copy", "-flush_packets", "1", "-f", "mpegts", "pipe:1"])
+        self.process = subprocess.Popen([ffmpeg, *RELAY, *pipe], stdin=subprocess.PIPE if send else subprocess.DEVNULL,
+                                        stdout=None if send else subprocess.PIPE, stderr=subprocess.PIPE)
+        self.pipe = self.process.stdin if send else self.process.stdout
+        # FFmpeg's own pipe protocol on the descriptor (it leaves it open): a Python file
+        # object would be read in whole buffers, holding a live stream back for seconds
+        self.url = f"pipe:{self.pipe.fileno()}" if self.pipe is not None else ""
+
+    def problem(self) -> str:
+        """What the ffmpeg command said before it ended, if it did."""
+        if self.process.poll() is None or self.process.stderr is None:
+            return ""
+        lines = self.process.stderr.read().decode(errors="replace").strip().splitlines()
+        return f" (ffmpeg relay: {lines[-1]})" if lines else ""
+
+    def close(self, timeout: float) -> None:
+        """Let ffmpeg finish what it was given, then make sure it is gone."""
+        with contextlib.suppress(OSError):
+            self.pipe.close()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@functools.cache
+def has_protocol(scheme: str) -> bool:
+    """Whether PyAV's FFmpeg speaks ``scheme``: an output URL is only opened at its first
+    packet, too late to relay it, so a sink asks first (a read that cannot connect to the
+    discard port, 127.0.0.1:9, fails at once for any protocol FFmpeg has)."""
+    try:
+        av.open(f"{scheme}://127.0.0.1:9", timeout=(0.2, 0.2)).close()
+    except av.error.ProtocolNotFoundError:
+        return False
+    except (av.FFmpegError, OSError, ValueError):
+        pass
+    return True
+
+
+def open_container(url: str, what: str, relayable: bool, **options: object) -> tuple[av.container.Container, Relay | None]:
+    """``av.open(url, **options)``, or through a ``Relay`` when PyAV's FFmpeg lacks the
+    URL's protocol and the ffmpeg command is here; errors as one line naming ``what``."""
+    send = options.get("mode") == "w"
+    relay_it = relayable and shutil.which("ffmpeg") is not None
+    if not (send and relay_it and not has_protocol(url.split("://", 1)[0].lower())):
+        with named(what):
+            try:
+                return av.open(url, **options), None  # type: ignore[call-overload]
+            except av.error.ProtocolNotFoundError:
+                if not relay_it:
+                    raise
+    relay = Relay(url, send)
+    try:
+        with named(what):
+            if send:
+                return av.open(relay.url, mode="w", format=str(options.get("format") or "mpegts")), relay
+            return av.open(relay.url, format="mpegts", options=LIVE_PROBE), relay
+    except MediaError as e:
+        relay.close(timeout=2)
+        raise MediaError(f"{e}{relay.problem()}") from None
+
+
 @dataclass
 class Source:
     """An opened input: its first video stream and every audio stream."""
@@ -93,6 +173,7 @@ class Source:
     container: av.container.InputContainer
     video: av.VideoStream
     audio: list[av.AudioStream]
+    relay: Relay | None = None
 
     @property
     def live(self) -> bool:
@@ -118,19 +199,21 @@ class Source:
 
     def close(self) -> None:
         self.container.close()
+        if self.relay is not None:
+            self.relay.close(timeout=2)
 
 
 def open_source(spec: str, timeout: float) -> Source:
     """A file, camera (``0``, ``/dev/video0``), URL (rtsp/rtmp/srt/http...) or ``-`` (stdin)."""
     device = camera_device(spec)
     url = "pipe:0" if spec == STDIO else device or spec
-    with named(f"{spec}: no camera {device}" if device and device != spec else spec):
-        container = av.open(url, format="v4l2" if device else None,
-                            timeout=(timeout, timeout) if is_stream(spec) else None)
+    opened, relay = open_container(url, f"{spec}: no camera {device}" if device and device != spec else spec, is_url(spec),
+                                   format="v4l2" if device else None, timeout=(timeout, timeout) if is_stream(spec) else None)
+    container = cast(av.container.InputContainer, opened)
     if not container.streams.video:
         container.close()
         raise MediaError(f"{spec}: has no video stream")
-    return Source(spec, container, container.streams.video[0], list(container.streams.audio))
+    return Source(spec, container, container.streams.video[0], list(container.streams.audio), relay)
 
 
 class NewestFrame:
@@ -213,8 +296,8 @@ class Sink:
         self._staged = None if self._path is None else staging_path(self._path)
         fmt = fmt or sink_format(target)
         url = "pipe:1" if target == STDIO else target if self.stream else str(self._staged)
-        with named(target):
-            self._out = av.open(url, "w", format=fmt, timeout=timeout if self.stream else None)
+        opened, self._relay = open_container(url, target, is_url(target), mode="w", format=fmt, timeout=timeout if self.stream else None)
+        self._out = cast(av.container.OutputContainer, opened)
         try:
             with named(target):
                 name = codec or FILE_CODECS.get(Path(target).suffix.lower(), DEFAULT_CODEC)
@@ -258,10 +341,12 @@ class Sink:
         frame.pts, frame.time_base, self._last_pts = pts, self._video.codec_context.time_base, pts
         with named(self.target):
             self._out.mux(self._video.encode(frame))
-        if self._pending is not None:
+        if self._pending is not None:  # the sound from where the picture starts (a live source's first frames may have been dropped)
             pending, self._pending = self._pending, None
+            start = float(pts * frame.time_base) - AUDIO_LEAD
             for packet in pending:
-                self.copy(packet)
+                if packet.pts is None or packet.time_base is None or float(packet.pts * packet.time_base) >= start:
+                    self.copy(packet)
 
     def close(self) -> None:
         """Flush the encoder, finish the container and, for a file, move it into place."""
@@ -272,6 +357,8 @@ class Sink:
         except BaseException:
             self.abort()
             raise
+        if self._relay is not None:
+            self._relay.close(timeout=10)
         if self._staged is not None and self._path is not None:
             os.replace(self._staged, self._path)
 
@@ -279,6 +366,8 @@ class Sink:
         """Close without finishing; a file's partial output is deleted."""
         with contextlib.suppress(av.FFmpegError, ValueError):
             self._out.close()
+        if self._relay is not None:
+            self._relay.close(timeout=0)
         if self._staged is not None:
             self._staged.unlink(missing_ok=True)
 

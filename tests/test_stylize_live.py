@@ -211,14 +211,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_listening(port: int, peer: subprocess.Popen, seconds: float = 10) -> None:
-    """Until ``peer`` listens on ``port``, read from /proc (a probe connection would take
-    the one client that ``ffmpeg -listen 1`` accepts)."""
+def wait_listening(port: int, peer: subprocess.Popen, seconds: float = 10, udp: bool = False) -> None:
+    """Until ``peer`` listens on ``port`` (TCP, or for SRT a bound UDP port), read from /proc
+    (a probe connection would take the one client that ``ffmpeg -listen 1`` accepts)."""
     deadline = time.monotonic() + seconds
+    tables, state = (("/proc/net/udp", "/proc/net/udp6"), "07") if udp else (("/proc/net/tcp", "/proc/net/tcp6"), "0A")
     while time.monotonic() < deadline:
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for table in tables:
             lines = Path(table).read_text().splitlines()[1:] if Path(table).exists() else []
-            if any(int(f[1].split(":")[1], 16) == port and f[3] == "0A" for f in map(str.split, lines)):
+            if any(int(f[1].split(":")[1], 16) == port and f[3] == state for f in map(str.split, lines)):
                 return
         assert peer.poll() is None, peer.stderr.read().decode()
         time.sleep(0.05)
@@ -254,3 +255,35 @@ def test_rtmp_in_rtmp_out_with_ffmpeg_peers(tmp_path, capsys):
     assert got["codec"] == "h264" and got["pix_fmt"] == "yuv420p" and got["frames"][0].shape == (120, 160, 3)
     assert len(got["frames"]) == styled
     assert got["audio_codec"] == "aac" and sum(p[1] for p in got["audio"]) > 2.5  # the 3 s of sound came through
+
+
+@needs_ffmpeg
+def test_srt_in_srt_out_through_the_ffmpeg_relay(tmp_path, capsys):
+    """SRT, which PyAV's own FFmpeg lacks: stylize relays it through the ffmpeg command both
+    ways (caller to an ffmpeg listener serving 3 s of video + sound, and to one recording)."""
+    src_port, dst_port = free_port(), free_port()
+    recording = tmp_path / "recorded.ts"
+    quiet = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error"]
+    source = subprocess.Popen([*quiet, "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-f", "lavfi",
+                               "-i", "sine=frequency=440:sample_rate=44100", "-t", "3", "-c:v", "libx264", "-preset",
+                               "ultrafast", "-g", "25", "-c:a", "aac", "-f", "mpegts", f"srt://127.0.0.1:{src_port}?mode=listener"],
+                              stderr=subprocess.PIPE)
+    sink = subprocess.Popen([*quiet, "-i", f"srt://127.0.0.1:{dst_port}?mode=listener", "-c", "copy", "-y", str(recording)],
+                            stderr=subprocess.PIPE)
+    try:
+        wait_listening(src_port, source, udp=True)
+        wait_listening(dst_port, sink, udp=True)
+        assert cli(["stylize", f"srt://127.0.0.1:{src_port}", "--model", str(MODEL), "--timeout", "10",
+                    "--out", f"srt://127.0.0.1:{dst_port}"]) == 0
+        sink.wait(timeout=15)
+    finally:
+        for peer in (source, sink):
+            peer.kill()
+            peer.wait()
+    report = re.search(r"\((\d+) frames(?:, (\d+) dropped)?, ([\d.]+) fps", capsys.readouterr().out)
+    styled = int(report[1])
+    assert styled >= 10
+    got = probe(recording)
+    assert got["codec"] == "h264" and got["frames"][0].shape == (120, 160, 3) and len(got["frames"]) == styled
+    # the sound from the first styled frame on (the relays' start-up is not recorded), to the end
+    assert got["audio_codec"] == "aac" and sum(p[1] for p in got["audio"]) > 1.0
