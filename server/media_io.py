@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import cast
+from typing import IO, cast
 
 import av
 import numpy as np
@@ -105,10 +105,10 @@ class Relay:
                 else [*probe, "-i", url, "-map", "0", "-c", "copy", "-flush_packets", "1", "-f", "mpegts", "pipe:1"])
         self.process = subprocess.Popen([ffmpeg, *RELAY, *pipe], stdin=subprocess.PIPE if send else subprocess.DEVNULL,
                                         stdout=None if send else subprocess.PIPE, stderr=subprocess.PIPE)
-        self.pipe = self.process.stdin if send else self.process.stdout
+        self.pipe = cast(IO[bytes], self.process.stdin if send else self.process.stdout)  # both asked for above
         # FFmpeg's own pipe protocol on the descriptor (it leaves it open): a Python file
         # object would be read in whole buffers, holding a live stream back for seconds
-        self.url = f"pipe:{self.pipe.fileno()}" if self.pipe is not None else ""
+        self.url = f"pipe:{self.pipe.fileno()}"
 
     def problem(self) -> str:
         """What the ffmpeg command said before it ended, if it did."""
