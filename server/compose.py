@@ -100,7 +100,8 @@ class LensView:
 
 class LensDrawing:
     """Draws one lens run's view on frames: its picture in place of the frame (fooling
-    image, dream), its heat map (one channel), and its inset in the bottom-right corner
+    image, dream), its heat map (one channel), and its inset in the bottom-left corner (the
+    page shows its own camera bottom right)
     (mosaic, perturbation). The inset is resized once per view and frame size."""
 
     def __init__(self) -> None:
@@ -128,5 +129,5 @@ class LensDrawing:
         if view.inset is not None and height > 4 * MARGIN and width > 4 * MARGIN:
             inset = self._resized_inset(view.inset, height, width)
             h, w = inset.shape[:2]
-            frame[height - MARGIN - h: height - MARGIN, width - MARGIN - w: width - MARGIN] = inset
+            frame[height - MARGIN - h: height - MARGIN, MARGIN: MARGIN + w] = inset
         return frame

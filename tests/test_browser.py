@@ -156,6 +156,9 @@ def test_page_switches_through_every_lens_and_frames_keep_arriving(real_server_u
         for method, ready in LENS_READY.items():
             page.click(f"#lens button[data-value='{method}']")
             page.wait_for_selector(ready, state="visible", timeout=40000)
+            shown = {row: page.is_visible(f"#{row}") for row in ("layer-row", "channel-row", "target-row", "neighbors", "lens-top5")}
+            assert shown == {"layer-row": method in ("activations", "dream"), "channel-row": method == "activations",
+                             "target-row": method == "fool", "neighbors": method == "neighbors", "lens-top5": method == "fool"}, (method, shown)
             before = page.evaluate("window.stylecam.framesDecoded()")
             page.wait_for_function(f"window.stylecam.framesDecoded().then(n => n > {before} + 10)", polling=250, timeout=15000)
         page.click("#lens button[data-value='fool']")
