@@ -237,30 +237,41 @@ def wait_listening(port: int, peer: subprocess.Popen, seconds: float = 10, udp: 
     raise AssertionError(f"ffmpeg did not listen on {port} within {seconds} s")
 
 
-@needs_ffmpeg
-def test_rtmp_in_rtmp_out_with_ffmpeg_peers(tmp_path, capsys):
-    """An ffmpeg publishes 3 s of 25 fps 160x120 video + sine audio as an RTMP server; stylize
-    plays it, styles it (newest frame wins) and publishes to a second ffmpeg, which records."""
-    src_url, dst_url = f"rtmp://127.0.0.1:{free_port()}/live/in", f"rtmp://127.0.0.1:{free_port()}/live/out"
-    recording = tmp_path / "recorded.flv"
+CLIP_3S = ["-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+           "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac"]
+
+
+def stylize_between_ffmpeg_peers(serve: list[str], record: list[str], src: tuple[str, int], dst: tuple[str, int],
+                                 capsys, udp: bool = False) -> tuple[int, int]:
+    """One ffmpeg serves 3 s of 25 fps 160x120 video + sine audio (``serve``: its output),
+    another records (``record``: its input and file); stylize plays the first into the
+    second, (URL, port) each. Returns the (styled, dropped) frames stylize reports."""
     quiet = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error"]
-    source = subprocess.Popen([*quiet, "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-f", "lavfi",
-                               "-i", "sine=frequency=440:sample_rate=44100", "-t", "3", "-c:v", "libx264", "-preset",
-                               "ultrafast", "-g", "25", "-c:a", "aac", "-f", "flv", "-listen", "1", src_url],
-                              stderr=subprocess.PIPE)
-    sink = subprocess.Popen([*quiet, "-listen", "1", "-i", dst_url, "-c", "copy", "-y", str(recording)],
-                            stderr=subprocess.PIPE)
+    source = subprocess.Popen([*quiet, *CLIP_3S, *serve], stderr=subprocess.PIPE)
+    sink = subprocess.Popen([*quiet, *record], stderr=subprocess.PIPE)
     try:
-        wait_listening(int(src_url.split(":")[2].split("/")[0]), source)
-        wait_listening(int(dst_url.split(":")[2].split("/")[0]), sink)
-        assert cli(["stylize", src_url, "--model", str(MODEL), "--timeout", "10", "--out", dst_url]) == 0
+        wait_listening(src[1], source, udp=udp)
+        wait_listening(dst[1], sink, udp=udp)
+        assert cli(["stylize", src[0], "--model", str(MODEL), "--timeout", "10", "--out", dst[0]]) == 0
         sink.wait(timeout=15)
     finally:
         for peer in (source, sink):
             peer.kill()
             peer.wait()
     report = re.search(r"\((\d+) frames(?:, (\d+) dropped)?, ([\d.]+) fps", capsys.readouterr().out)
-    styled, dropped = int(report[1]), int(report[2] or 0)
+    return int(report[1]), int(report[2] or 0)
+
+
+@needs_ffmpeg
+def test_rtmp_in_rtmp_out_with_ffmpeg_peers(tmp_path, capsys):
+    """An ffmpeg publishes 3 s of 25 fps 160x120 video + sine audio as an RTMP server; stylize
+    plays it, styles it (newest frame wins) and publishes to a second ffmpeg, which records."""
+    src_port, dst_port = free_port(), free_port()
+    src_url, dst_url = f"rtmp://127.0.0.1:{src_port}/live/in", f"rtmp://127.0.0.1:{dst_port}/live/out"
+    recording = tmp_path / "recorded.flv"
+    styled, dropped = stylize_between_ffmpeg_peers(["-f", "flv", "-listen", "1", src_url],
+                                                   ["-listen", "1", "-i", dst_url, "-c", "copy", "-y", str(recording)],
+                                                   (src_url, src_port), (dst_url, dst_port), capsys)
     assert 10 <= styled and styled + dropped <= 76
     got = probe(recording)
     assert got["codec"] == "h264" and got["pix_fmt"] == "yuv420p" and got["frames"][0].shape == (120, 160, 3)
@@ -274,25 +285,10 @@ def test_srt_in_srt_out_through_the_ffmpeg_relay(tmp_path, capsys):
     ways (caller to an ffmpeg listener serving 3 s of video + sound, and to one recording)."""
     src_port, dst_port = free_port(), free_port()
     recording = tmp_path / "recorded.ts"
-    quiet = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error"]
-    source = subprocess.Popen([*quiet, "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-f", "lavfi",
-                               "-i", "sine=frequency=440:sample_rate=44100", "-t", "3", "-c:v", "libx264", "-preset",
-                               "ultrafast", "-g", "25", "-c:a", "aac", "-f", "mpegts", f"srt://127.0.0.1:{src_port}?mode=listener"],
-                              stderr=subprocess.PIPE)
-    sink = subprocess.Popen([*quiet, "-i", f"srt://127.0.0.1:{dst_port}?mode=listener", "-c", "copy", "-y", str(recording)],
-                            stderr=subprocess.PIPE)
-    try:
-        wait_listening(src_port, source, udp=True)
-        wait_listening(dst_port, sink, udp=True)
-        assert cli(["stylize", f"srt://127.0.0.1:{src_port}", "--model", str(MODEL), "--timeout", "10",
-                    "--out", f"srt://127.0.0.1:{dst_port}"]) == 0
-        sink.wait(timeout=15)
-    finally:
-        for peer in (source, sink):
-            peer.kill()
-            peer.wait()
-    report = re.search(r"\((\d+) frames(?:, (\d+) dropped)?, ([\d.]+) fps", capsys.readouterr().out)
-    styled = int(report[1])
+    styled, _ = stylize_between_ffmpeg_peers(["-f", "mpegts", f"srt://127.0.0.1:{src_port}?mode=listener"],
+                                             ["-i", f"srt://127.0.0.1:{dst_port}?mode=listener", "-c", "copy", "-y", str(recording)],
+                                             (f"srt://127.0.0.1:{src_port}", src_port), (f"srt://127.0.0.1:{dst_port}", dst_port),
+                                             capsys, udp=True)
     assert styled >= 10
     got = probe(recording)
     assert got["codec"] == "h264" and got["frames"][0].shape == (120, 160, 3) and len(got["frames"]) == styled
