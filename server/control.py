@@ -90,6 +90,12 @@ class Settings:
         return [w / total for w in raw]
 
 
+def _shown(value: Any) -> str:
+    """A bad value as an error message quotes it: its repr, cut at 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:40]}..."
+
+
 def _unit_float(data: dict[str, Any], key: str) -> float:
     value = data[key]
     try:  # a huge integer overflows float
@@ -97,8 +103,7 @@ def _unit_float(data: dict[str, Any], key: str) -> float:
     except OverflowError:
         number = math.inf
     if not math.isfinite(number) or not 0.0 <= number <= 1.0:
-        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
-        raise ControlError(f"{key!r} must be a number from 0 to 1, got {shown}")
+        raise ControlError(f"{key!r} must be a number from 0 to 1, got {_shown(value)}")
     return number
 
 
@@ -161,8 +166,7 @@ def apply_config(data: dict[str, Any], settings: Settings, catalog: Catalog) -> 
 def _index(data: dict[str, Any], key: str, low: int, high: int) -> int:
     value = data[key]
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
-        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
-        raise ControlError(f"{key!r} must be a whole number from {low} to {high - 1}, got {shown}")
+        raise ControlError(f"{key!r} must be a whole number from {low} to {high - 1}, got {_shown(value)}")
     return value
 
 

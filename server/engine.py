@@ -121,6 +121,13 @@ class _Buffers:
         self.yuv = np.empty((height * 3 // 2, width), np.uint8)
         self.even = width % 2 == 0 and height % 2 == 0
 
+    def drawable(self, image: np.ndarray) -> np.ndarray:
+        """``image``, or a copy in ``mixed`` when it is the decoded frame: never draw on that in place."""
+        if image is not self.rgb:
+            return image
+        np.copyto(self.mixed, self.rgb)
+        return self.mixed
+
 
 @dataclass(frozen=True)
 class PipelineStats:
@@ -317,15 +324,11 @@ class Pipeline:
             t = self._time("upscale+mix", t)
         saliency = self._saliency_map
         if saliency is not None and settings.saliency != "off":
-            if image is b.rgb:  # never draw on the decoded frame in place of a copy we still need
-                np.copyto(b.mixed, b.rgb)
-                image = b.mixed
+            image = b.drawable(image)
             self._overlay.apply(image, saliency, settings.opacity)
             t = self._time("overlay", t)
         if view is not None:
-            if image is b.rgb:
-                np.copyto(b.mixed, b.rgb)
-                image = b.mixed
+            image = b.drawable(image)
             self._lens_drawing.apply(image, view, settings.opacity)
             t = self._time("lens-draw", t)
         if b.even:

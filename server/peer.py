@@ -45,7 +45,9 @@ class Peer:
         self._on_closed = on_closed
         self._loop = asyncio.get_running_loop()
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
-        self.pipeline = engine.pipeline(Settings(style=catalog.default_style()), self._send_error_threadsafe, self._send_lens_threadsafe)
+        self.pipeline = engine.pipeline(Settings(style=catalog.default_style()),
+                                        lambda message: self._from_worker(self._send, {"type": "error", "message": message}),
+                                        lambda info: self._from_worker(self._send_lens, info))
         self._lens_sent_at = 0.0
         self.channel: RTCDataChannel | None = None
         self.source: NewestFrame | None = None
@@ -114,13 +116,10 @@ class Peer:
         if self.channel is not None and self.channel.readyState == "open":
             self.channel.send(json.dumps(message))
 
-    def _send_error_threadsafe(self, message: str) -> None:
+    def _from_worker(self, send: Callable[[dict], None], message: dict) -> None:
+        """Called in a worker thread: ``send(message)`` on the event loop, unless it has closed."""
         if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._send, {"type": "error", "message": message})
-
-    def _send_lens_threadsafe(self, info: dict) -> None:
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._send_lens, info)
+            self._loop.call_soon_threadsafe(send, message)
 
     def _send_lens(self, info: dict) -> None:
         now = time.monotonic()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stylecam.server.classes import top_classes
+from stylecam.server.classes import UnknownClass, find_class, top_classes
 from stylecam.server.compose import LensView, inferno_lut
 from stylecam.server.model_card import (
     ACTIVATION,
@@ -166,8 +166,10 @@ class LensRunner:
         self.layers: list[dict] = list(card.options.get("layers", ()))
         self.labels = labels if labels is not None else (read_labels(card_path_for(model.path), card) if card.labels else ())
         self.photos: list[str] = list(card.options.get("photos", ()))
-        names = {name.lower(): i for i, name in enumerate(self.labels)}
-        self.default_target = names.get(DEFAULT_FOOL_TARGET, 0)
+        try:
+            self.default_target = find_class(DEFAULT_FOOL_TARGET, self.labels)
+        except UnknownClass:  # another classifier's labels
+            self.default_target = 0
 
     def layer_index(self, layer: int | None) -> int:
         """The chosen layer, clamped to the card's; None: the card's default (a middle one)."""

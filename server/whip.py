@@ -51,13 +51,17 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def _read_sdp(request: web.Request) -> str | web.Response:
+async def _read_offer(request: web.Request, video: tuple[str, ...], want: str) -> str | web.Response:
+    """The SDP offer in the body, or the error answer: 415, 413, or 400 saying what
+    ``sdp.offer_problem`` found (``video``, ``want``: as it takes them)."""
     if request.content_type != SDP:
         return _error(415, f"send the offer as {SDP}, not {request.content_type or 'no Content-Type'}")
     try:
-        return await request.text()
+        offer = await request.text()
     except web.HTTPRequestEntityTooLarge:
         return _error(413, f"offer is over the {request.app[CONFIG].max_offer_bytes}-byte limit")
+    problem = offer_problem(offer, video, want)
+    return _error(400, f"cannot use this offer: {problem}") if problem else offer
 
 
 def _answer(sdp: str, location: str) -> web.Response:
@@ -198,12 +202,9 @@ def _stream(request: web.Request) -> Stream | web.Response:
 
 
 async def publish(request: web.Request) -> web.Response:
-    offer = await _read_sdp(request)
+    offer = await _read_offer(request, ("sendonly", "sendrecv"), "the offer sends no video; publish a video track")
     if isinstance(offer, web.Response):
         return offer
-    problem = offer_problem(offer, ("sendonly", "sendrecv"), "the offer sends no video; publish a video track")
-    if problem:
-        return _error(400, f"cannot use this offer: {problem}")
     app = request.app
     peers, config, engine, streams = app[PEERS], app[CONFIG], app[ENGINE], app[STREAMS]
     catalog = engine.registry.catalog()
@@ -268,12 +269,9 @@ async def watch(request: web.Request) -> web.Response:
     stream = _stream(request)
     if isinstance(stream, web.Response):
         return stream
-    offer = await _read_sdp(request)
+    offer = await _read_offer(request, ("recvonly", "sendrecv"), "the offer receives no video; add a recvonly video transceiver")
     if isinstance(offer, web.Response):
         return offer
-    problem = offer_problem(offer, ("recvonly", "sendrecv"), "the offer receives no video; add a recvonly video transceiver")
-    if problem:
-        return _error(400, f"cannot use this offer: {problem}")
     if stream.encoder is None or stream.encoder.ended:
         return _error(404, f"stream {stream.id!r} has ended")
     if len(stream.viewers) >= MAX_VIEWERS:

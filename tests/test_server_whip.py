@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 
 import numpy as np
 import pytest
 from conftest import in_process, run
 
+from stylecam.export.bench.whip import cpu_seconds
 from stylecam.server.client import CounterCamera, start_server
 from stylecam.server.config import PEERS, ServerConfig
 from stylecam.server.whip import STREAMS
@@ -218,11 +218,6 @@ def test_token_and_cors(tiny_zoo):
     run(go(), timeout=20)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 WINDOW_S = 4.0
 CAMERA_FPS = 15
 
@@ -239,9 +234,9 @@ def test_three_viewers_cost_little_more_than_one(real_zoo):
 
     async def window(publisher: WhipPublisher, viewers: list[WhepViewer]) -> float:
         """Server CPU seconds per frame over WINDOW_S; checks the frames were encoded once each."""
-        before, cpu, frames = await publisher.stats(), _cpu_seconds(proc.pid), [v.received.frames for v in viewers]
+        before, cpu, frames = await publisher.stats(), cpu_seconds(proc.pid), [v.received.frames for v in viewers]
         await asyncio.sleep(WINDOW_S)
-        after, spent = await publisher.stats(), _cpu_seconds(proc.pid) - cpu
+        after, spent = await publisher.stats(), cpu_seconds(proc.pid) - cpu
         encoded = after["frames_encoded"] - before["frames_encoded"]
         styled = after["frames_styled"] - before["frames_styled"]
         received = [v.received.frames - f for v, f in zip(viewers, frames)]
