@@ -16,17 +16,32 @@ log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def cuda_device_count() -> int:
-    """GPUs the CUDA driver reports; 0 without a driver. onnxruntime-gpu lists its CUDA
-    provider even on machines without a GPU, so ``auto`` asks the driver too."""
+def _cuda_driver() -> Any:
+    """The CUDA driver library, initialised; None on a machine without one."""
     try:
         cuda = ctypes.CDLL("libcuda.so.1")
     except OSError:
-        return 0
+        return None
+    return cuda if cuda.cuInit(0) == 0 else None
+
+
+def cuda_device_count() -> int:
+    """GPUs the CUDA driver reports; 0 without a driver. onnxruntime-gpu lists its CUDA
+    provider even on machines without a GPU, so ``auto`` asks the driver too."""
+    cuda = _cuda_driver()
     count = ctypes.c_int(0)
-    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+    if cuda is None or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
         return 0
     return count.value
+
+
+def cuda_device_name() -> str | None:
+    """The first GPU's name as the driver gives it, so a benchmark says what it ran on."""
+    cuda = _cuda_driver()
+    name = ctypes.create_string_buffer(256)
+    if cuda is None or cuda.cuDeviceGetName(name, len(name), 0) != 0:
+        return None
+    return name.value.decode()
 
 
 def providers_for(device: str) -> list[str]:

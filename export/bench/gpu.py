@@ -29,9 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from stylecam.export.cli import HelpFormatter
-from stylecam.server.client import get_json, start_server
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards, load_card_for_onnx
-from stylecam.server.ort_model import OrtModel, providers_for
+from stylecam.server.ort_model import OrtModel, cuda_device_name, providers_for
 from stylecam.server.runner import SaliencyRunner, StyleRunner
 
 SIZES = ((640, 480), (1280, 720))
@@ -77,7 +76,7 @@ def check_cuda(model: Path) -> dict:
     if session.get_providers()[0] != "CUDAExecutionProvider" or share < MIN_CUDA_SHARE:
         raise GpuError(f"onnxruntime fell back to the CPU: {dict(counts)} nodes per provider for {model.name} "
                        "(check the CUDA and cuDNN libraries onnxruntime-gpu needs)")
-    return {"model": model.name, "nodes": dict(counts), "cuda_share": share, "onnxruntime": ort.__version__}
+    return {"model": model.name, "nodes": dict(counts), "cuda_share": share, "onnxruntime": ort.__version__, "gpu": cuda_device_name()}
 
 
 def median_ms(run, repeats: int) -> float:
@@ -106,8 +105,9 @@ def time_saliency(path: Path, repeats: int) -> float:
     return median_ms(lambda: runner(frame), repeats)
 
 
-def e2e(models: Path, peers: list[int], seconds: float) -> list[dict]:
-    from stylecam.export.bench.e2e import _scenario
+def e2e(models: Path, peers: list[int], seconds: float, warmup: float) -> list[dict]:
+    from stylecam.export.bench.e2e import _scenario  # aiortc and PyAV: only the end-to-end rows need them
+    from stylecam.server.client import get_json, start_server
 
     proc, url = start_server(models, ["--device", "cuda", "--process-size", "full", "--max-peers", str(max(peers)),
                                       "--max-pending", str(max(peers))])
@@ -115,7 +115,7 @@ def e2e(models: Path, peers: list[int], seconds: float) -> list[dict]:
         listed = get_json(f"{url}/api/models")["models"]
         style = next(m["name"] for m in listed if m["kind"] in ("style", "multistyle"))
         config = {"style": style, "saliency": "gradcam", "opacity": 0.4}
-        return [asyncio.run(_scenario(url, n, config, seconds, 30.0, size=SIZES[1])) for n in peers]
+        return [asyncio.run(_scenario(url, n, config, seconds, 30.0, warmup, size=SIZES[1])) for n in peers]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -128,6 +128,7 @@ def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
     p.add_argument("--repeats", type=int, default=50, help="timed runs per graph and size (after 3 warm-up runs)")
     p.add_argument("--peers", default="1,4,8", help="comma-separated peer counts for the end-to-end rows")
     p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per end-to-end row")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds per end-to-end row before measuring, while sessions open and rates settle")
     p.add_argument("--no-e2e", action="store_true", help="graphs only: skip the end-to-end rows")
     p.add_argument("--json", type=Path, default=Path("bench-results/gpu.json"), help="where to write the results")
     args = p.parse_args(argv)
@@ -145,10 +146,10 @@ def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
                          "ms": time_style(path, size, args.repeats)})
     for path, card in saliency:
         rows.append({"what": f"{card.name} ({card.precision})", "size": "640x480", "ms": time_saliency(path, args.repeats)})
-    for r in (e2e(args.models, [int(n) for n in args.peers.split(",")], args.seconds) if not args.no_e2e else []):
-        rows.append({"what": f"e2e {r['peers']} peers, style + Grad-CAM", "size": "1280x720", "fps_per_peer": r["fps_per_peer"],
-                     "latency_ms_p95": r["latency_ms_p95"], "dropped_ratio": r["dropped_ratio"]})
-    print(f"CUDA check: {check['cuda_share']:.0%} of {check['model']}'s nodes ran on CUDA (onnxruntime {check['onnxruntime']})")
+    for r in (e2e(args.models, [int(n) for n in args.peers.split(",")], args.seconds, args.warmup) if not args.no_e2e else []):
+        rows.append({"what": f"e2e {r['peers']} peers, {r['config']['style']} + Grad-CAM", "size": "1280x720", "fps_per_peer": r["fps_per_peer"],
+                     "latency_ms_p95": r["latency_ms_p95"], "dropped_ratio": r["dropped_ratio"], "server_ms_peer0": r["server_ms_peer0"]})
+    print(f"GPU: {check['gpu']}; CUDA check: {check['cuda_share']:.0%} of {check['model']}'s nodes ran on CUDA (onnxruntime {check['onnxruntime']})")
     print("| what | size | ms per frame | fps per peer | p95 latency | dropped |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for r in rows:
