@@ -48,25 +48,30 @@ class Overlay:
             return
         self._size, self._source = (height, width), None
         self._heat = np.empty((height, width), np.float32)  # saliency at frame size, in [0, 1]
-        self._index = np.empty((height, width, 3), np.uint8)  # the colour index, once per channel for cv2.LUT
+        self._scratch = np.empty((height, width), np.float32)
+        self._index = np.empty((height, width), np.uint8)  # the colour map's index
         self._colour = np.empty((height, width, 3), np.uint8)
         self._keep = np.empty((height, width, 3), np.float32)  # 1 - opacity * heat: the frame's share
         self._add = np.empty((height, width, 3), np.float32)  # opacity * heat * colour + 0.5
         self._blend = np.empty((height, width, 3), np.float32)
 
+    # Whole-array OpenCV calls and single-channel work where they can: on a GPU server the
+    # map changes with nearly every frame, and numpy's broadcasting into three channels
+    # cost as much as the rest of the overlay together.
     def _colourise(self, saliency: np.ndarray) -> None:
-        heat, scratch = self._heat, self._blend[..., 0]
+        heat, scratch = self._heat, self._scratch
         cv2.resize(saliency.astype(np.float32, copy=False), heat.shape[::-1], dst=heat, interpolation=cv2.INTER_LINEAR)
         np.clip(heat, 0.0, 1.0, out=heat)
         np.multiply(heat, 255.0, out=scratch)
         np.add(scratch, 0.5, out=scratch)
-        np.copyto(self._index, scratch[..., None], casting="unsafe")  # truncating x + 0.5 rounds half up
-        cv2.LUT(self._index, self._lut3, dst=self._colour)  # np.take would allocate the indices as intp
+        np.copyto(self._index, scratch, casting="unsafe")  # truncating x + 0.5 rounds half up
+        cv2.applyColorMap(self._index, self._lut3, dst=self._colour)
         self._source, self._opacity = saliency, None
 
     def _weigh(self, opacity: float) -> None:
-        np.multiply(self._heat[..., None], opacity, out=self._keep)
-        np.multiply(self._colour, self._keep, out=self._add)
+        np.multiply(self._heat, opacity, out=self._scratch)
+        cv2.merge([self._scratch] * 3, dst=self._keep)
+        cv2.multiply(self._colour, self._keep, dst=self._add, dtype=cv2.CV_32F)
         np.add(self._add, 0.5, out=self._add)
         np.subtract(1.0, self._keep, out=self._keep)
         self._opacity = opacity

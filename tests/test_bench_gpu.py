@@ -33,3 +33,20 @@ def test_placement_reads_onnxruntimes_profile(tmp_path):
     assert set(counts) == {"CPUExecutionProvider"} and counts["CPUExecutionProvider"] >= 20  # every conv, norm, ...
     assert cuda_share(counts) == 0.0 < MIN_CUDA_SHARE  # the fallback the check refuses
     assert cuda_share(Counter(CUDAExecutionProvider=9, CPUExecutionProvider=1)) == 0.9 >= MIN_CUDA_SHARE
+
+
+def test_pooled_row_means_rates_and_keeps_the_worst_peers_p95():
+    from stylecam.export.bench.gpu import _pooled
+
+    peers = [{"config": {"style": "s"}, "fps_per_peer": fps, "latency_ms_p95": p95, "dropped_ratio": drop, "server_ms_peer0": {"style": i}}
+             for i, (fps, p95, drop) in enumerate([(30.0, 120.0, 0.0), (27.0, 180.0, 0.1), (24.0, None, 0.2)])]
+    row = _pooled(peers)
+    assert row["peers"] == 3 and row["fps_per_peer"] == 27.0 and row["latency_ms_p95"] == 180.0
+    assert abs(row["dropped_ratio"] - 0.1) < 1e-12 and row["server_ms_peer0"] == {"style": 0}
+
+
+def test_udp_receive_errors_reads_the_kernels_counter():
+    from stylecam.export.bench.gpu import udp_receive_errors
+
+    errors = udp_receive_errors()
+    assert isinstance(errors, int) and errors >= 0  # Linux: /proc/net/snmp's Udp RcvbufErrors

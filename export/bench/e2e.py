@@ -34,7 +34,10 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: float, warmup: float,
-                    size: tuple[int, int] = (WIDTH, HEIGHT)) -> dict:
+                    size: tuple[int, int] = (WIDTH, HEIGHT), start_at: float | None = None) -> dict:
+    """``peers`` clients in this process; measuring starts after ``warmup`` seconds, and not
+    before ``start_at`` (``time.monotonic()``, which processes share) when given, so clients
+    in several processes measure the same seconds."""
     clients = [Client(url, fps=fps, decode_every=10, size=size) for _ in range(peers)]
     try:
         for c in clients:  # one after another: a server holds few unconnected offers per address (--max-pending)
@@ -46,7 +49,7 @@ async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: flo
             await asyncio.sleep(0.1)
         for c in clients:
             c.send({"type": "config", **config})
-        await asyncio.sleep(warmup)  # sessions open, saliency starts, rates settle
+        await asyncio.sleep(max(warmup, (start_at or 0.0) - time.monotonic()))  # sessions open, saliency starts, rates settle
         starts = [(c.received.frames, c.camera.count, len(c.received.latencies_ms), len(c.received.seen), len(c.messages)) for c in clients]
         t0 = time.monotonic()
         await asyncio.sleep(seconds)

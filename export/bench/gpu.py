@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ from stylecam.server.ort_model import OrtModel, cuda_device_name, providers_for
 from stylecam.server.runner import SaliencyRunner, StyleRunner
 
 SIZES = ((640, 480), (1280, 720))
+CLIENT_START_S = 8.0  # for the client processes to start and connect, before the shared warm-up
 MIN_CUDA_SHARE = 0.5  # of a graph's compute nodes; the rest may be shape ops onnxruntime keeps on the CPU
 
 
@@ -105,17 +108,51 @@ def time_saliency(path: Path, repeats: int) -> float:
     return median_ms(lambda: runner(frame), repeats)
 
 
-def e2e(models: Path, peers: list[int], seconds: float, warmup: float) -> list[dict]:
+def _one_client(url: str, config: dict, seconds: float, warmup: float, start_at: float) -> dict:
     from stylecam.export.bench.e2e import _scenario  # aiortc and PyAV: only the end-to-end rows need them
+
+    return asyncio.run(_scenario(url, 1, config, seconds, 30.0, warmup, size=SIZES[1], start_at=start_at))
+
+
+def _pooled(results: list[dict]) -> dict:
+    """One row from one-peer results measured over the same seconds; p95 is the worst peer's."""
+    return {"peers": len(results), "config": results[0]["config"],
+            "fps_per_peer": statistics.mean(r["fps_per_peer"] for r in results),
+            "latency_ms_p95": max((r["latency_ms_p95"] for r in results if r["latency_ms_p95"] is not None), default=None),
+            "dropped_ratio": statistics.mean(r["dropped_ratio"] for r in results),
+            "server_ms_peer0": results[0]["server_ms_peer0"]}
+
+
+def udp_receive_errors() -> int | None:
+    """Datagrams the kernel dropped for full socket buffers (Linux, all sockets); video
+    over loopback loses packets here when a receiver falls behind."""
+    try:
+        header, values = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")][:2]
+    except (OSError, ValueError):
+        return None
+    return int(dict(zip(header, values)).get("RcvbufErrors", 0))
+
+
+def e2e(models: Path, peers: list[int], seconds: float, warmup: float) -> list[dict]:
+    """Each client in its own process, as each browser is; every peer count with style +
+    Grad-CAM, then with style alone, which shows what the saliency overlay costs."""
     from stylecam.server.client import get_json, start_server
 
-    proc, url = start_server(models, ["--device", "cuda", "--process-size", "full", "--max-peers", str(max(peers)),
-                                      "--max-pending", str(max(peers))])
+    proc, url = start_server(models, ["--device", "cuda", "--process-size", "full", "--max-peers", str(2 * max(peers)),
+                                      "--max-pending", str(2 * max(peers))])  # room while the last row's peers close
     try:
         listed = get_json(f"{url}/api/models")["models"]
         style = next(m["name"] for m in listed if m["kind"] in ("style", "multistyle"))
-        config = {"style": style, "saliency": "gradcam", "opacity": 0.4}
-        return [asyncio.run(_scenario(url, n, config, seconds, 30.0, warmup, size=SIZES[1])) for n in peers]
+        rows = []
+        for config in ({"style": style, "saliency": "gradcam", "opacity": 0.4}, {"style": style, "saliency": "off"}):
+            for n in peers:
+                start_at = time.monotonic() + CLIENT_START_S + warmup
+                errors = udp_receive_errors()
+                with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    row = _pooled(list(pool.map(_one_client, *zip(*[(url, config, seconds, warmup, start_at)] * n))))
+                after = udp_receive_errors()
+                rows.append({**row, "udp_receive_errors": None if errors is None or after is None else after - errors})
+        return rows
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -147,17 +184,19 @@ def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
     for path, card in saliency:
         rows.append({"what": f"{card.name} ({card.precision})", "size": "640x480", "ms": time_saliency(path, args.repeats)})
     for r in (e2e(args.models, [int(n) for n in args.peers.split(",")], args.seconds, args.warmup) if not args.no_e2e else []):
-        rows.append({"what": f"e2e {r['peers']} peers, {r['config']['style']} + Grad-CAM", "size": "1280x720", "fps_per_peer": r["fps_per_peer"],
-                     "latency_ms_p95": r["latency_ms_p95"], "dropped_ratio": r["dropped_ratio"], "server_ms_peer0": r["server_ms_peer0"]})
+        what = f"e2e {r['peers']} peers, {r['config']['style']}" + (" + Grad-CAM" if r["config"]["saliency"] == "gradcam" else " alone")
+        rows.append({"what": what, "size": "1280x720", **{k: r[k] for k in ("fps_per_peer", "latency_ms_p95", "dropped_ratio",
+                                                                          "server_ms_peer0", "udp_receive_errors")}})
     print(f"GPU: {check['gpu']}; CUDA check: {check['cuda_share']:.0%} of {check['model']}'s nodes ran on CUDA (onnxruntime {check['onnxruntime']})")
-    print("| what | size | ms per frame | fps per peer | p95 latency | dropped |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| what | size | ms per frame | fps per peer | p95 latency | dropped | UDP drops |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         ms = f"{r['ms']:.2f}" if "ms" in r else ""
         fps = f"{r['fps_per_peer']:.1f}" if "fps_per_peer" in r else ""
         p95 = f"{r['latency_ms_p95']:.0f} ms" if r.get("latency_ms_p95") is not None else ""
         dropped = f"{r['dropped_ratio']:.1%}" if r.get("dropped_ratio") is not None else ""
-        print(f"| {r['what']} | {r['size']} | {ms} | {fps} | {p95} | {dropped} |")
+        udp = "" if r.get("udp_receive_errors") is None else str(r["udp_receive_errors"])
+        print(f"| {r['what']} | {r['size']} | {ms} | {fps} | {p95} | {dropped} | {udp} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"check": check, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.json}")
