@@ -99,8 +99,8 @@ def export_style(
     ckpt = Checkpoint.load(ckpt_path)
     name = (name or default_name(ckpt)) + ("" if precision == "fp32" else f"_{precision}")
     fp16 = precision == "fp16"
-    graph = style_graph(ckpt, fp16=fp16)
-    reference = style_graph(ckpt) if fp16 else graph  # fp16 and int8 are held to the fp32 network's output
+    graph = style_graph(ckpt, fp16=fp16, fold=True)
+    reference = style_graph(ckpt)  # every precision is held to the trained float32 network's output
     example = example_inputs(ckpt, 64, 64)
     input_names = [FRAME, STYLE_WEIGHTS][: len(example)]
     dynamic = (frame_dims(), None)[: len(example)]

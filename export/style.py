@@ -28,8 +28,12 @@ class StyleGraph(nn.Module):
         return (y.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)[0].permute(1, 2, 0)
 
 
-def style_graph(ckpt: Checkpoint, fp16: bool = False) -> StyleGraph:
-    return StyleGraph(ckpt.build(), torch.float16 if fp16 else torch.float32)
+def style_graph(ckpt: Checkpoint, fp16: bool = False, fold: bool = False) -> StyleGraph:
+    """The checkpoint's network as a graph; ``fold`` (for export) computes its upsampling
+    convs at the lower resolution (``SubPixelConv``): the same function, faster. Parity
+    is checked against the unfolded network, the one that was trained."""
+    net = ckpt.build()
+    return StyleGraph(net.folded() if fold else net, torch.float16 if fp16 else torch.float32)
 
 
 def example_inputs(ckpt: Checkpoint, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -52,6 +52,35 @@ def make_norm(channels: int, num_styles: int) -> nn.Module:
     return ConditionalInstanceNorm2d(channels, num_styles) if num_styles > 1 else InstanceNorm(channels)
 
 
+# For output row 2i + a of a 3x3 conv over a nearest-2x-upsampled, reflect-padded input:
+# PHASE_TAPS[a, d + 1, r] says whether kernel row r reads input row i + d. Columns alike.
+PHASE_TAPS = torch.tensor([[[1, 0, 0], [0, 1, 1], [0, 0, 0]],
+                           [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], dtype=torch.float64)
+
+
+class SubPixelConv(nn.Module):
+    """``conv(reflect_pad_1(upsample_2x_nearest(x)))`` for a 3x3 ``conv``, computed at x's
+    own resolution: one 3x3 conv with four times the outputs (one set per output pixel
+    phase) over the edge-padded input, then a pixel shuffle. Reflecting the upsampled image
+    by one pixel repeats the input's edge, so the two agree exactly, up to float rounding.
+    Same multiply-adds as before; none of the 4x-sized upsampled and padded copies, so on a
+    CPU, where those copies cost as much as the conv, a frame is about 20% faster."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (0, 0) or conv.bias is None:
+            raise ValueError(f"SubPixelConv folds an unpadded 3x3 stride-1 conv with a bias, not {conv}")
+        out_channels, in_channels = conv.weight.shape[:2]
+        weight = torch.einsum("adr,bes,ocrs->oabcde", PHASE_TAPS, PHASE_TAPS, conv.weight.detach().double())
+        self.conv = nn.Conv2d(in_channels, 4 * out_channels, 3).to(conv.weight.dtype)
+        with torch.no_grad():
+            self.conv.weight.copy_(weight.reshape(4 * out_channels, in_channels, 3, 3))
+            self.conv.bias.copy_(conv.bias.detach().repeat_interleave(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate")), 2)
+
+
 class ConvNormAct(nn.Module):
     """Reflection-padded conv, optional nearest 2x upsample before it, norm, optional ReLU."""
 
@@ -71,6 +100,11 @@ class ConvNormAct(nn.Module):
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         x = self.norm(self.conv(self.pad(x)), style_weights)
         return F.relu(x) if self.relu else x
+
+    def fold_upsampling(self) -> None:
+        """For inference: an upsampling 3x3 layer becomes a ``SubPixelConv`` (same function)."""
+        if self.upsample and self.conv.kernel_size == (3, 3):
+            self.conv, self.pad, self.upsample = SubPixelConv(self.conv), nn.Identity(), False
 
 
 class ResidualBlock(nn.Module):

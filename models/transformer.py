@@ -7,11 +7,13 @@ output is cropped back to it, so odd sizes need no padding.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylecam.models.layers import ConvNormAct, ResidualBlock
+from stylecam.models.layers import ConvNormAct, ResidualBlock, SubPixelConv
 from stylecam.models.registry import register_model
 
 
@@ -49,6 +51,17 @@ class TransformerNet(nn.Module):
         y = self.conv_out(self.pad_out(y))
         return y[..., :h, :w]
 
+    def folded(self) -> TransformerNet:
+        """A copy for inference that computes the same function faster (``SubPixelConv``)."""
+        return _fold_layers(copy.deepcopy(self))
+
+
+def _fold_layers(net: nn.Module) -> nn.Module:
+    for layer in net.modules():
+        if isinstance(layer, ConvNormAct):
+            layer.fold_upsampling()
+    return net.eval()
+
 
 class SkipNet(nn.Module):
     """Down to 1/8 resolution, residual blocks there, back up with additive skips.
@@ -77,6 +90,7 @@ class SkipNet(nn.Module):
         self.pad_out = nn.ReflectionPad2d(1)
         self.conv_out = nn.Conv2d(c1, 3, 3)
         nn.init.constant_(self.conv_out.bias, 0.5)
+        self.upsample_out = True  # False once folded: conv_out then upsamples itself
 
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -87,8 +101,17 @@ class SkipNet(nn.Module):
             y = block(y, style_weights)
         y = self.up[0](y, style_weights)[..., : quarter.shape[-2], : quarter.shape[-1]] + quarter
         y = self.up[1](y, style_weights)[..., : half.shape[-2], : half.shape[-1]] + half
-        y = self.conv_out(self.pad_out(F.interpolate(y, scale_factor=2.0, mode="nearest")))
+        if self.upsample_out:
+            y = F.interpolate(y, scale_factor=2.0, mode="nearest")
+        y = self.conv_out(self.pad_out(y))
         return y[..., :h, :w]
+
+    def folded(self) -> SkipNet:
+        """A copy for inference that computes the same function faster (``SubPixelConv``):
+        the two upsampling layers and the full-resolution output conv."""
+        net = copy.deepcopy(self)
+        net.conv_out, net.pad_out, net.upsample_out = SubPixelConv(net.conv_out), nn.Identity(), False
+        return _fold_layers(net)
 
 
 @register_model

@@ -18,10 +18,10 @@ from stylecam.server.engine import Engine
 from stylecam.server.model_card import DEFAULT_ZOO
 
 WEB = Path(str(resources.files("stylecam.web")))
-# largest size frames are styled at on CPU: the largest that kept every frame of one peer's
-# 640x480 camera at 30 fps, style + Grad-CAM, on 2 cores (`stylecam bench e2e --process-size
-# 256x192,320x240,480x360,640x480`, the README's table; 480x360 gave 18 fps)
-CPU_PROCESS_SIZE = (320, 240)
+# largest size frames are styled at on CPU: the largest that kept one peer's 640x480 camera
+# at 24 fps or more, style + Grad-CAM, on 2 cores (`stylecam bench e2e --process-size
+# 256x192,320x240,480x360,640x480`, the README's table)
+CPU_PROCESS_SIZE = (480, 360)
 
 
 @dataclass(frozen=True)

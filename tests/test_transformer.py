@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from stylecam.models.factory import create_model, list_models
-from stylecam.models.layers import ConditionalInstanceNorm2d
+from stylecam.models.layers import ConditionalInstanceNorm2d, SubPixelConv
 from stylecam.models.transformer import BODIES, macs_per_pixel
 
 STYLE_NETS = [*((body, {}) for body in BODIES), ("multistyle", {"body": "lite", "num_styles": 3}),
@@ -19,6 +19,47 @@ def test_output_has_input_size(arch, kwargs, size):
         y = model(torch.rand(2, 3, *size), weights)
     assert y.shape == (2, 3, *size)
     assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("arch,kwargs", STYLE_NETS)
+def test_folded_net_computes_the_same_function_without_upsampling(arch, kwargs):
+    """Export's folding (``SubPixelConv``): trained random weights, odd sizes, one blend."""
+    torch.manual_seed(0)
+    model = create_model(arch, **kwargs).eval()
+    for p in model.parameters():  # away from the initial ones and zeros, which hide mistakes
+        p.data.add_(0.1 * torch.randn_like(p))
+    folded = model.folded()
+    n = kwargs.get("num_styles", 1)
+    weights = torch.rand(n) if n > 1 else None
+    for size in ((37, 53), (30, 17)):
+        x = torch.rand(1, 3, *size)
+        with torch.no_grad():
+            want, got = model(x, weights), folded(x, weights)
+        assert (want - got).abs().max() < 1e-4 * want.abs().max()
+    upsampling = sum(getattr(m, "upsample", False) for m in model.modules())
+    assert sum(isinstance(m, SubPixelConv) for m in folded.modules()) == upsampling + (body_of(arch, kwargs) == "rt")
+    assert not any(getattr(m, "upsample", False) for m in folded.modules())
+    assert model.state_dict().keys() == create_model(arch, **kwargs).state_dict().keys()  # the original is untouched
+
+
+def body_of(arch: str, kwargs: dict) -> str:
+    return kwargs.get("body", arch)
+
+
+def test_sub_pixel_conv_by_hand_and_refusals():
+    conv = torch.nn.Conv2d(1, 1, 3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.arange(9.0).reshape(1, 1, 3, 3))
+        conv.bias.zero_()
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    up = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+    want = conv(torch.nn.functional.pad(up, (1, 1, 1, 1), mode="reflect"))
+    # top-left output: the 3x3 window over reflect-padded rows (1, 1, 1), (1, 1, 1), (1, 1, 1)
+    assert want[0, 0, 0, 0].item() == sum(range(9))
+    assert torch.allclose(SubPixelConv(conv)(x), want)
+    for bad in (torch.nn.Conv2d(1, 1, 5), torch.nn.Conv2d(1, 1, 3, stride=2), torch.nn.Conv2d(1, 1, 3, bias=False)):
+        with pytest.raises(ValueError, match="SubPixelConv"):
+            SubPixelConv(bad)
 
 
 def test_unknown_model_lists_valid_names():
