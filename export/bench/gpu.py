@@ -7,8 +7,9 @@ was not the GPU. Then it times, with IO binding as the server runs them:
 
 - each style model of the zoo, fp32 and fp16, at 640x480 and 1280x720;
 - each saliency graph on a 640x480 frame;
-- ``bench e2e``'s scenario with 1, 4 and 8 peers sending 1280x720, style + Grad-CAM, the
-  clients on the same machine (``--peers``, ``--seconds`` to change it; ``--no-e2e`` skips it).
+- ``bench e2e``'s scenario with 1, 4 and 8 peers sending 1280x720, style + Grad-CAM and
+  then style alone, each client in its own process on the same machine (``--peers``,
+  ``--seconds`` to change it; ``--no-e2e`` skips it).
 
 It prints one table and writes JSON. It needs ``onnxruntime-gpu`` (``pip install
 stylecam[serve]`` on Linux x86-64 brings it).
