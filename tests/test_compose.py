@@ -37,6 +37,9 @@ def test_overlay_reuses_its_buffers_without_frame_sized_allocations():
     second = first.copy()
     overlay.apply(frame, first, 0.6)  # warm-up allocates the buffers for 480x640
     buffers = overlay._blend
+    # OpenCV allocates outside tracemalloc's sight: every buffer must keep its memory
+    addresses = {name: array.ctypes.data for name, array in vars(overlay).items() if isinstance(array, np.ndarray) and array.size >= 480 * 640}
+    assert len(addresses) >= 6
     tracemalloc.start()
     overlay.apply(frame, second, 0.6)  # a new map: resize + colour again
     overlay.apply(frame, second, 0.6)  # the same map: only the blend
@@ -44,6 +47,7 @@ def test_overlay_reuses_its_buffers_without_frame_sized_allocations():
     tracemalloc.stop()
     assert overlay._blend is buffers
     assert peak < 480 * 640  # far below one uint8 frame plane
+    assert {name: getattr(overlay, name).ctypes.data for name in addresses} == addresses
 
 
 def test_inferno_runs_from_black_to_pale_yellow():
