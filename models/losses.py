@@ -76,3 +76,14 @@ def luminance(image: torch.Tensor, target: torch.Tensor, pool: int = 8) -> torch
         return F.avg_pool2d((rgb.float() * weights).sum(1, keepdim=True), pool, ceil_mode=True)
 
     return F.mse_loss(cell_luma(image), cell_luma(target))
+
+
+SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
+
+
+def sobel(image: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 2C, H-2, W-2): horizontal and vertical Sobel gradients per channel, float32."""
+    image = image.float()
+    kx = image.new_tensor(SOBEL_X)
+    kernel = torch.stack([kx, kx.t()]).unsqueeze(1).repeat(image.shape[1], 1, 1, 1)
+    return F.conv2d(image, kernel, groups=image.shape[1])

@@ -4,6 +4,12 @@ One ``--style`` trains a single-style network; two or more ``--styles`` train th
 conditional-instance-norm network of Dumoulin et al. 2017, one style per sample, round
 robin. Every batch is a function of (seed, step), so ``--resume`` continues exactly.
 
+Two kinds of step: ``perceptual`` (VGG-16 Gram style loss, feature content loss, total
+variation, optionally a pull toward a teacher's output) and ``teacher`` (no VGG-16 at
+all: L1 toward the teacher's render of the same crop, plus L1 on its Sobel gradients so
+strokes are not averaged away). A teacher step costs only the student's own forward and
+backward, so it carries the bulk of the images; perceptual steps finish.
+
 Speed: bf16 autocast + channels_last where the hardware has fast bf16 (CPUs with
 AVX512-BF16 or AMX, CUDA GPUs); Gram matrices, losses and the optimizer stay float32.
 Batches are cut from the photos in a background thread while the previous step runs.
@@ -41,7 +47,8 @@ from stylecam.models.teacher import TeacherPairs, read_manifest
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 
 log = logging.getLogger(__name__)
-ARCHS = ("rt", "lite", "johnson")
+ARCHS = ("rt", "lite", "johnson", "paint", "paint_full")
+STEP_KINDS = ("perceptual", "teacher")
 USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable)
 
 
@@ -71,6 +78,9 @@ class TrainConfig:
     luminance_weight: float = 0.0
     teacher: str = ""  # folder written by `stylecam teach`: photos with a teacher's output per style
     distill_weight: float = 0.0
+    edge_weight: float = 0.0  # L1 between the Sobel gradients of output and teacher
+    teacher_crop: tuple[float, float] = (0.6, 1.0)  # crop side, as a fraction of the teacher's square photos
+    step_kind: str = "perceptual"  # or "teacher": no VGG-16, only the pull toward the teacher
     holdout: bool = True
     vgg: str = "auto"
     checkpoint_every: int = 500
@@ -141,7 +151,7 @@ class BatchStream:
             try:
                 batch = batch_at(step)
                 if self._pin:
-                    batch = tuple(t if t is None else t.pin_memory() for t in batch)
+                    batch = tuple(t.pin_memory() if t is not None and t.device.type == "cpu" else t for t in batch)
             except BaseException as e:  # handed to the training loop, which raises it
                 batch = e
             while not self._stop.is_set():
@@ -192,24 +202,31 @@ class Trainer:
                 self.optimizer.load_state_dict(resume.optimizer)
             self.step, self.wall = resume.step, resume.wall_seconds
             self.images_seen = resume.images_seen
-        layers = tuple(sorted(set(config.style_layers) | {config.content_layer}, key=LAYERS.index))
-        self.vgg = load_vgg(config.vgg, layers).to(self.device, memory_format=self.memory_format)
         if config.teacher:
-            self.content: ContentImages | TeacherPairs = TeacherPairs(Path(config.teacher), config.style_names, config.size)
+            self.content: ContentImages | TeacherPairs = TeacherPairs(
+                Path(config.teacher), config.style_names, config.size, config.teacher_crop, self.device)
         else:
             self.content = content or ContentImages([Path(p) for p in config.content], config.size, config.holdout)
         self.num_styles = len(config.styles)
-        sizes = config.style_size * (self.num_styles if len(config.style_size) == 1 else 1)
-        with torch.no_grad():  # style targets in float32: computed once, so precision costs nothing here
-            per_style = []
-            for path, size in zip(config.styles, sizes):
-                feats = self.vgg(load_style_image(Path(path), size).to(self.device))
-                per_style.append([losses.gram(feats[name]) for name in config.style_layers])
-        # one (N, C, C) tensor per style layer
-        self.target_grams = [torch.cat([grams[i] for grams in per_style]) for i in range(len(config.style_layers))]
+        self.vgg = None if config.step_kind == "teacher" else self._style_targets()
         self.style_scale = torch.tensor(config.style_weight, device=self.device).expand(self.num_styles)
         self.running: dict[str, float | torch.Tensor] = dict(resume.losses) if resume is not None else {}
         self.batches: BatchStream | None = None
+
+    def _style_targets(self) -> torch.nn.Module:
+        """The loss network, and each style's Gram targets (float32, computed once)."""
+        config = self.config
+        layers = tuple(sorted(set(config.style_layers) | {config.content_layer}, key=LAYERS.index))
+        vgg = load_vgg(config.vgg, layers).to(self.device, memory_format=self.memory_format)
+        sizes = config.style_size * (self.num_styles if len(config.style_size) == 1 else 1)
+        with torch.no_grad():
+            per_style = []
+            for path, size in zip(config.styles, sizes):
+                feats = vgg(load_style_image(Path(path), size).to(self.device))
+                per_style.append([losses.gram(feats[name]) for name in config.style_layers])
+        # one (N, C, C) tensor per style layer
+        self.target_grams = [torch.cat([grams[i] for grams in per_style]) for i in range(len(config.style_layers))]
+        return vgg
 
     def param_groups(self) -> list[dict]:
         """The per-style (gamma, beta) of conditional instance norms apart: each sees only
@@ -236,10 +253,7 @@ class Trainer:
         """The photos of ``step`` (a function of seed and step), with the teacher's outputs when distilling."""
         c = self.config
         if isinstance(self.content, TeacherPairs):
-            rng = batch_rng(c.seed, step)
-            pairs = [self.content.pair(rng.randrange(len(self.content)), rng, int(s))
-                     for s in self.style_index(step, c.batch_size)]
-            return torch.stack([x for x, _ in pairs]), torch.stack([t for _, t in pairs])
+            return self.content.batch(batch_rng(c.seed, step), self.style_index(step, c.batch_size).tolist())
         return content_batch(self.content, step, c.batch_size, c.seed), None
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -257,6 +271,8 @@ class Trainer:
         if c.noise > 0:
             gen = torch.Generator().manual_seed(c.seed * 104_729 + step)
             inputs = x + c.noise * torch.randn(x.shape, generator=gen).to(self.device)
+        if self.vgg is None:
+            return self.teacher_terms(inputs, weights, taught)
         with self.autocast():
             y = self.model(inputs, weights)
             fy = self.vgg(y)
@@ -271,7 +287,7 @@ class Trainer:
             "range": c.range_weight * losses.out_of_range(y),
         }
         if taught is not None and c.distill_weight > 0:
-            terms["distill"] = c.distill_weight * (y.float() - taught.to(self.device, non_blocking=True)).abs().mean()
+            terms.update(self.distill_terms(y, taught))
         if c.luminance_weight > 0:
             terms["luminance"] = c.luminance_weight * losses.luminance(y, x)
         if c.stability_weight > 0:  # a second pass on the batch moved by 1-3 pixels each way
@@ -279,6 +295,25 @@ class Trainer:
             with self.autocast():
                 shifted = self.model(inputs[..., dy:, dx:], weights)
             terms["stability"] = c.stability_weight * losses.shift_instability(y, shifted, dy, dx)
+        terms["total"] = sum(terms.values())
+        return terms
+
+    def distill_terms(self, y: torch.Tensor, taught: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L1 toward the teacher's output, and (``edge_weight``) L1 between the two images'
+        Sobel gradients: the plain L1 optimum of an uncertain stroke is a blur, the
+        gradient term pays for the stroke's edges."""
+        c = self.config
+        y, t = y.float(), taught.to(self.device, non_blocking=True)
+        terms = {"distill": c.distill_weight * (y - t).abs().mean()}
+        if c.edge_weight > 0:
+            terms["edges"] = c.edge_weight * (losses.sobel(y) - losses.sobel(t)).abs().mean()
+        return terms
+
+    def teacher_terms(self, inputs: torch.Tensor, weights: torch.Tensor | None, taught: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A teacher step: the student's forward only, no loss network."""
+        with self.autocast():
+            y = self.model(inputs, weights)
+        terms = {**self.distill_terms(y, taught), "range": self.config.range_weight * losses.out_of_range(y)}
         terms["total"] = sum(terms.values())
         return terms
 
@@ -317,7 +352,7 @@ class Trainer:
         return Checkpoint(
             arch=arch, kwargs=kwargs, styles=self.config.style_names, state_dict=state, step=self.step,
             config=dataclasses.asdict(self.config), losses=self.losses(), command=command, history=self.history,
-            vgg_source=self.vgg.source, wall_seconds=self.wall, images_seen=self.images_seen,
+            vgg_source=self.vgg.source if self.vgg is not None else "", wall_seconds=self.wall, images_seen=self.images_seen,
             optimizer=self.optimizer.state_dict(),
         )
 
@@ -392,6 +427,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "toward the teacher's for the same crop (distillation)")
     p.add_argument("--distill-weight", type=float, default=d.distill_weight,
                    help="weight of the mean absolute difference from the teacher's output (needs --teacher)")
+    p.add_argument("--edge-weight", type=float, default=d.edge_weight,
+                   help="weight of the mean absolute difference between the Sobel gradients of the output and "
+                        "the teacher's (needs --teacher): keeps stroke edges sharp")
+    p.add_argument("--teacher-crop", type=float, nargs=2, default=list(d.teacher_crop), metavar=("LO", "HI"),
+                   help="side of each training crop, as a fraction of the teacher's square photos (random in "
+                        "[LO, HI]), before it is scaled to --size: --size / teach's --side keeps the painted "
+                        "strokes at the scale the teacher drew them")
+    p.add_argument("--step-kind", choices=STEP_KINDS, default=d.step_kind,
+                   help="perceptual: VGG-16 losses (plus --distill-weight toward a teacher); teacher: no VGG-16, "
+                        "only the pull toward the teacher's output (--distill-weight, --edge-weight), a fraction "
+                        "of the cost per step")
     p.add_argument("--no-holdout", dest="holdout", action="store_false",
                    help="train on every photo, including the ~1 in 20 held out for `stylecam bench quality`")
     p.add_argument("--vgg", default=d.vgg, metavar="{" + ",".join(SOURCES) + ",FILE}",
@@ -420,8 +466,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for folder in args.content:
         if not folder.is_dir():
             raise ImageError(f"--content {folder}: not a folder of images")
-    if args.distill_weight > 0 and args.teacher is None:
-        raise ImageError("--distill-weight needs --teacher DIR (a folder written by `stylecam teach`)")
+    if (args.distill_weight > 0 or args.edge_weight > 0 or args.step_kind == "teacher") and args.teacher is None:
+        raise ImageError("--distill-weight, --edge-weight and --step-kind teacher need --teacher DIR "
+                         "(a folder written by `stylecam teach`)")
+    if args.step_kind == "teacher" and args.distill_weight <= 0:
+        raise ImageError("--step-kind teacher learns from the teacher alone: give --distill-weight above 0 (e.g. 1)")
+    lo, hi = args.teacher_crop
+    if not 0 < lo <= hi <= 1:
+        raise ImageError(f"--teacher-crop {lo:g} {hi:g}: needs 0 < LO <= HI <= 1")
     if args.teacher is not None:
         read_manifest(args.teacher)
     for name in ("iterations", "size", "batch_size", "checkpoint_every"):
@@ -434,6 +486,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight,
         luminance_weight=args.luminance_weight, teacher=str(args.teacher or ""), distill_weight=args.distill_weight,
+        edge_weight=args.edge_weight, teacher_crop=tuple(args.teacher_crop), step_kind=args.step_kind,
         holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device, precision=args.precision,
     )

@@ -62,7 +62,9 @@ class Catalog:
         return tuple(names)
 
     def default_style(self) -> str | None:
-        return self.style_models[0] if self.style_models else None
+        """The first multi-style network (blendable, and the real-time one), as the page picks;
+        a single-style model only where no multi-style one is loaded."""
+        return next(iter(self.multistyles), None) or next(iter(self.styles), None)
 
 
 @dataclass(frozen=True)

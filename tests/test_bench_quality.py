@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from style_helpers import CONTENT, STYLES
+from style_helpers import CONTENT, STYLES, write_stand_in_peer
 from tiny_models import FRAME, STYLIZED, write_tint
 
 from stylecam.export.bench.quality import main as bench_quality
@@ -74,13 +74,17 @@ def test_quality_of_known_models(tmp_path, capsys):
     shutil.copy(STYLES / "the_scream.jpg", styles / "red.jpg")
     shutil.copy(STYLES / "wave.jpg", styles / "blue.jpg")
     out = tmp_path / "quality.json"
+    peer = write_stand_in_peer(tmp_path / "peer")  # draws the photo's negative
     assert bench_quality(["--models", str(zoo), "--styles", str(styles), "--content", str(CONTENT / "bsds"),
-                          "--size", "160", "--clips", "1", "--json", str(out)]) == 0
+                          "--size", "160", "--clips", "1", "--peer", str(peer), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     rows = {(row["model"], row["style"]): row for row in result["rows"]}
-    assert set(rows) == {("tint", "red"), ("tint", "blue"), ("identity", "red")} and result["photos"] >= 10
+    assert set(rows) == {("tint", "red"), ("tint", "blue"), ("identity", "red"), ("peer", "red"), ("peer", "blue")}
+    assert result["photos"] >= 10
+    assert len(result["rows"]) == len(rows)  # one peer row per style
+    # the peer against our targets: the first model's (identity, by name) for that style
     assert {key: row["style_size"] for key, row in rows.items()} == {
-        ("tint", "red"): 160, ("tint", "blue"): 320, ("identity", "red"): 320}
+        ("tint", "red"): 160, ("tint", "blue"): 320, ("identity", "red"): 320, ("peer", "red"): 320, ("peer", "blue"): 320}
     for row in rows.values():
         for prefix in ("style_loss", "photo_style_loss"):
             layers = row[f"{prefix}_relu3_3"], row[f"{prefix}_relu4_3"]
@@ -91,10 +95,16 @@ def test_quality_of_known_models(tmp_path, capsys):
         assert row["content_loss"] > 0 and row["style_loss"] > 0 and row["photo_style_loss"] > 0
     identity = rows["identity", "red"]
     assert identity["content_loss"] == 0.0 and identity["shimmer"] == 0.0
+    assert identity["detail"] == 1.0 and identity["structure"] == pytest.approx(1.0) and identity["palette"] > 1.0
+    assert rows["tint", "red"]["palette"] != rows["tint", "blue"]["palette"]  # one output, two paintings
+    for style in ("red", "blue"):  # a negative keeps every edge where it was; the stand-in works at a fixed
+        # 384x384, so each 160 px photo is scaled up and back down, which softens its fine texture
+        assert rows["peer", style]["structure"] > 0.9 and 0.4 < rows["peer", style]["detail"] < 0.9
     for name in ("style_loss", "style_loss_relu3_3", "style_loss_relu4_3"):
         assert identity[name] == pytest.approx(identity[f"photo_{name}"], rel=1e-5)
     # the same photos against the same painting at another size: another target
     assert identity["photo_style_loss"] != pytest.approx(rows["tint", "red"]["photo_style_loss"], rel=1e-3)
     printed = capsys.readouterr().out
     assert "| style px | style loss (photo) | relu3_3 (photo) | relu4_3 (photo) |" in printed
+    assert "| flicker | shimmer | detail | palette | structure |" in printed
     assert "| tint | red | 160 |" in printed and "| identity | red | 320 |" in printed

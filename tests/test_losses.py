@@ -74,3 +74,16 @@ def test_gram_stays_float32_under_bf16_autocast():
     assert torch.equal(from_fp32, gram(f))  # float32 in, exactly the float32 Gram out
     assert torch.allclose(from_bf16, gram(f), rtol=1e-2, atol=0)
     assert not torch.equal(from_bf16, gram(f))
+
+
+def test_sobel_by_hand():
+    """A step from 0 to 1 between columns 1 and 2: both 3x3 windows straddle it, so the
+    horizontal gradient is (1 + 2 + 1) x 1 = 4 at each, the vertical one 0; per channel."""
+    from stylecam.models.losses import sobel
+
+    image = torch.tensor([0.0, 0.0, 1.0, 1.0]).repeat(2, 3, 3, 1)  # (B=2, C=3, H=3, W=4)
+    g = sobel(image)
+    assert g.shape == (2, 6, 1, 2) and g.dtype == torch.float32
+    assert torch.equal(g[:, 0::2], torch.full((2, 3, 1, 2), 4.0))
+    assert torch.equal(g[:, 1::2], torch.zeros(2, 3, 1, 2))
+    assert torch.equal(sobel(image.transpose(-1, -2))[:, 1::2, :, :], torch.full((2, 3, 2, 1), 4.0))

@@ -74,6 +74,16 @@ def test_a_bad_field_rejects_the_whole_message(bad, fixed):
     assert apply(fixed, settings) != settings  # its good fields would have changed something
 
 
+@pytest.mark.parametrize("styles, multistyles, expected", [
+    (("starry_night_johnson", "the_scream_johnson"), {"multistyle_rt": ("a", "b")}, "multistyle_rt"),
+    (("starry_night_johnson",), {}, "starry_night_johnson"),
+    ((), {"multistyle_paint": ("a", "b"), "multistyle_rt": ("a", "b")}, "multistyle_paint"),
+])
+def test_the_default_style_is_the_multistyle_network(styles, multistyles, expected):
+    """WHIP streams and new peers start here: the real-time blendable network, not a heavy single-style one."""
+    assert Catalog(styles=styles, multistyles=multistyles).default_style() == expected
+
+
 def test_empty_catalog():
     assert Catalog().default_style() is None
     with pytest.raises(ControlError, match="valid: none loaded"):

@@ -85,8 +85,9 @@ def test_distillation_pulls_the_output_toward_the_teacher(taught, tmp_path):
 def test_train_refuses_a_distill_weight_without_a_teacher_and_a_folder_without_a_manifest(taught, tmp_path, capsys):
     content, _ = taught
     base = ["train", "--style", str(STYLES / "wave.jpg"), "--content", str(content), "--out", str(tmp_path / "run")]
-    assert cli([*base, "--distill-weight", "1"]) == 2
-    assert "--distill-weight needs --teacher" in capsys.readouterr().err
+    for flags in (["--distill-weight", "1"], ["--edge-weight", "1"], ["--step-kind", "teacher"]):
+        assert cli([*base, *flags]) == 2
+        assert "--distill-weight, --edge-weight and --step-kind teacher need --teacher DIR" in capsys.readouterr().err
     assert cli([*base, "--teacher", str(content)]) == 2
     assert "no readable teacher.json" in capsys.readouterr().err
     assert cli(["train", "--style", str(STYLES / "wave.jpg"), "--out", str(tmp_path / "run")]) == 2
@@ -99,3 +100,56 @@ def test_training_with_a_teacher_missing_a_style_names_it(taught, tmp_path):
     content, out = taught
     with pytest.raises(ImageError, match="has no the_scream"):
         Trainer(tiny_config(content, tmp_path, styles=("wave", "the_scream"), teacher=str(out), distill_weight=1.0))
+
+
+def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_path):
+    """The cheap step kind: the student's forward and backward alone, pulled toward the
+    teacher's pixels and their Sobel gradients (the stand-in teacher draws the negative)."""
+    content, out = taught
+    config = tiny_config(content, tmp_path, styles=("wave", "udnie"), arch="paint", teacher=str(out),
+                         step_kind="teacher", distill_weight=1.0, edge_weight=0.5, range_weight=10.0, lr=1e-2)
+    trainer = Trainer(config)
+    assert trainer.vgg is None
+    assert set(trainer.loss_terms(0)) == {"distill", "edges", "range", "total"}
+
+    def pull() -> float:
+        trainer.model.eval()
+        with torch.no_grad():
+            return sum(trainer.loss_terms(step)["total"].item() for step in range(3))
+
+    before = pull()
+    for _ in range(40):
+        trainer.train_step()
+    assert pull() < 0.6 * before
+    assert trainer.checkpoint("stylecam train ...").vgg_source == ""
+
+
+def test_a_teacher_crop_of_size_over_side_cuts_the_teachers_pixels_unscaled(taught):
+    """``--teacher-crop`` = size / side: the crop is a window of the render at the scale the
+    teacher drew it, worked out here from the same random draws."""
+    from stylecam.models.data import to_tensor
+
+    _, out = taught
+    fraction = 64 / 384
+    pairs = TeacherPairs(out, ["wave"], 64, (fraction, fraction))
+    photo = read_rgb(sorted((out / "photos").glob("*.png"))[1])
+    for seed in range(4):
+        rng = random.Random(seed)
+        side = max(32, min(384, int(rng.uniform(fraction, fraction) * 384)))
+        y, x = rng.randint(0, 384 - side), rng.randint(0, 384 - side)
+        window = photo[y:y + side, x:x + side]
+        want = to_tensor(window[:, ::-1] if rng.random() < 0.5 else window)[0]
+        assert side == 64 and torch.equal(pairs.pair(1, random.Random(seed), 0)[0], want)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--step-kind", "teacher"], "--step-kind teacher learns from the teacher alone: give --distill-weight above 0"),
+    (["--teacher-crop", "0", "0.5"], "--teacher-crop 0 0.5: needs 0 < LO <= HI <= 1"),
+    (["--teacher-crop", "0.6", "0.4"], "--teacher-crop 0.6 0.4: needs 0 < LO <= HI <= 1"),
+])
+def test_bad_teacher_step_options_are_one_line_and_exit_2(taught, tmp_path, capsys, flags, message):
+    _, out = taught
+    assert cli(["train", "--style", str(STYLES / "wave.jpg"), "--teacher", str(out), "--out", str(tmp_path / "run"),
+                *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

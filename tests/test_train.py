@@ -258,18 +258,23 @@ def test_per_style_loss_weights_and_resume_history(four_photos, tmp_path, capsys
 
 
 def test_bench_train_times_both_precisions_of_each_configuration(four_photos, tmp_path, capsys):
+    """Both step kinds in one run: a teacher step (no VGG-16, against a stand-in teacher made of
+    the photos) and a perceptual one, each in float32 and bf16."""
     out = tmp_path / "train.json"
     args = ["bench", "train", "--archs", "rt", "--sizes", "32", "--batch-size", "1", "--steps", "1", "--warmup", "0",
             "--content", str(four_photos), "--style", str(STYLES / "wave.jpg"), "--vgg", "hed", "--device", "cpu",
             "--threads", str(torch.get_num_threads()), "--json", str(out)]
     assert cli(args) == 0
     result = json.loads(out.read_text())
-    assert [(r["arch"], r["size"], r["precision"], r["steps"]) for r in result["rows"]] == [
-        ("rt", 32, "fp32", 1), ("rt", 32, "bf16", 1)]
-    assert all(0 < r["min_s"] <= r["median_s"] for r in result["rows"])
+    assert [(r["arch"], r["size"], r["kind"], r["precision"], r["steps"]) for r in result["rows"]] == [
+        ("rt", 32, "perceptual", "fp32", 1), ("rt", 32, "perceptual", "bf16", 1),
+        ("rt", 32, "teacher", "fp32", 1), ("rt", 32, "teacher", "bf16", 1)]
+    assert all(r["min_s"] == r["median_s"] > 0 for r in result["rows"])  # one timed step each
     assert (result["batch_size"], result["vgg"], result["style_layers"][-1]) == (1, "hed", "relu4_3")
-    fp32, bf16 = (r["median_s"] for r in result["rows"])
-    assert f"| rt | 32 | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    for kind in ("perceptual", "teacher"):
+        fp32, bf16 = (r["median_s"] for r in result["rows"] if r["kind"] == kind)
+        assert f"| rt | 32 | {kind} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |" in printed
 
 
 def test_a_failing_batch_reaches_the_training_loop(four_photos, tmp_path):

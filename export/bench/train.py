@@ -1,8 +1,11 @@
 """``stylecam bench train``: seconds per training step, float32 against bf16 autocast + channels_last.
 
-Every configuration (body x crop size x precision) is a real ``models.train.Trainer``: the
-network, VGG-16 up to relu4_3, Adam, batches cut in a background thread, as ``stylecam
-train`` runs them. The configurations take turns, one step each per round, so a background
+Every configuration (body x crop size x step kind x precision) is a real
+``models.train.Trainer``: the network, Adam, batches cut in a background thread, as
+``stylecam train`` runs them. A perceptual step runs VGG-16 up to relu4_3; a teacher step
+only the network, against a teacher's render of the same crop (``--teacher DIR``, a folder
+written by ``stylecam teach``; without one, a stand-in made of the photos themselves,
+which costs the same). The configurations take turns, one step each per round, so a background
 load or a clock change hits them all alike; the first rounds (allocations, kernel choice)
 are dropped and each figure is the median of the rest. Ratios are meaningful on a busy
 machine; absolute numbers are this machine's at the time.
@@ -14,6 +17,7 @@ import argparse
 import contextlib
 import json
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,9 +27,10 @@ from tqdm import tqdm
 
 from stylecam.export.cli import HelpFormatter
 from stylecam.models.checkpoint import CheckpointError
-from stylecam.models.data import ContentImages, ImageError, load_style_image
+from stylecam.models.data import ContentImages, ImageError, centre_square, load_style_image, read_rgb, split_photos, write_png
 from stylecam.models.registry import WeightsUnavailable
-from stylecam.models.train import ARCHS, TrainConfig, Trainer, cpu_has_fast_bf16
+from stylecam.models.teacher import MANIFEST
+from stylecam.models.train import ARCHS, STEP_KINDS, TrainConfig, Trainer, cpu_has_fast_bf16
 from stylecam.models.vgg import LAYERS, SOURCES
 
 USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable)  # as `stylecam train`'s
@@ -36,6 +41,7 @@ PRECISIONS = ("fp32", "bf16")
 class Row:
     arch: str
     size: int
+    kind: str
     precision: str
     median_s: float
     min_s: float
@@ -54,11 +60,14 @@ def timed_step(trainer: Trainer) -> float:
     return time.perf_counter() - started
 
 
-def measure(trainers: dict[tuple[str, int, str], Trainer], warmup: int, steps: int) -> list[Row]:
+Key = tuple[str, int, str, str]  # arch, size, step kind, precision
+
+
+def measure(trainers: dict[Key, Trainer], warmup: int, steps: int) -> list[Row]:
     """Round robin over the configurations, starting one further along each round so that
     none always runs right after the same neighbour."""
     keys = list(trainers)
-    times: dict[tuple[str, int, str], list[float]] = {key: [] for key in keys}
+    times: dict[Key, list[float]] = {key: [] for key in keys}
     with contextlib.ExitStack() as stack:
         for trainer in trainers.values():
             stack.enter_context(trainer.prefetching())
@@ -74,12 +83,31 @@ def measure(trainers: dict[tuple[str, int, str], Trainer], warmup: int, steps: i
 
 
 def table(rows: list[Row]) -> str:
-    by_key = {(r.arch, r.size, r.precision): r for r in rows}
-    lines = ["| body | size | fp32 s/step | bf16 s/step | bf16 speed-up |", "| --- | ---: | ---: | ---: | ---: |"]
-    for arch, size in dict.fromkeys((r.arch, r.size) for r in rows):
-        fp32, bf16 = by_key[arch, size, "fp32"].median_s, by_key[arch, size, "bf16"].median_s
-        lines.append(f"| {arch} | {size} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |")
+    by_key = {(r.arch, r.size, r.kind, r.precision): r for r in rows}
+    lines = ["| body | size | step | fp32 s/step | bf16 s/step | bf16 speed-up |",
+             "| --- | ---: | --- | ---: | ---: | ---: |"]
+    for arch, size, kind in dict.fromkeys((r.arch, r.size, r.kind) for r in rows):
+        fp32, bf16 = by_key[arch, size, kind, "fp32"].median_s, by_key[arch, size, kind, "bf16"].median_s
+        lines.append(f"| {arch} | {size} | {kind} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |")
     return "\n".join(lines)
+
+
+def stand_in_teacher(content: list[Path], style: str, folder: Path, count: int = 8, side: int = 384) -> Path:
+    """A ``stylecam teach`` folder whose 'teacher' returns the photo: a teacher step costs the
+    same whatever the target's pixels are."""
+    written = 0
+    for path in split_photos(content, held_out=False):
+        try:
+            square = centre_square(read_rgb(path), side)
+        except ImageError:  # skipped, as training skips it
+            continue
+        for sub in ("photos", style):
+            write_png(folder / sub / f"{path.stem}.png", square)
+        written += 1
+        if written == count:
+            break
+    (folder / MANIFEST).write_text(json.dumps({"teacher": "stand-in: the photos", "styles": [style], "side": side}))
+    return folder
 
 
 def positive(text: str) -> int:
@@ -89,12 +117,36 @@ def positive(text: str) -> int:
     return value
 
 
+def make_trainers(args: argparse.Namespace, teacher: Path | None) -> dict[Key, Trainer]:
+    """One trainer per configuration; perceptual ones share the photos read at each size."""
+    trainers = {}
+    photos: dict[int, ContentImages] = {}
+    for arch in args.archs:
+        for size in args.sizes:
+            for kind in args.kinds:
+                for precision in PRECISIONS:
+                    taught = dict(teacher=str(teacher), distill_weight=1.0, edge_weight=1.0) if kind == "teacher" else {}
+                    config = TrainConfig(styles=(str(args.style),), content=tuple(map(str, args.content)), out="",
+                                         arch=arch, size=size, batch_size=args.batch_size, style_layers=LAYERS,
+                                         vgg=args.vgg, device=args.device, precision=precision, step_kind=kind, **taught)
+                    # the same photos at the same size: read once, one copy in memory (~0.5 GB at 256 px)
+                    trainer = Trainer(config, content=None if kind == "teacher" else photos.get(size))
+                    if kind == "perceptual":
+                        photos.setdefault(size, trainer.content)
+                    trainers[arch, size, kind, precision] = trainer
+    return trainers
+
+
 def main(argv: list[str], prog: str = "stylecam bench train") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
     p.add_argument("--archs", choices=ARCHS, nargs="+", default=list(ARCHS), help="network bodies to time")
     p.add_argument("--sizes", type=positive, nargs="+", default=[192, 256], help="training crop sides in pixels")
     p.add_argument("--batch-size", type=positive, default=4, help="content crops per step")
+    p.add_argument("--kinds", choices=STEP_KINDS, nargs="+", default=list(STEP_KINDS),
+                   help="step kinds: perceptual (VGG-16 losses) and teacher (the pull toward a teacher's render alone)")
+    p.add_argument("--teacher", type=Path, metavar="DIR",
+                   help="a folder written by `stylecam teach` with the --style painting (default: a stand-in of the photos)")
     p.add_argument("--steps", type=positive, default=5, help="timed steps per configuration")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per configuration first")
     p.add_argument("--content", type=Path, nargs="+", default=[Path("../shared/data/content")],
@@ -115,31 +167,25 @@ def main(argv: list[str], prog: str = "stylecam bench train") -> int:
             raise ImageError(f"--content {folder}: not a folder of images")
     if args.threads:
         torch.set_num_threads(args.threads)
-    trainers = {}
-    photos: dict[int, ContentImages] = {}
-    for arch in args.archs:
-        for size in args.sizes:
-            for precision in PRECISIONS:
-                config = TrainConfig(styles=(str(args.style),), content=tuple(map(str, args.content)), out="",
-                                     arch=arch, size=size, batch_size=args.batch_size, style_layers=LAYERS,
-                                     vgg=args.vgg, device=args.device, precision=precision)
-                # the same photos at the same size: read once, one copy in memory (~0.5 GB at 256 px)
-                trainer = Trainer(config, content=photos.get(size))
-                photos.setdefault(size, trainer.content)
-                trainers[arch, size, precision] = trainer
+    with tempfile.TemporaryDirectory() as scratch:
+        teacher = args.teacher
+        if teacher is None and "teacher" in args.kinds:
+            teacher = stand_in_teacher(args.content, args.style.stem, Path(scratch))
+        trainers = make_trainers(args, teacher)
     first = next(iter(trainers.values()))
     if first.device.type == "cpu":
         device = f"cpu ({torch.get_num_threads()} threads, bf16 {'native' if cpu_has_fast_bf16() else 'emulated'})"
     else:
         device = torch.cuda.get_device_name(first.device)
-    print(f"{len(trainers)} configurations on {device}, batch {args.batch_size}, "
-          f"VGG-16 ({first.vgg.source}) to relu4_3")
+    vgg = next((t.vgg.source for t in trainers.values() if t.vgg is not None), "")
+    print(f"{len(trainers)} configurations on {device}, batch {args.batch_size}"
+          + (f", VGG-16 ({vgg}) to relu4_3 in perceptual steps" if vgg else ""))
     rows = measure(trainers, args.warmup, args.steps)
     print(table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "device": device, "threads": torch.get_num_threads(), "cpu_fast_bf16": cpu_has_fast_bf16(),
-        "batch_size": args.batch_size, "vgg": first.vgg.source, "style_layers": LAYERS, "warmup": args.warmup,
+        "batch_size": args.batch_size, "vgg": vgg, "style_layers": LAYERS, "warmup": args.warmup,
         "steps": args.steps, "rows": [asdict(r) for r in rows],
     }, indent=2) + "\n")
     print(f"wrote {args.json}")
