@@ -146,9 +146,11 @@ class TeacherPairs:
     def _cut(self, picks: list[tuple[int, int]], windows: list[tuple[int, int, int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Photo and teacher crops (B x 3 x S x S in [0, 1]) of (image, style) ``picks``.
 
-        ``roi_align`` averages ``ratio`` x ``ratio`` bilinear samples per output pixel (an
-        area filter for crops up to ``ratio`` times the output side); a crop of exactly the
-        output side samples pixel centres, so it is the render's own pixels."""
+        ``roi_align`` averages ``ratio`` x ``ratio`` bilinear samples per output pixel: an
+        area filter for crops up to ``ratio`` times the output side, with ``ratio`` set by
+        the largest crop ``crop_fraction`` allows, so a crop comes out the same whatever
+        batch it is cut in. With crops of exactly the output side it samples pixel centres:
+        the render's own pixels."""
         from torchvision.ops import roi_align
 
         device = self.images.device
@@ -156,7 +158,9 @@ class TeacherPairs:
         source = self.images[torch.tensor(rows, device=device)].float()
         boxes = torch.tensor([[k, x, y, x + c, y + c] for k, (x, y, c, _) in enumerate(windows + windows)],
                              dtype=torch.float32, device=device)
-        ratio = max(1, -(-max(c for _, _, c, _ in windows) // self.size))
+        side = self.images.shape[-1]
+        largest = max(self.size // 2, min(side, int(self.crop_fraction[1] * side)))
+        ratio = max(1, -(-largest // self.size))
         out = roi_align(source, boxes, (self.size, self.size), 1.0, ratio, aligned=True)
         flip = torch.tensor([f for *_, f in windows + windows], device=device)
         out = torch.where(flip[:, None, None, None], out.flip(-1), out).div_(255.0)

@@ -58,7 +58,7 @@ def test_card_and_foreign_models_in_one_run(models, tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["baseline"] == "tint" and result["repeats"] == 3
     rows = {(r["model"], r["width"], r["height"]): r for r in result["results"]}
-    assert set(rows) == {(m, w, h) for m in ("tint", "flip") for w, h in ((320, 240), (640, 480))}
+    assert set(rows) == {(m, w, h) for m in ("tint", "flip") for w, h in ((320, 240), (480, 360), (640, 480))}
     assert rows["flip", 320, 240]["source"] == "foreign" and rows["tint", 320, 240]["source"] == "card"
     for (model, w, h), row in rows.items():
         assert row["median_ms"] > 0 and row["min_ms"] <= row["median_ms"]

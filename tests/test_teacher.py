@@ -142,6 +142,36 @@ def test_a_teacher_crop_of_size_over_side_cuts_the_teachers_pixels_unscaled(taug
         assert side == 64 and torch.equal(pairs.pair(1, random.Random(seed), 0)[0], want)
 
 
+def test_a_crop_twice_the_output_side_is_averaged_over_each_two_by_two_block(taught):
+    """The area filter: a window of 2 x size pixels comes out as the mean of each 2x2 block
+    (``roi_align`` with two samples a side, on pixel centres); the teacher's crop is cut the same."""
+    _, out = taught
+    pairs = TeacherPairs(out, ["udnie"], 64, (128 / 384, 128 / 384))
+    name = sorted((out / "photos").glob("*.png"))[2].name
+    photo, render = (torch.from_numpy(read_rgb(out / d / name)).permute(2, 0, 1).float() / 255 for d in ("photos", "udnie"))
+    for seed in range(4):
+        rng = random.Random(seed)
+        side = int(rng.uniform(128 / 384, 128 / 384) * 384)
+        y, x = rng.randint(0, 384 - side), rng.randint(0, 384 - side)
+        flip = rng.random() < 0.5
+        got = pairs.pair(2, random.Random(seed), 0)
+        for image, cut in zip((photo, render), got):
+            want = torch.nn.functional.avg_pool2d(image[None, :, y:y + side, x:x + side], 2)[0]
+            assert side == 128 and torch.allclose(cut, want.flip(-1) if flip else want, atol=1e-6)
+
+
+def test_a_batch_cuts_each_sample_as_a_pair_would(taught):
+    """``batch`` draws an image, then its window, per sample: the same draws as ``pair``."""
+    _, out = taught
+    pairs = TeacherPairs(out, ["wave", "udnie"], 48, (0.2, 0.9))
+    x, t = pairs.batch(random.Random(7), [1, 0, 1, 1])
+    rng = random.Random(7)
+    for k, style in enumerate([1, 0, 1, 1]):
+        index = rng.randrange(len(pairs))
+        px, pt = pairs.pair(index, rng, style)
+        assert torch.allclose(x[k], px, atol=1e-6) and torch.allclose(t[k], pt, atol=1e-6)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--step-kind", "teacher"], "--step-kind teacher learns from the teacher alone: give --distill-weight above 0"),
     (["--teacher-crop", "0", "0.5"], "--teacher-crop 0 0.5: needs 0 < LO <= HI <= 1"),

@@ -26,11 +26,12 @@ import numpy as np
 from tqdm import tqdm
 
 from stylecam.export.cli import HelpFormatter
+from stylecam.server.config import CPU_PROCESS_SIZE
 from stylecam.server.model_card import CardError
 from stylecam.server.ort_model import OrtModel, providers_for
 from stylecam.server.runner import StyleRunner
 
-SIZES = ((240, 320), (480, 640))
+SIZES = ((240, 320), CPU_PROCESS_SIZE[::-1], (480, 640))  # (h, w); the middle one is the CPU server's default
 FOREIGN_NEEDS = ("one float32 NCHW image input [1, 3, H, W] in 0..1 with dynamic H and W, "
                  "and optionally a 1-D float32 'style_weights' input")
 
