@@ -149,6 +149,12 @@ def test_int8_export_is_quantised_calibrated_and_checked_on_held_out_photos(tmp_
     assert card.source["calibration"]["photos"] == 28
     ops = {node.op_type for node in onnx.load(str(tmp_path / "zoo" / "multistyle_rt_int8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "InstanceNormalization"} <= ops  # int8 convs, float norms
+    graph = onnx.load(str(tmp_path / "zoo" / "multistyle_rt_int8.onnx")).graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    dequantized = [made_by.get(node.input[1]) is not None and made_by[node.input[1]].op_type == "DequantizeLinear"
+                   for node in convs]
+    assert dequantized[0] is False and dequantized[-1] is False and all(dequantized[1:-1])  # first and last in float
     session = ort.InferenceSession(str(tmp_path / "zoo" / "multistyle_rt_int8.onnx"), providers=["CPUExecutionProvider"])
     frame = np.random.default_rng(0).integers(0, 256, (37, 91, 3), dtype=np.uint8)
     out = session.run(["stylized"], {"frame": frame, "style_weights": np.full(7, 1 / 7, np.float32)})[0]
