@@ -329,8 +329,9 @@ class Trainer:
         self.step += 1
         self.images_seen += self.config.batch_size
         values = {k: v.detach() for k, v in terms.items()}
-        for k, v in values.items():  # exponential moving average: what the checkpoint reports
-            self.running[k] = v if k not in self.running else 0.95 * self.running[k] + 0.05 * v
+        # exponential moving averages, what the checkpoint reports: of this kind of step's terms
+        # only, so a run resumed with another --step-kind does not carry the old terms along
+        self.running = {k: v if k not in self.running else 0.95 * self.running[k] + 0.05 * v for k, v in values.items()}
         return values
 
     @contextlib.contextmanager

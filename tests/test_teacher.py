@@ -5,6 +5,7 @@ stand-in pair with the same inputs and outputs stands for it; its output is know
 exactly: the photo's negative.
 """
 
+import dataclasses
 import json
 import random
 import shutil
@@ -122,6 +123,19 @@ def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_pa
         trainer.train_step()
     assert pull() < 0.6 * before
     assert trainer.checkpoint("stylecam train ...").vgg_source == ""
+
+
+def test_perceptual_steps_resumed_as_teacher_steps_report_only_their_own_terms(taught, tmp_path):
+    """Teacher steps for the bulk, perceptual steps to finish, in either order: a checkpoint's
+    losses are those of the step kind that wrote it."""
+    content, out = taught
+    config = tiny_config(content, tmp_path, styles=("wave", "udnie"), arch="paint", teacher=str(out), distill_weight=1.0)
+    perceptual = Trainer(config)
+    perceptual.train_step()
+    assert {"content", "style", "distill"} <= set(perceptual.losses())
+    resumed = Trainer(dataclasses.replace(config, step_kind="teacher"), perceptual.checkpoint("stylecam train ..."))
+    resumed.train_step()
+    assert set(resumed.checkpoint("stylecam train ...").losses) == {"distill", "range", "total"}
 
 
 def test_a_teacher_crop_of_size_over_side_cuts_the_teachers_pixels_unscaled(taught):
