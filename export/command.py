@@ -129,6 +129,7 @@ def export_style(
             errors = {STYLIZED: extra["int8_error_levels"]["max"]}
         source = {
             "checkpoint": relative_to_card(ckpt_path, out_dir), "checkpoint_sha256": sha256_of(ckpt_path), "step": ckpt.step, "images_seen": ckpt.images_seen,
+            "images_by_kind": ckpt.images_by_kind, "teacher": ckpt.teacher,
             "train_command": ckpt.command, "train_history": ckpt.history, "train_config": ckpt.config, "losses": ckpt.losses,
             "vgg_source": ckpt.vgg_source, "train_wall_seconds": round(ckpt.wall_seconds, 1),
             "value_range_in_net": list(ckpt.value_range), "parity_max_abs_error": errors,

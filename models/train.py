@@ -194,6 +194,8 @@ class Trainer:
         self.step = 0
         self.wall = 0.0
         self.images_seen = 0
+        self.images_by_kind: dict[str, int] = {}
+        self.teacher: dict = {}
         self.history: list[dict] = []
         if resume is not None:
             self.history = [*resume.history, {"command": resume.command, "until_step": resume.step}]
@@ -202,7 +204,9 @@ class Trainer:
                 self.optimizer.load_state_dict(resume.optimizer)
             self.step, self.wall = resume.step, resume.wall_seconds
             self.images_seen = resume.images_seen
+            self.images_by_kind, self.teacher = dict(resume.images_by_kind), dict(resume.teacher)
         if config.teacher:
+            self.teacher = read_manifest(Path(config.teacher))
             self.content: ContentImages | TeacherPairs = TeacherPairs(
                 Path(config.teacher), config.style_names, config.size, config.teacher_crop, self.device)
         else:
@@ -328,6 +332,8 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         self.images_seen += self.config.batch_size
+        kind = self.config.step_kind
+        self.images_by_kind[kind] = self.images_by_kind.get(kind, 0) + self.config.batch_size
         values = {k: v.detach() for k, v in terms.items()}
         # exponential moving averages, what the checkpoint reports: of this kind of step's terms
         # only, so a run resumed with another --step-kind does not carry the old terms along
@@ -354,6 +360,7 @@ class Trainer:
             arch=arch, kwargs=kwargs, styles=self.config.style_names, state_dict=state, step=self.step,
             config=dataclasses.asdict(self.config), losses=self.losses(), command=command, history=self.history,
             vgg_source=self.vgg.source if self.vgg is not None else "", wall_seconds=self.wall, images_seen=self.images_seen,
+            images_by_kind=dict(self.images_by_kind), teacher=self.teacher,
             optimizer=self.optimizer.state_dict(),
         )
 

@@ -35,7 +35,7 @@ def taught(stand_in_peer, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
     styles = [str(STYLES / "wave.jpg"), str(STYLES / "udnie.jpg")]
     assert cli(["teach", "--peer", str(stand_in_peer), "--styles", *styles, "--content", str(content),
-                "--threads", "1", "--out", str(out)]) == 0
+                "--stroke-scale", "1", "2", "--threads", "1", "--out", str(out)]) == 0
     return content, out
 
 
@@ -43,12 +43,37 @@ def test_teach_writes_each_training_photo_and_the_teachers_output_per_style(taug
     _, out = taught
     manifest = json.loads((out / "teacher.json").read_text())
     assert manifest["styles"] == ["udnie", "wave"] and manifest["side"] == 384 and manifest["photos"] == 3
+    assert manifest["stroke_scale"] == {"udnie": 2.0, "wave": 1.0}
     for photo in sorted((out / "photos").glob("*.png")):
         x = read_rgb(photo).astype(int)
         assert x.shape == (384, 384, 3)
         for style in ("wave", "udnie"):
             y = read_rgb(out / style / photo.name).astype(int)
             assert np.abs(255 - x - y).max() <= 1  # the stand-in's output, from the photo it was given
+
+
+def test_a_stroke_scale_shows_the_predictor_the_centre_of_the_painting_enlarged(stand_in_peer):
+    """The stand-in predictor returns the mean of R, G and B over the picture: a red painting
+    with a black centre half reads a quarter black at scale 1, all black at scale 2."""
+    from stylecam.models.teacher import ArbitraryStyle
+
+    painting = np.zeros((200, 300, 3), np.uint8)
+    painting[..., 0] = 255
+    painting[50:150, 100:200] = 0
+    teacher = ArbitraryStyle(stand_in_peer, 1)
+    whole, centre = (float(teacher.style_vector(painting, s).ravel()[0]) for s in (1.0, 2.0))
+    assert whole == pytest.approx(0.75 / 3, abs=0.005) and centre == pytest.approx(0.0, abs=0.005)
+
+
+@pytest.mark.parametrize("scales, message", [
+    (["0.5"], "--stroke-scale 0.5: needs 1 to 4"),
+    (["1", "2", "3"], "--stroke-scale takes one value or one per painting (1), got 3"),
+])
+def test_bad_stroke_scales_are_refused_before_any_work(stand_in_peer, tmp_path, capsys, scales, message):
+    with pytest.raises(SystemExit) as stop:
+        cli(["teach", "--peer", str(stand_in_peer), "--styles", str(STYLES / "wave.jpg"), "--content", str(CONTENT),
+             "--stroke-scale", *scales, "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and message in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_pairs_are_cut_with_the_same_window_and_flip(taught):
@@ -122,7 +147,9 @@ def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_pa
     for _ in range(40):
         trainer.train_step()
     assert pull() < 0.6 * before
-    assert trainer.checkpoint("stylecam train ...").vgg_source == ""
+    ckpt = trainer.checkpoint("stylecam train ...")
+    assert ckpt.vgg_source == "" and ckpt.images_by_kind == {"teacher": 40 * config.batch_size}
+    assert ckpt.teacher["stroke_scale"] == {"udnie": 2.0, "wave": 1.0}  # what the card will record
 
 
 def test_perceptual_steps_resumed_as_teacher_steps_report_only_their_own_terms(taught, tmp_path):
@@ -135,7 +162,9 @@ def test_perceptual_steps_resumed_as_teacher_steps_report_only_their_own_terms(t
     assert {"content", "style", "distill"} <= set(perceptual.losses())
     resumed = Trainer(dataclasses.replace(config, step_kind="teacher"), perceptual.checkpoint("stylecam train ..."))
     resumed.train_step()
-    assert set(resumed.checkpoint("stylecam train ...").losses) == {"distill", "range", "total"}
+    ckpt = resumed.checkpoint("stylecam train ...")
+    assert set(ckpt.losses) == {"distill", "range", "total"}
+    assert ckpt.images_by_kind == {"perceptual": config.batch_size, "teacher": config.batch_size}
 
 
 def test_a_teacher_crop_of_size_over_side_cuts_the_teachers_pixels_unscaled(taught):
