@@ -28,8 +28,9 @@ from stylecam.server.media_io import (
     open_source,
     stream_name,
 )
-from stylecam.server.model_card import CardError
-from stylecam.server.ort_model import OrtModel
+from stylecam.server.model_card import DEFAULT_ZOO, CardError
+from stylecam.server.ort_model import OrtModel, providers_for
+from stylecam.server.registry import Registry, scan
 from stylecam.server.runner import StyleRunner
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -189,7 +190,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IN",
                    help="images; videos (.mp4 .mkv .mov .webm .avi .flv .ts ...); a camera (0, /dev/video0); "
                         "a stream URL (rtsp:// rtmp:// srt:// http://); or - (stdin)")
-    p.add_argument("--model", type=Path, required=True, help="an exported style model NAME.onnx (its NAME.json card beside it)")
+    p.add_argument("--model", type=Path,
+                   help="an exported style model NAME.onnx (its NAME.json card beside it); default: the style the "
+                        f"page starts in, the first multi-style network in {DEFAULT_ZOO}, in the variant the server "
+                        "runs on this device")
     p.add_argument("--weights", help="multi-style blend, STYLE=W,STYLE=W (normalised to sum 1); default: the first style")
     p.add_argument("--out", default="stylized",
                    help="output file (one input), folder (several), rtmp:// or srt:// URL, or - (stdout, MPEG-TS)")
@@ -213,6 +217,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
+def default_model(device: str) -> Path:
+    """The shipped style the page and WHIP start in, as ``serve`` would run it here."""
+    resolved = "cuda" if "CUDAExecutionProvider" in providers_for(device) else "cpu"
+    entries = scan(DEFAULT_ZOO, resolved)
+    name = Registry(entries, resolved, {}).catalog().default_style()
+    if name is None:
+        raise StylizeError(f"no style model in {DEFAULT_ZOO}; pass --model NAME.onnx")
+    return entries[name].onnx
+
+
 def is_video(src: str) -> bool:
     return is_stream(src) or Path(src).suffix.lower() in VIDEO_SUFFIXES
 
@@ -223,7 +237,8 @@ def main(argv: list[str], prog: str = "stylecam stylize") -> int:
         check_encoder(args.codec)
     if args.frames is not None and args.frames < 1:
         raise StylizeError(f"--frames {args.frames}: must be at least 1")
-    stylizer = Stylizer(OrtModel.load(args.model, args.device, args.threads), args.weights, args.size)
+    model = args.model or default_model(args.device)
+    stylizer = Stylizer(OrtModel.load(model, args.device, args.threads), args.weights, args.size)
     missing = [src for src in args.inputs if not is_stream(src) and not Path(src).is_file()]
     if missing:
         raise StylizeError(f"no such file: {', '.join(missing)}")

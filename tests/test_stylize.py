@@ -44,6 +44,18 @@ def test_weights_choose_the_blend(models, tmp_path):
     assert np.array_equal(cv2.imread(str(tmp_path / "default.png")).astype(int), outs["starry_night=1"])  # the first style
 
 
+def test_without_a_model_it_styles_as_the_page_starts_the_multistyle_net_fastest_variant(models, tmp_path):
+    """No --model: the shipped multi-style network (not a single-style johnson net), in the
+    variant `serve` runs on this device, int8 on a CPU."""
+    from stylecam.server.stylize import default_model
+
+    assert default_model("cpu") == DEFAULT_ZOO / "multistyle_rt_int8.onnx"
+    assert cli(["stylize", str(PHOTO), "--device", "cpu", "--out", str(tmp_path / "default.png")]) == 0
+    assert cli(["stylize", str(PHOTO), "--device", "cpu", "--model", str(DEFAULT_ZOO / "multistyle_rt_int8.onnx"),
+                "--out", str(tmp_path / "int8.png")]) == 0
+    assert np.array_equal(cv2.imread(str(tmp_path / "default.png")), cv2.imread(str(tmp_path / "int8.png")))
+
+
 def test_size_scales_the_long_side(models, tmp_path):
     single, _ = models
     out = tmp_path / "small.png"
