@@ -87,3 +87,17 @@ def sobel(image: torch.Tensor) -> torch.Tensor:
     kx = image.new_tensor(SOBEL_X)
     kernel = torch.stack([kx, kx.t()]).unsqueeze(1).repeat(image.shape[1], 1, 1, 1)
     return F.conv2d(image, kernel, groups=image.shape[1])
+
+
+def texture_energy(image: torch.Tensor, window: int = 8) -> torch.Tensor:
+    """(B, C, H, W) -> the mean Sobel gradient magnitude of each ``window`` x ``window`` cell
+    and channel: how much texture a region has, whatever its strokes' exact positions.
+
+    Matching a teacher pixel by pixel (or gradient by gradient) pays for the mean of the
+    strokes it could have drawn, and the mean of strokes at uncertain positions is a blur;
+    this measure is the same for any placement, so matching it pays for texture as such."""
+    g = sobel(image)
+    c = image.shape[1]
+    magnitude = torch.sqrt(g[:, :c] ** 2 + g[:, c:] ** 2 + 1e-6)
+    return F.avg_pool2d(magnitude, window)
+

@@ -79,6 +79,7 @@ class TrainConfig:
     teacher: str = ""  # folder written by `stylecam teach`: photos with a teacher's output per style
     distill_weight: float = 0.0
     edge_weight: float = 0.0  # L1 between the Sobel gradients of output and teacher
+    texture_weight: float = 0.0  # L1 between the texture energy (losses.texture_energy) of output and teacher
     teacher_crop: tuple[float, float] = (0.6, 1.0)  # crop side, as a fraction of the teacher's square photos
     step_kind: str = "perceptual"  # or "teacher": no VGG-16, only the pull toward the teacher
     holdout: bool = True
@@ -311,6 +312,8 @@ class Trainer:
         terms = {"distill": c.distill_weight * (y - t).abs().mean()}
         if c.edge_weight > 0:
             terms["edges"] = c.edge_weight * (losses.sobel(y) - losses.sobel(t)).abs().mean()
+        if c.texture_weight > 0:
+            terms["texture"] = c.texture_weight * (losses.texture_energy(y) - losses.texture_energy(t)).abs().mean()
         return terms
 
     def teacher_terms(self, inputs: torch.Tensor, weights: torch.Tensor | None, taught: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -438,6 +441,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--edge-weight", type=float, default=d.edge_weight,
                    help="weight of the mean absolute difference between the Sobel gradients of the output and "
                         "the teacher's (needs --teacher): keeps stroke edges sharp")
+    p.add_argument("--texture-weight", type=float, default=d.texture_weight,
+                   help="weight of the mean absolute difference between how much texture output and teacher have in "
+                        "each 8x8 cell (needs --teacher): pays for strokes wherever they fall, where --distill-weight "
+                        "and --edge-weight pay only for strokes in the teacher's exact places, and so blur the rest")
     p.add_argument("--teacher-crop", type=float, nargs=2, default=list(d.teacher_crop), metavar=("LO", "HI"),
                    help="side of each training crop, as a fraction of the teacher's square photos (random in "
                         "[LO, HI]), before it is scaled to --size: --size / teach's --side keeps the painted "
@@ -474,8 +481,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for folder in args.content:
         if not folder.is_dir():
             raise ImageError(f"--content {folder}: not a folder of images")
-    if (args.distill_weight > 0 or args.edge_weight > 0 or args.step_kind == "teacher") and args.teacher is None:
-        raise ImageError("--distill-weight, --edge-weight and --step-kind teacher need --teacher DIR "
+    if (args.distill_weight > 0 or args.edge_weight > 0 or args.texture_weight > 0 or args.step_kind == "teacher") \
+            and args.teacher is None:
+        raise ImageError("--distill-weight, --edge-weight, --texture-weight and --step-kind teacher need --teacher DIR "
                          "(a folder written by `stylecam teach`)")
     if args.step_kind == "teacher" and args.distill_weight <= 0:
         raise ImageError("--step-kind teacher learns from the teacher alone: give --distill-weight above 0 (e.g. 1)")
@@ -494,7 +502,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight,
         luminance_weight=args.luminance_weight, teacher=str(args.teacher or ""), distill_weight=args.distill_weight,
-        edge_weight=args.edge_weight, teacher_crop=tuple(args.teacher_crop), step_kind=args.step_kind,
+        edge_weight=args.edge_weight, texture_weight=args.texture_weight, teacher_crop=tuple(args.teacher_crop), step_kind=args.step_kind,
         holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device, precision=args.precision,
     )

@@ -87,3 +87,18 @@ def test_sobel_by_hand():
     assert torch.equal(g[:, 0::2], torch.full((2, 3, 1, 2), 4.0))
     assert torch.equal(g[:, 1::2], torch.zeros(2, 3, 1, 2))
     assert torch.equal(sobel(image.transpose(-1, -2))[:, 1::2, :, :], torch.full((2, 3, 2, 1), 4.0))
+
+
+def test_texture_energy_is_the_same_wherever_the_strokes_fall_and_zero_on_flat():
+    """Stripes one pixel to the right give the same texture energy (a pixel loss would see a
+    large difference); a flat image has none, and twice the contrast has twice the energy."""
+    from stylecam.models.losses import texture_energy
+
+    stripes = (torch.arange(34) % 4 < 2).float().expand(1, 3, 34, 34).clone()
+    moved = ((torch.arange(34) + 1) % 4 < 2).float().expand(1, 3, 34, 34).clone()
+    assert (stripes - moved).abs().mean() > 0.4
+    e, e_moved = texture_energy(stripes, 8), texture_energy(moved, 8)
+    assert e.shape == (1, 3, 4, 4) and e.min() > 1.0 and torch.allclose(e, e_moved, rtol=0.05)
+    assert texture_energy(torch.full((1, 3, 34, 34), 0.3), 8).max() < 0.01
+    assert torch.allclose(texture_energy(2 * stripes, 8), 2 * e, rtol=1e-3)
+

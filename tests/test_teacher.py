@@ -111,9 +111,9 @@ def test_distillation_pulls_the_output_toward_the_teacher(taught, tmp_path):
 def test_train_refuses_a_distill_weight_without_a_teacher_and_a_folder_without_a_manifest(taught, tmp_path, capsys):
     content, _ = taught
     base = ["train", "--style", str(STYLES / "wave.jpg"), "--content", str(content), "--out", str(tmp_path / "run")]
-    for flags in (["--distill-weight", "1"], ["--edge-weight", "1"], ["--step-kind", "teacher"]):
+    for flags in (["--distill-weight", "1"], ["--edge-weight", "1"], ["--texture-weight", "1"], ["--step-kind", "teacher"]):
         assert cli([*base, *flags]) == 2
-        assert "--distill-weight, --edge-weight and --step-kind teacher need --teacher DIR" in capsys.readouterr().err
+        assert "--distill-weight, --edge-weight, --texture-weight and --step-kind teacher need --teacher DIR" in capsys.readouterr().err
     assert cli([*base, "--teacher", str(content)]) == 2
     assert "no readable teacher.json" in capsys.readouterr().err
     assert cli(["train", "--style", str(STYLES / "wave.jpg"), "--out", str(tmp_path / "run")]) == 2
@@ -133,10 +133,11 @@ def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_pa
     teacher's pixels and their Sobel gradients (the stand-in teacher draws the negative)."""
     content, out = taught
     config = tiny_config(content, tmp_path, styles=("wave", "udnie"), arch="paint", teacher=str(out),
-                         step_kind="teacher", distill_weight=1.0, edge_weight=0.5, range_weight=10.0, lr=1e-2)
+                         step_kind="teacher", distill_weight=1.0, edge_weight=0.5, texture_weight=0.5, range_weight=10.0,
+                         lr=1e-2)
     trainer = Trainer(config)
     assert trainer.vgg is None
-    assert set(trainer.loss_terms(0)) == {"distill", "edges", "range", "total"}
+    assert set(trainer.loss_terms(0)) == {"distill", "edges", "texture", "range", "total"}
 
     def pull() -> float:
         trainer.model.eval()
