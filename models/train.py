@@ -47,7 +47,7 @@ from stylecam.models.teacher import TeacherPairs, read_manifest
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 
 log = logging.getLogger(__name__)
-ARCHS = ("rt", "lite", "johnson", "paint", "paint_full")
+ARCHS = ("rt", "lite", "johnson", "paint")
 STEP_KINDS = ("perceptual", "teacher")
 USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable)
 

@@ -118,26 +118,20 @@ class PaintNet(nn.Module):
     """Strokes drawn at 1/4, 1/2 and full resolution, where brush texture lives.
 
     ``SkipNet`` does its residual work at 1/8 and reaches full resolution through one thin
-    3x3 conv, so it cannot draw marks finer than about 8 px and smears. Here the residual
-    blocks run at 1/4 (as Johnson et al.'s and the peer's ``multistyle26`` do), and the
-    decoder ends in a full-resolution conv of ``channels[0]`` features that draws the
-    brush texture; the 1/2 and full-resolution encoder features are added back before each
-    decoder stage (no extra multiply-adds), so faces keep their edges. ``stride_in`` 2
-    starts at 1/2 (no full-resolution encoder conv, and no full-resolution skip).
-    Nearest upsample + conv (no transposed conv, no grid), folded at export.
+    3x3 conv, so it cannot draw marks finer than about 8 px and smears. Here a 5x5 stride-2
+    conv starts at 1/2, the residual blocks run at 1/4 (as Johnson et al.'s and the peer's
+    ``multistyle26`` do), and the decoder climbs back through 1/2 to a full-resolution conv
+    of ``channels[0]`` features that draws the brush texture; the 1/2 encoder features are
+    added back on the way (no extra multiply-adds), so faces keep their edges. Nearest
+    upsample + conv (no transposed conv, no grid), folded at export.
     """
 
-    def __init__(
-        self, channels: tuple[int, int, int], num_residual: int, stride_in: int = 1, num_styles: int = 1,
-    ) -> None:
+    def __init__(self, channels: tuple[int, int, int], num_residual: int, num_styles: int = 1) -> None:
         super().__init__()
         c0, c1, c2 = channels
         self.num_styles = num_styles
-        first = (ConvNormAct(3, c0, 3, num_styles=num_styles) if stride_in == 1
-                 else ConvNormAct(3, c1, 5, stride=2, num_styles=num_styles))
         self.down = nn.ModuleList([
-            first,
-            *([ConvNormAct(c0, c1, 3, stride=2, num_styles=num_styles)] if stride_in == 1 else []),
+            ConvNormAct(3, c1, 5, stride=2, num_styles=num_styles),
             ConvNormAct(c1, c2, 3, stride=2, num_styles=num_styles),
         ])
         self.blocks = nn.ModuleList([ResidualBlock(c2, num_styles) for _ in range(num_residual)])
@@ -151,19 +145,12 @@ class PaintNet(nn.Module):
 
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2:]
-        skips = []
-        y = x
-        for layer in self.down:
-            y = layer(y, style_weights)
-            skips.append(y)
+        half = self.down[0](x, style_weights)
+        y = self.down[1](half, style_weights)
         for block in self.blocks:
             y = block(y, style_weights)
-        skips = skips[:-1][::-1]  # the 1/2 features, then the full-resolution ones (if any)
-        for i, layer in enumerate(self.up):
-            y = layer(y, style_weights)
-            if i < len(skips):
-                y = y[..., : skips[i].shape[-2], : skips[i].shape[-1]] + skips[i]
-        y = self.conv_out(self.pad_out(y))
+        y = self.up[0](y, style_weights)[..., : half.shape[-2], : half.shape[-1]] + half
+        y = self.conv_out(self.pad_out(self.up[1](y, style_weights)))
         return y[..., :h, :w]
 
     def folded(self) -> PaintNet:
@@ -193,16 +180,10 @@ def rt(num_styles: int = 1) -> SkipNet:
 def paint(num_styles: int = 1) -> PaintNet:
     """Brush strokes on a CPU: 5x5 stride-2 conv in to 24, two residual blocks of 48 at 1/4, back up
     through 24 at 1/2 to an 8-channel full-resolution head."""
-    return PaintNet((8, 24, 48), num_residual=2, stride_in=2, num_styles=num_styles)
-
-
-@register_model
-def paint_full(num_styles: int = 1) -> PaintNet:
-    """``paint`` with a full-resolution encoder conv (3x3 to 8) and its skip into the head."""
     return PaintNet((8, 24, 48), num_residual=2, num_styles=num_styles)
 
 
-BODIES = {"johnson": johnson, "lite": lite, "rt": rt, "paint": paint, "paint_full": paint_full}
+BODIES = {"johnson": johnson, "lite": lite, "rt": rt, "paint": paint}
 
 
 @register_model
