@@ -45,8 +45,8 @@ from stylecam.export.bench import paint
 from stylecam.export.cli import HelpFormatter
 from stylecam.models import losses
 from stylecam.models.data import ImageError, find_images, load_style_image, read_rgb, split_photos, to_tensor
-from stylecam.models.teacher import ArbitraryStyle
 from stylecam.models.registry import WeightsUnavailable
+from stylecam.models.teacher import ArbitraryStyle
 from stylecam.models.vgg import SOURCES, load_vgg
 from stylecam.server.images import scale_to_long_side
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards
