@@ -63,6 +63,19 @@ def _fold_layers(net: nn.Module) -> nn.Module:
     return net.eval()
 
 
+def strided_encoder(widths: tuple[int, ...], kernel_in: int, num_styles: int) -> nn.ModuleList:
+    """RGB down to ``widths[-1]`` channels, halving the resolution at every conv."""
+    ins = (3, *widths[:-1])
+    return nn.ModuleList([ConvNormAct(cin, cout, kernel_in if i == 0 else 3, stride=2, num_styles=num_styles)
+                          for i, (cin, cout) in enumerate(zip(ins, widths))])
+
+
+def upsampling_decoder(widths: tuple[int, ...], num_styles: int) -> nn.ModuleList:
+    """Nearest-2x upsample + 3x3 conv from ``widths[0]`` channels through each of the rest."""
+    return nn.ModuleList([ConvNormAct(cin, cout, 3, upsample=True, num_styles=num_styles)
+                          for cin, cout in zip(widths, widths[1:])])
+
+
 class SkipNet(nn.Module):
     """Down to 1/8 resolution, residual blocks there, back up with additive skips.
 
@@ -77,16 +90,9 @@ class SkipNet(nn.Module):
         super().__init__()
         c1, c2, c3 = channels
         self.num_styles = num_styles
-        self.down = nn.ModuleList([
-            ConvNormAct(3, c1, kernel_in, stride=2, num_styles=num_styles),
-            ConvNormAct(c1, c2, 3, stride=2, num_styles=num_styles),
-            ConvNormAct(c2, c3, 3, stride=2, num_styles=num_styles),
-        ])
+        self.down = strided_encoder((c1, c2, c3), kernel_in, num_styles)
         self.blocks = nn.ModuleList([ResidualBlock(c3, num_styles) for _ in range(num_residual)])
-        self.up = nn.ModuleList([
-            ConvNormAct(c3, c2, 3, upsample=True, num_styles=num_styles),
-            ConvNormAct(c2, c1, 3, upsample=True, num_styles=num_styles),
-        ])
+        self.up = upsampling_decoder((c3, c2, c1), num_styles)
         self.pad_out = nn.ReflectionPad2d(1)
         self.conv_out = nn.Conv2d(c1, 3, 3)
         nn.init.constant_(self.conv_out.bias, 0.5)
@@ -130,15 +136,9 @@ class PaintNet(nn.Module):
         super().__init__()
         c0, c1, c2 = channels
         self.num_styles = num_styles
-        self.down = nn.ModuleList([
-            ConvNormAct(3, c1, 5, stride=2, num_styles=num_styles),
-            ConvNormAct(c1, c2, 3, stride=2, num_styles=num_styles),
-        ])
+        self.down = strided_encoder((c1, c2), 5, num_styles)
         self.blocks = nn.ModuleList([ResidualBlock(c2, num_styles) for _ in range(num_residual)])
-        self.up = nn.ModuleList([
-            ConvNormAct(c2, c1, 3, upsample=True, num_styles=num_styles),
-            ConvNormAct(c1, c0, 3, upsample=True, num_styles=num_styles),
-        ])
+        self.up = upsampling_decoder((c2, c1, c0), num_styles)
         self.pad_out = nn.ReflectionPad2d(1)
         self.conv_out = nn.Conv2d(c0, 3, 3)
         nn.init.constant_(self.conv_out.bias, 0.5)
