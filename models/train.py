@@ -201,8 +201,15 @@ class Trainer:
         if resume is not None:
             self.history = [*resume.history, {"command": resume.command, "until_step": resume.step}]
             self.model.load_state_dict(resume.state_dict)
-            if resume.optimizer is not None:
+            # Adam's moments belong to one kind of step: a perceptual step's gradients are about
+            # 1e4 times a teacher step's, so moments carried across kinds stall the new kind
+            # (seen: 1,300 teacher steps after perceptual ones moved the output by 0.0005)
+            resumed_kind = resume.config.get("step_kind", "perceptual")
+            if resume.optimizer is not None and resumed_kind == config.step_kind:
                 self.optimizer.load_state_dict(resume.optimizer)
+            elif resume.optimizer is not None:
+                log.warning("resuming %s steps after %s steps: fresh Adam moments (the two kinds' gradients differ "
+                            "in scale)", config.step_kind, resumed_kind)
             self.step, self.wall = resume.step, resume.wall_seconds
             self.images_seen = resume.images_seen
             self.images_by_kind, self.teacher = dict(resume.images_by_kind), dict(resume.teacher)

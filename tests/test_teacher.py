@@ -161,7 +161,10 @@ def test_perceptual_steps_resumed_as_teacher_steps_report_only_their_own_terms(t
     perceptual = Trainer(config)
     perceptual.train_step()
     assert {"content", "style", "distill"} <= set(perceptual.losses())
-    resumed = Trainer(dataclasses.replace(config, step_kind="teacher"), perceptual.checkpoint("stylecam train ..."))
+    ckpt = perceptual.checkpoint("stylecam train ...")
+    assert len(Trainer(config, ckpt).optimizer.state) > 0  # the same kind continues with its Adam moments
+    resumed = Trainer(dataclasses.replace(config, step_kind="teacher"), ckpt)
+    assert len(resumed.optimizer.state) == 0  # another kind starts them afresh: their scales differ about 1e4-fold
     resumed.train_step()
     ckpt = resumed.checkpoint("stylecam train ...")
     assert set(ckpt.losses) == {"distill", "range", "total"}
