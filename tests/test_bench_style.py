@@ -66,7 +66,7 @@ def test_card_and_foreign_models_in_one_run(models, tmp_path, capsys):
         assert row["ratio"] == pytest.approx(expected)
     printed = capsys.readouterr().out
     assert "ratio" in printed.splitlines()[0] and "ratio: median ms / median ms of tint" in printed
-    assert sum(line.startswith(("tint ", "flip ")) for line in printed.splitlines()) == 4
+    assert sum(line.startswith(("tint ", "flip ")) for line in printed.splitlines()) == 6  # 2 models x 3 sizes
     assert f"wrote {out}" in printed
 
 

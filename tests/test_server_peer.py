@@ -55,12 +55,13 @@ def test_overload_keeps_latency_bounded_and_counts_drops(tiny_zoo):
 
 @pytest.mark.timeout(240)
 def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
-    """4 peers stream for 60 s with style and saliency on and their controls changing every
+    """4 peers stream for 70 s with style and saliency on and their controls changing every
     few seconds: every peer streams all along, the server logs no traceback, its memory
     grows less than 5% over the last 30 s, and every peer is gone within 5 s of the clients
-    closing. The first 30 s are warm-up: run for 100 s, the server's RSS rose from 305 to
+    closing. The first 40 s are warm-up: run for 100 s, the server's RSS rose from 305 to
     369 MB in the first 40 s (codecs, buffers and pools filling as each setting is first
-    used) and then held at 369-370 MB, with onnxruntime's memory arena on or off alike."""
+    used) and then held at 369-370 MB, with onnxruntime's memory arena on or off alike.
+    With a 30 s warm-up, a CI run read +5.4% (387 -> 408 MB) where this machine reads +0.4%."""
     import random
     import time
 
@@ -83,11 +84,11 @@ def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
         started = time.monotonic()
         try:
             samples = []  # RSS every 0.5 s after the warm-up: it swings by tens of MB with the frames in flight
-            while time.monotonic() - started < 60:
+            while time.monotonic() - started < 70:
                 for c in clients:
                     c.send({"type": "config", **configs[rng.randrange(len(configs))]})
                 for _ in range(5):
-                    if time.monotonic() - started >= 30:
+                    if time.monotonic() - started >= 40:
                         samples.append(rss_kib(proc.pid))
                     await asyncio.sleep(0.5)
             before, after = (int(np.median(window)) for window in (samples[:20], samples[-20:]))  # first and last 10 s
@@ -101,7 +102,7 @@ def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
         return before, after, time.monotonic() - closed, frames
 
     try:
-        before, after, gone, frames = run(go(), timeout=120)
+        before, after, gone, frames = run(go(), timeout=130)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -148,6 +148,7 @@ def test_bad_messages_get_errors_and_other_peers_keep_streaming(server_url):
         await asyncio.gather(good.connect(), bad.connect())
         try:
             await good.wait_frames(5)
+            await settle(bad, {"style": "invert"})
             cases = [
                 ("not json", "not JSON"),
                 ('["config"]', "JSON object"),
@@ -168,7 +169,7 @@ def test_bad_messages_get_errors_and_other_peers_keep_streaming(server_url):
                 assert expected in message["message"], (text, message)
             since = len(bad.messages)
             stats = await bad.wait_message("stats", since=since)
-            assert (stats["style"], stats["saliency"], stats["top5"]) == ("invert", "off", []), stats  # as it started
+            assert (stats["style"], stats["saliency"], stats["top5"]) == ("invert", "off", []), stats  # as it was set
             inverted = await bad.wait_frames(5)  # its own stream goes on, as it was
             assert diff(inverted[40:], 255 - scene()[40:]) < 15
             await good.wait_frames(5)
