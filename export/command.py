@@ -15,18 +15,20 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from stylecam.export import lens_command, quantize, saliency_command
 from stylecam.export.cli import HelpFormatter
 from stylecam.export.onnx import export_onnx, frame_dims
-from stylecam.export.style import example_inputs, style_graph
+from stylecam.export.style import example_inputs, style_graph, style_vectors
 from stylecam.export.verify import VerificationError, max_error, verify
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ImageError
 from stylecam.models.registry import UnknownModel, WeightsUnavailable
-from stylecam.server.model_card import FRAME, STYLE_WEIGHTS, STYLIZED, ModelCard, TensorSpec, sha256_of, write_card
+from stylecam.server.model_card import FRAME, STYLE, STYLIZED, ModelCard, TensorSpec, encode_vector, sha256_of, write_card
 
 
 class UsageError(ValueError):
@@ -53,14 +55,35 @@ def default_name(ckpt: Checkpoint) -> str:
     return f"{ckpt.styles[0]}_{ckpt.arch}"
 
 
+def trained_vectors(ckpt: Checkpoint, table: np.ndarray) -> dict[str, dict]:
+    """The card's ``style_vectors`` for the styles the network trained with (``table``, one
+    row each): each one's vector and where it came from, its painting and training settings."""
+    config = ckpt.config
+    paintings = list(config.get("styles") or ())
+
+    def per_style(key: str, i: int) -> Any:
+        values = config.get(key)
+        return values[i if len(values) > 1 else 0] if isinstance(values, (list, tuple)) and values else values
+
+    return {style: {"vector": encode_vector(table[i]),
+                    "provenance": {"learnt": "with the network", "painting": str(paintings[i]) if i < len(paintings) else None,
+                                   "style_size": per_style("style_size", i), "style_weight": per_style("style_weight", i),
+                                   "step": ckpt.step}}
+            for i, style in enumerate(ckpt.styles)}
+
+
 def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, precision: str, source: dict) -> ModelCard:
-    multi = len(ckpt.styles) > 1
     frame = TensorSpec(FRAME, "uint8", ("H", "W", 3), "camera frame, RGB")
-    inputs = (frame, TensorSpec(STYLE_WEIGHTS, "float32", (len(ckpt.styles),), "blend weight per style")) if multi else (frame,)
+    inputs, vectors = (frame,), {}
+    if len(ckpt.styles) > 1:
+        table = style_vectors(ckpt).numpy()
+        inputs += (TensorSpec(STYLE, "float32", (table.shape[1],), "the style: every CIN layer's gamma then beta, "
+                              "concatenated; mix the card's style_vectors by blend weights"),)
+        vectors = trained_vectors(ckpt, table)
     return ModelCard(
-        name=name, kind="multistyle" if multi else "style", onnx=onnx_path.name, sha256=sha256_of(onnx_path),
+        name=name, kind="multistyle" if len(ckpt.styles) > 1 else "style", onnx=onnx_path.name, sha256=sha256_of(onnx_path),
         inputs=inputs, outputs=(TensorSpec(STYLIZED, "uint8", ("H", "W", 3), "stylized frame, RGB"),),
-        precision=precision, styles=tuple(ckpt.styles), arch=ckpt.arch, source=source,
+        precision=precision, styles=tuple(ckpt.styles), arch=ckpt.arch, source=source, style_vectors=vectors,
     )
 
 
@@ -102,7 +125,7 @@ def export_style(
     graph = style_graph(ckpt, fp16=fp16, fold=True)
     reference = style_graph(ckpt)  # every precision is held to the trained float32 network's output
     example = example_inputs(ckpt, 64, 64)
-    input_names = [FRAME, STYLE_WEIGHTS][: len(example)]
+    input_names = [FRAME, STYLE][: len(example)]
     dynamic = (frame_dims(), None)[: len(example)]
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
@@ -122,8 +145,9 @@ def export_style(
             roots = calibration or []
             float_graph = Path(tmp) / f"{name}.float32.onnx"
             os.replace(staged, float_graph)
-            photos = quantize.quantize(float_graph, staged, roots, len(ckpt.styles))
-            extra = {"int8_error_levels": quantize.int8_error(staged, reference, roots, len(ckpt.styles)),
+            table = style_vectors(ckpt).numpy() if len(ckpt.styles) > 1 else None
+            photos = quantize.quantize(float_graph, staged, roots, table)
+            extra = {"int8_error_levels": quantize.int8_error(staged, reference, roots, table),
                      "calibration": {"folders": [str(r) for r in roots], "photos": photos,
                                      "long_side": quantize.CALIBRATION_SIDE}}
             errors = {STYLIZED: extra["int8_error_levels"]["max"]}

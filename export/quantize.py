@@ -22,7 +22,7 @@ import torch
 from stylecam.export.verify import VerificationError, check_graph
 from stylecam.models.data import read_rgb, split_photos
 from stylecam.server.images import scale_to_long_side
-from stylecam.server.model_card import FRAME, STYLE_WEIGHTS, STYLIZED
+from stylecam.server.model_card import FRAME, STYLE, STYLIZED
 
 CALIBRATION_PHOTOS = 28
 VERIFY_PHOTOS = 8
@@ -40,24 +40,24 @@ def _photos(roots: list[Path], held_out: bool, count: int, side: int) -> list[np
     return [scale_to_long_side(read_rgb(p), side) for p in dict.fromkeys(picks)]
 
 
-def _feeds(frames: list[np.ndarray], num_styles: int) -> list[dict[str, np.ndarray]]:
-    """One feed per frame; multi-style graphs cycle through their styles one-hot, so every
-    style's (gamma, beta) shapes the activation ranges."""
+def _feeds(frames: list[np.ndarray], styles: np.ndarray | None) -> list[dict[str, np.ndarray]]:
+    """One feed per frame; a multi-style graph (``styles``: its (N, D) style vectors) cycles
+    through its styles, so every style's (gamma, beta) shapes the activation ranges."""
     feeds = []
     for i, frame in enumerate(frames):
         feed = {FRAME: frame}
-        if num_styles > 1:
-            feed[STYLE_WEIGHTS] = np.eye(num_styles, dtype=np.float32)[i % num_styles]
+        if styles is not None:
+            feed[STYLE] = styles[i % len(styles)]
         feeds.append(feed)
     return feeds
 
 
-def quantize(fp32_path: Path, out_path: Path, roots: list[Path], num_styles: int) -> int:
+def quantize(fp32_path: Path, out_path: Path, roots: list[Path], styles: np.ndarray | None) -> int:
     """Write the QDQ int8 graph of ``fp32_path``; returns how many photos calibrated it."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    feeds = iter(_feeds(_photos(roots, False, CALIBRATION_PHOTOS, CALIBRATION_SIDE), num_styles))
+    feeds = iter(_feeds(_photos(roots, False, CALIBRATION_PHOTOS, CALIBRATION_SIDE), styles))
     count = 0
 
     class Photos(CalibrationDataReader):
@@ -83,7 +83,7 @@ def quantize(fp32_path: Path, out_path: Path, roots: list[Path], num_styles: int
     return count
 
 
-def int8_error(path: Path, reference: torch.nn.Module, roots: list[Path], num_styles: int) -> dict[str, float]:
+def int8_error(path: Path, reference: torch.nn.Module, roots: list[Path], styles: np.ndarray | None) -> dict[str, float]:
     """|int8 graph - float32 torch| on held-out photos; VerificationError past the tolerances."""
     import onnxruntime as ort
 
@@ -91,7 +91,7 @@ def int8_error(path: Path, reference: torch.nn.Module, roots: list[Path], num_st
     options.intra_op_num_threads = 2
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     diffs = []
-    for feed in _feeds(_photos(roots, True, VERIFY_PHOTOS, VERIFY_SIDE), num_styles):
+    for feed in _feeds(_photos(roots, True, VERIFY_PHOTOS, VERIFY_SIDE), styles):
         got = session.run([STYLIZED], feed)[0]
         with torch.no_grad():
             want = reference(*(torch.from_numpy(v) for v in feed.values())).numpy()

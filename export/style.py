@@ -1,7 +1,10 @@
 """Style networks as the server wants them: uint8 HxWx3 RGB frame in, stylized frame out.
 
 The range conversion, layout change, clamping and rounding live inside the graph, so
-the server does no per-frame pre- or post-processing of its own.
+the server does no per-frame pre- or post-processing of its own. A multi-style network's
+graph takes its style as a vector (every CIN layer's gamma and beta), not blend weights
+over a table baked into its weights: the card carries the named vectors, and a server
+mixes them, or adds vectors learnt later, without a new graph.
 """
 
 from __future__ import annotations
@@ -10,37 +13,45 @@ import torch
 from torch import nn
 
 from stylecam.models.checkpoint import Checkpoint
+from stylecam.models.layers import style_table, with_style_input
 
 
 class StyleGraph(nn.Module):
-    """frame (H, W, 3) uint8 [, style_weights (N,) float32] -> stylized (H, W, 3) uint8."""
+    """frame (H, W, 3) uint8 [, style (D,) float32] -> stylized (H, W, 3) uint8."""
 
     def __init__(self, net: nn.Module, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.net = net.to(dtype).eval()
         self.dtype = dtype
 
-    def forward(self, frame: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, frame: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         x = frame.permute(2, 0, 1).unsqueeze(0).to(self.dtype) / 255.0
-        if style_weights is not None:
-            style_weights = style_weights.to(self.dtype)
-        y = self.net(x, style_weights).float()
+        if style is not None:
+            style = style.to(self.dtype)
+        y = self.net(x, style).float()
         return (y.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)[0].permute(1, 2, 0)
 
 
+def style_vectors(ckpt: Checkpoint) -> torch.Tensor:
+    """(N, D) float32: the checkpoint's styles as vectors, in its style order."""
+    return style_table(ckpt.build())
+
+
 def style_graph(ckpt: Checkpoint, fp16: bool = False, fold: bool = False) -> StyleGraph:
-    """The checkpoint's network as a graph; ``fold`` (for export) computes its upsampling
-    convs at the lower resolution (``SubPixelConv``): the same function, faster. Parity
-    is checked against the unfolded network, the one that was trained."""
+    """The checkpoint's network as a graph (a multi-style one fed a style vector); ``fold``
+    (for export) computes its upsampling convs at the lower resolution (``SubPixelConv``): the
+    same function, faster. Parity is checked against the unfolded network, the one that was trained."""
     net = ckpt.build()
+    if len(ckpt.styles) > 1:
+        net = with_style_input(net)
     return StyleGraph(net.folded() if fold else net, torch.float16 if fp16 else torch.float32)
 
 
 def example_inputs(ckpt: Checkpoint, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """A random frame (and random blend weights for multi-style) of the given size."""
+    """A random frame (and, for multi-style, a random blend of its style vectors) of the given size."""
     gen = torch.Generator().manual_seed(seed)
     frame = torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, generator=gen)
     if len(ckpt.styles) < 2:
         return (frame,)
     weights = torch.rand(len(ckpt.styles), generator=gen)
-    return frame, weights / weights.sum()
+    return frame, (weights / weights.sum()) @ style_vectors(ckpt)

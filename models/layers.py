@@ -1,7 +1,8 @@
 """Building blocks of the style transformers.
 
 Every block takes ``(x, style_weights)`` so one body serves single-style networks
-(instance norm, weights ignored) and multi-style ones (conditional instance norm).
+(instance norm, weights ignored) and multi-style ones (conditional instance norm, or, for
+export and for learning a style, ``StyleVectorNorm`` fed a style vector in their place).
 """
 
 from __future__ import annotations
@@ -46,6 +47,48 @@ class ConditionalInstanceNorm2d(nn.Module):
             raise ValueError("a multi-style network needs style_weights (one float per style)")
         w = style_weights.reshape(-1, self.num_styles).to(x.dtype)
         return _affine_instance_norm(x, w @ self.gamma, w @ self.beta)
+
+
+class StyleVectorNorm(nn.Module):
+    """Instance norm whose (gamma, beta) come from a style vector fed in with the frame.
+
+    A CIN network's style is nothing but its norms' (gamma, beta) (Dumoulin et al. 2017), so
+    with the table taken out of the weights a style is data: blending is mixing vectors, and
+    a new style is a new vector, learnt with the shared weights frozen. This layer reads
+    gamma at ``offset`` and beta right after it, from ``style`` (D,) or (B, D)."""
+
+    def __init__(self, channels: int, offset: int) -> None:
+        super().__init__()
+        self.channels, self.offset = channels, offset
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        if style is None:
+            raise ValueError("a style-vector network needs its style vector")
+        s = style.reshape(-1, style.shape[-1]).to(x.dtype)
+        start, mid, end = self.offset, self.offset + self.channels, self.offset + 2 * self.channels
+        return _affine_instance_norm(x, s[:, start:mid], s[:, mid:end])
+
+
+def style_table(net: nn.Module) -> torch.Tensor:
+    """(N, D): row i is style i's vector, every CIN layer's gamma then beta, in module order."""
+    norms = [m for m in net.modules() if isinstance(m, ConditionalInstanceNorm2d)]
+    if not norms:
+        raise ValueError("no conditional instance norm in this network: it has no style vectors")
+    return torch.cat([torch.cat([m.gamma, m.beta], 1) for m in norms], 1).detach()
+
+
+def with_style_input(net: nn.Module) -> nn.Module:
+    """``net`` with each CIN layer replaced by a ``StyleVectorNorm`` reading its own slice of
+    the ``style_table`` layout, in place: fed ``weights @ style_table(net)`` (taken before),
+    it computes what ``net`` computes with ``weights``."""
+    offset = 0
+    for name, layer in list(net.named_modules()):  # the order style_table reads them in
+        if isinstance(layer, ConditionalInstanceNorm2d):
+            parent, _, attr = name.rpartition(".")
+            channels = layer.gamma.shape[1]
+            setattr(net.get_submodule(parent), attr, StyleVectorNorm(channels, offset))
+            offset += 2 * channels
+    return net
 
 
 def make_norm(channels: int, num_styles: int) -> nn.Module:

@@ -6,6 +6,7 @@ so the server needs nothing else: no torch, no checkpoint, no naming convention.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -16,17 +17,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
-CARD_VERSION = 1
+CARD_VERSION = 2  # 2: multistyle graphs take a STYLE vector, and the card holds the named vectors
 KINDS = ("style", "multistyle", "saliency", "lens")
 # every method a saliency card may name, with the name the page shows for it
 SALIENCY_METHODS = {"vanilla": "Gradient", "guided": "Guided", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "occlusion": "Occlusion"}
 # every method a lens card may name (the lecture's other views of the classifier), with the page's name
 LENS_METHODS = {"activations": "Activations", "neighbors": "Nearest photos", "fool": "Fooling image", "dream": "DeepDream"}
-# tensor names of the graph contract: style graphs take FRAME (and STYLE_WEIGHTS for a
-# multistyle one) and give STYLIZED; saliency graphs take FRAME and TARGET and give
+# tensor names of the graph contract: style graphs take FRAME (and STYLE, a multistyle
+# one's style vector) and give STYLIZED; saliency graphs take FRAME and TARGET and give
 # LOGITS, SALIENCY and CLASS
-FRAME, STYLE_WEIGHTS, STYLIZED = "frame", "style_weights", "stylized"
+FRAME, STYLE, STYLIZED = "frame", "style", "stylized"
 TARGET, LOGITS, SALIENCY, CLASS = "target", "logits", "saliency", "class"
 # lens graphs take FRAME (fool: and TARGET; dream: and LAYER_WEIGHTS) and give: activations
 # one ACTIVATION + str(i) per layer in options["layers"]; neighbors NEIGHBORS + SIMILARITY;
@@ -75,6 +78,9 @@ class ModelCard:
     external_data: dict[str, dict[str, Any]] = field(default_factory=dict)
     # what a method needs beyond its tensors (JSON): a lens's layers, an occlusion grid, a gallery
     options: dict[str, Any] = field(default_factory=dict)
+    # a multistyle graph's styles as its STYLE input takes them, one per name in ``styles``:
+    # {name: {"vector": encode_vector(...), "provenance": {...}}}
+    style_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: int = CARD_VERSION
 
     def __post_init__(self) -> None:
@@ -97,6 +103,34 @@ class ModelCard:
 
     def input(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.inputs if spec.name == name), None)
+
+    def vector_table(self) -> np.ndarray:
+        """(N, D) float32, row i the vector of ``styles[i]``; CardError when the card lacks them."""
+        spec = self.input(STYLE)
+        if spec is None or not isinstance(spec.shape[0], int):
+            raise CardError(f"card {self.name!r} has no style-vector input ({STYLE!r} [D]); re-export it with `stylecam export style`")
+        missing = [s for s in self.styles if s not in self.style_vectors]
+        if missing:
+            raise CardError(f"card {self.name!r} has no vector for {', '.join(missing)}; re-export it with `stylecam export style`")
+        return np.stack([decode_vector(self.style_vectors[s]["vector"], spec.shape[0], f"card {self.name!r}, style {s!r}")
+                         for s in self.styles])
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    """A float32 vector as text for a JSON file: base64 of its little-endian bytes (exact, and
+    a third the size of decimal digits)."""
+    return base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str, size: int, where: str) -> np.ndarray:
+    """``encode_vector``'s inverse; CardError naming ``where`` when it is not ``size`` finite floats."""
+    try:
+        vector = np.frombuffer(base64.b64decode(text, validate=True), "<f4").astype(np.float32)
+    except (ValueError, TypeError):
+        raise CardError(f"{where}: the style vector is not base64 float32") from None
+    if vector.shape != (size,) or not np.isfinite(vector).all():
+        raise CardError(f"{where}: the style vector has {vector.size} values, not {size} finite ones")
+    return vector
 
 
 def sha256_of(path: Path, limit: int | None = None) -> str:

@@ -26,7 +26,7 @@ from stylecam.server.model_card import (
     PERTURBATION,
     SALIENCY,
     SIMILARITY,
-    STYLE_WEIGHTS,
+    STYLE,
     STYLIZED,
     TARGET,
     CardError,
@@ -37,26 +37,25 @@ from stylecam.server.ort_model import Binding, OrtModel
 
 
 class StyleRunner:
-    """A style or multistyle model; a multistyle one is fed blend weights (its first style
-    alone unless given)."""
+    """A style or multistyle model. A multistyle graph takes a style vector: the runner mixes
+    the card's named vectors by blend weights (the first style alone unless given)."""
 
     def __init__(self, model: OrtModel) -> None:
         if model.card.kind not in ("style", "multistyle"):
             raise CardError(f"{model.path}: a {model.card.kind} model, not a style model")
         self.model = model
         self.styles = model.card.styles
-        spec = model.card.input(STYLE_WEIGHTS)
-        self._dtype = spec.dtype if spec else "float32"
         self.blends = model.card.kind == "multistyle"
+        self.vectors = model.card.vector_table() if self.blends else None
 
     def weights(self, weights: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
-        """The blend-weight input from weights in the card's style order, summing to 1
-        (``Settings.weight_vector``, ``stylize.parse_weights``); the first style alone by default."""
+        """Blend weights in the card's style order, summing to 1 (``Settings.weight_vector``,
+        ``stylize.parse_weights``); the first style alone by default."""
         if weights is None:
             weights = [float(i == 0) for i in range(len(self.styles))]
         if len(weights) != len(self.styles):
             raise ValueError(f"{len(weights)} weights for the {len(self.styles)} styles of {self.model.card.name}")
-        return np.asarray(weights, dtype=self._dtype)
+        return np.asarray(weights, dtype=np.float32)
 
     def one_hot(self, style: str) -> np.ndarray:
         return self.weights([float(s == style) for s in self.styles])
@@ -72,7 +71,7 @@ class StyleRunner:
         """Inputs for one uint8 HxWx3 RGB frame; ``weights`` as ``weights()`` returns them."""
         feeds = {FRAME: frame}
         if self.blends:
-            feeds[STYLE_WEIGHTS] = self.weights() if weights is None else weights
+            feeds[STYLE] = (self.weights() if weights is None else weights) @ self.vectors
         return feeds
 
     def __call__(self, frame: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 
 from stylecam.export.bench.gpu import MIN_CUDA_SHARE, cuda_share, placement
 from stylecam.export.cli import main as cli
-from stylecam.server.model_card import DEFAULT_ZOO
+from stylecam.server.model_card import DEFAULT_ZOO, load_card
 from stylecam.server.ort_model import cuda_device_count
 
 
@@ -28,7 +28,7 @@ def test_placement_reads_onnxruntimes_profile(tmp_path):
     options.enable_profiling = True
     options.profile_file_prefix = os.path.join(tmp_path, "profile")
     session = ort.InferenceSession(str(DEFAULT_ZOO / "multistyle_rt.onnx"), options, providers=["CPUExecutionProvider"])
-    session.run(None, {"frame": np.zeros((48, 64, 3), np.uint8), "style_weights": np.eye(7, dtype=np.float32)[0]})
+    session.run(None, {"frame": np.zeros((48, 64, 3), np.uint8), "style": load_card(DEFAULT_ZOO / "multistyle_rt.json").vector_table()[0]})
     counts = placement(Path(session.end_profiling()))
     assert set(counts) == {"CPUExecutionProvider"} and counts["CPUExecutionProvider"] >= 20  # every conv, norm, ...
     assert cuda_share(counts) == 0.0 < MIN_CUDA_SHARE  # the fallback the check refuses

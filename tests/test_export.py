@@ -9,9 +9,10 @@ from style_helpers import CONTENT, make_checkpoint
 
 from stylecam.export import command
 from stylecam.export.cli import main as cli
-from stylecam.export.style import example_inputs, style_graph
+from stylecam.export.style import StyleGraph, example_inputs, style_graph
 from stylecam.models.checkpoint import Checkpoint
-from stylecam.server.model_card import load_card_for_onnx, sha256_of
+from stylecam.models.layers import style_table
+from stylecam.server.model_card import load_card, load_card_for_onnx, sha256_of
 
 ZOO_RT = Path(__file__).resolve().parents[1] / "models" / "checkpoints" / "multistyle_rt.pt"
 
@@ -49,7 +50,7 @@ def test_export_parity_within_one_level_at_two_sizes(exported):
     graph = style_graph(ckpt)
     for h, w in ((48, 64), (37, 91)):  # sizes the export never saw, one not a multiple of 4
         inputs = example_inputs(ckpt, h, w, seed=9)
-        names = ["frame", "style_weights"][: len(inputs)]
+        names = ["frame", "style"][: len(inputs)]
         got = session.run(["stylized"], {n: t.numpy() for n, t in zip(names, inputs)})[0]
         with torch.no_grad():
             want = graph(*inputs).numpy()
@@ -65,7 +66,11 @@ def test_card_describes_the_graph(exported):
     assert card.sha256 == sha256_of(done.onnx)
     assert card.styles == tuple(ckpt.styles)
     assert card.kind == ("multistyle" if len(ckpt.styles) > 1 else "style")
-    assert [i.name for i in card.inputs] == ["frame", "style_weights"][: 1 + (card.kind == "multistyle")]
+    assert [i.name for i in card.inputs] == ["frame", "style"][: 1 + (card.kind == "multistyle")]
+    if card.kind == "multistyle":  # the trained table's rows, named, each with where it came from
+        assert np.array_equal(card.vector_table(), style_table(ckpt.build()).numpy())
+        assert card.input("style").shape == (card.vector_table().shape[1],)
+        assert [card.style_vectors[s]["provenance"]["learnt"] for s in card.styles] == ["with the network"] * len(card.styles)
     assert card.outputs[0].name == "stylized" and card.outputs[0].dtype == "uint8"
     assert card.source["checkpoint_sha256"] == sha256_of(ckpt_path)
     assert card.source["verified_sizes"] == [[96, 128], [61, 83]]
@@ -75,8 +80,9 @@ def test_card_describes_the_graph(exported):
 def test_multistyle_graph_blends_by_weights(export_net):
     _, done = export_net("multistyle_rt")
     session = ort.InferenceSession(str(done.onnx), providers=["CPUExecutionProvider"])
+    table = done.card.vector_table()
     frame = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)
-    outs = [session.run(None, {"frame": frame, "style_weights": np.array(w, np.float32)})[0].astype(int)
+    outs = [session.run(None, {"frame": frame, "style": np.array(w, np.float32) @ table})[0].astype(int)
             for w in ([1, 0, 0], [0, 1, 0], [0.5, 0.5, 0])]
     assert np.abs(outs[0] - outs[1]).mean() > 2
     assert np.abs(outs[2] - outs[0]).mean() > 1 and np.abs(outs[2] - outs[1]).mean() > 1
@@ -157,7 +163,8 @@ def test_int8_export_is_quantised_calibrated_and_checked_on_held_out_photos(tmp_
     assert dequantized[0] is False and dequantized[-1] is False and all(dequantized[1:-1])  # first and last in float
     session = ort.InferenceSession(str(tmp_path / "zoo" / "multistyle_rt_int8.onnx"), providers=["CPUExecutionProvider"])
     frame = np.random.default_rng(0).integers(0, 256, (37, 91, 3), dtype=np.uint8)
-    out = session.run(["stylized"], {"frame": frame, "style_weights": np.full(7, 1 / 7, np.float32)})[0]
+    table = load_card(tmp_path / "zoo" / "multistyle_rt_int8.json").vector_table()
+    out = session.run(["stylized"], {"frame": frame, "style": table.mean(0)})[0]
     assert out.shape == (37, 91, 3) and out.dtype == np.uint8
 
     # recomputed here, not read from the card: the int8 graph against the float32 network in
@@ -165,13 +172,13 @@ def test_int8_export_is_quantised_calibrated_and_checked_on_held_out_photos(tmp_
     from stylecam.models.data import read_rgb, split_photos
     from stylecam.server.images import scale_to_long_side
 
-    network = style_graph(Checkpoint.load(ckpt))
+    network = StyleGraph(Checkpoint.load(ckpt).build())  # the trained network: a table of styles, blend weights in
     errors = []
     for path in split_photos([CONTENT / "coco"], held_out=True)[:2]:
         photo = scale_to_long_side(read_rgb(path), 256)
         for style in range(7):
             weights = np.eye(7, dtype=np.float32)[style]
-            got = session.run(["stylized"], {"frame": photo, "style_weights": weights})[0]
+            got = session.run(["stylized"], {"frame": photo, "style": table[style]})[0]
             with torch.no_grad():
                 want = network(torch.from_numpy(photo), torch.from_numpy(weights)).numpy()
             errors.append(np.abs(got.astype(np.int16) - want.astype(np.int16)))

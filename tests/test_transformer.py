@@ -1,8 +1,10 @@
+import copy
+
 import pytest
 import torch
 
 from stylecam.models.factory import create_model, list_models
-from stylecam.models.layers import ConditionalInstanceNorm2d, SubPixelConv
+from stylecam.models.layers import ConditionalInstanceNorm2d, StyleVectorNorm, SubPixelConv, style_table, with_style_input
 from stylecam.models.transformer import BODIES, macs_per_pixel
 
 STYLE_NETS = [*((body, {}) for body in BODIES), ("multistyle", {"body": "lite", "num_styles": 3}),
@@ -153,3 +155,30 @@ def test_multistyle_rejects_one_style_and_unknown_body():
         create_model("multistyle", num_styles=1)
     with pytest.raises(ValueError, match="johnson, lite, rt"):
         create_model("multistyle", body="vgg")
+
+
+@pytest.mark.parametrize("body", list(BODIES))
+def test_a_style_vector_network_computes_what_its_table_does(body):
+    """Export's multistyle graph takes the style as a vector (``with_style_input``): fed the
+    table's rows mixed by weights, it gives the CIN network's output for those weights, bit
+    for bit, per sample too; and its layers read every column of the vector once."""
+    torch.manual_seed(1)
+    net = create_model("multistyle", body=body, num_styles=3).eval()
+    for p in net.parameters():  # distinct styles, away from the initial ones and zeros
+        p.data.add_(0.2 * torch.randn_like(p))
+    table = style_table(net)
+    norms = [m for m in net.modules() if isinstance(m, ConditionalInstanceNorm2d)]
+    assert table.shape == (3, 2 * sum(m.gamma.shape[1] for m in norms))
+    vector_net = with_style_input(copy.deepcopy(net))
+    assert not any(isinstance(m, ConditionalInstanceNorm2d) for m in vector_net.modules())
+    offsets = [(m.offset, m.channels) for m in vector_net.modules() if isinstance(m, StyleVectorNorm)]
+    assert sorted(o for o, _ in offsets) == [o for o, _ in offsets]  # in the order style_table wrote them
+    assert sum(2 * c for _, c in offsets) == table.shape[1] and offsets[0][0] == 0
+    x = torch.rand(2, 3, 37, 53)
+    weights = torch.tensor([[0.2, 0.5, 0.3], [0.0, 0.0, 1.0]])
+    with torch.no_grad():
+        assert torch.equal(vector_net(x, weights @ table), net(x, weights))
+        assert torch.equal(vector_net(x[:1], table[1]), net(x[:1], torch.tensor([0.0, 1.0, 0.0])))
+        assert not torch.equal(vector_net(x[:1], table[0]), vector_net(x[:1], table[1]))
+    with pytest.raises(ValueError, match="no conditional instance norm"):
+        style_table(create_model(body))

@@ -2,8 +2,9 @@
 
 Built with ``onnx.helper`` (no torch), so they honour the card contract exactly:
 - ``invert`` (style):        stylized = 255 - frame
-- ``tint`` (multistyle):     styles ("red", "blue"); stylized = frame * (w_red * RED + w_blue * BLUE)
-                             per channel, RED = (1, .25, .25), BLUE = (.25, .25, 1), clipped to 0..255
+- ``tint`` (multistyle):     styles ("red", "blue"), whose style vectors are RED = (1, .25, .25) and
+                             BLUE = (.25, .25, 1); stylized = frame * style per channel, clipped to
+                             0..255, so blend weights give frame * (w_red * RED + w_blue * BLUE)
 - ``fake-vanilla`` (saliency, method vanilla): a fixed left-to-right ramp as saliency, fixed
                              ``logits`` over LABELS (class "c3" wins)
 - ``fake-gradcam`` (saliency, method gradcam): a fixed top-to-bottom ramp, the same logits
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecam.server.model_card import ModelCard, TensorSpec, sha256_of, write_card
+from stylecam.server.model_card import ModelCard, TensorSpec, encode_vector, sha256_of, write_card
 
 OPSET = 17
 SALIENCY_SIZE = (28, 28)
@@ -75,20 +76,21 @@ def write_tint(directory: Path) -> ModelCard:
 
     nodes = [
         helper.make_node("Cast", ["frame"], ["x"], to=TensorProto.FLOAT),
-        helper.make_node("MatMul", ["style_weights", "tints"], ["scale"]),  # [2] @ [2,3] -> [3]
-        helper.make_node("Mul", ["x", "scale"], ["y"]),
+        helper.make_node("Mul", ["x", "style"], ["y"]),
         helper.make_node("Clip", ["y", "lo", "hi"], ["z"]),
         helper.make_node("Cast", ["z"], ["stylized"], to=TensorProto.UINT8),
     ]
     init = [
-        numpy_helper.from_array(np.array([RED, BLUE], np.float32), "tints"),
         numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
         numpy_helper.from_array(np.array(255.0, np.float32), "hi"),
     ]
-    weights = helper.make_tensor_value_info("style_weights", TensorProto.FLOAT, [2])
-    graph = helper.make_graph(nodes, "tint", [_frame_input(), weights], [_stylized_output()], init)
-    inputs = (FRAME, TensorSpec("style_weights", "float32", (2,), "one weight per style"))
-    return _save(graph, directory, "tint", dict(kind="multistyle", inputs=inputs, outputs=(STYLIZED,), styles=("red", "blue"), arch="test-tint"))
+    style = helper.make_tensor_value_info("style", TensorProto.FLOAT, [3])
+    graph = helper.make_graph(nodes, "tint", [_frame_input(), style], [_stylized_output()], init)
+    inputs = (FRAME, TensorSpec("style", "float32", (3,), "the style vector: a gain per channel"))
+    vectors = {name: {"vector": encode_vector(np.array(gains, np.float32)), "provenance": {"learnt": "by hand"}}
+               for name, gains in (("red", RED), ("blue", BLUE))}
+    return _save(graph, directory, "tint", dict(kind="multistyle", inputs=inputs, outputs=(STYLIZED,), styles=("red", "blue"),
+                                                arch="test-tint", style_vectors=vectors))
 
 
 def _ramp(axis: int) -> np.ndarray:
