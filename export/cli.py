@@ -44,6 +44,7 @@ LAB: Table = {
 
 SUBCOMMANDS: Table = {
     "train": ("stylecam.models.train", "train a style network (single or multi-style) with perceptual losses"),
+    "learn": ("stylecam.models.learn", "learn a new painting as a style of the shipped multi-style network, in minutes"),
     "teach": ("stylecam.models.teacher", "render a teacher network's stylized photos for `train --teacher` (distillation)"),
     "export": ("stylecam.export.command", "turn a checkpoint (or a pretrained classifier) into verified ONNX + card"),
     "stylize": ("stylecam.server.stylize", "stylize images, videos, a camera or a stream (RTMP, pipes) with an exported model (onnxruntime only)"),

@@ -53,6 +53,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, default=d.models, help="directory searched (recursively) for model cards (*.json beside *.onnx); "
                    "missing or empty: the server still runs and frames pass through")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="where models run; auto takes CUDA when onnxruntime-gpu and a GPU are present")
+    p.add_argument("--styles-dir", type=Path, metavar="DIR",
+                   help="learnt styles (`stylecam learn`) offered beside the shipped ones "
+                        "(default: $XDG_DATA_HOME/stylecam/styles, else ~/.local/share/stylecam/styles)")
     p.add_argument("--max-peers", type=_positive(int), default=d.max_peers, help="peers served at once; further offers get 503")
     p.add_argument("--process-size", type=_size, default=d.process_size, metavar="auto|full|WxH",
                    help="largest size frames are styled at (then scaled back up); auto: 480x360 on CPU (the largest at which "
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
         tls=tls,
         ice_servers=tuple(ice),
         precision=args.precision,
+        styles_dir=args.styles_dir,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc", "aiohttp.access"):

@@ -57,7 +57,8 @@ class ServerConfig:
     token: str | None = None  # when set, /offer and /api/* need it (Authorization: Bearer, or ?token=)
     tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files: serve HTTPS
     ice_servers: tuple[IceServer, ...] = ()
-    precision: str = "auto"  # which variant of each model runs: auto = the fastest verified one for the device  # none: host candidates only (LAN, localhost)
+    precision: str = "auto"  # which variant of each model runs: auto = the fastest verified one for the device
+    styles_dir: Path | None = None  # learnt styles (`stylecam learn`); None: user_styles.styles_dir()'s default
     web_dir: Path = WEB
 
     def resolved_process_size(self, device: str) -> tuple[int, int] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from stylecam.server.control import Catalog
 from stylecam.server.model_card import CardError, ModelCard, iter_cards, read_labels
 from stylecam.server.ort_model import OrtModel
 from stylecam.server.runner import LensRunner, SaliencyRunner, StyleRunner
+from stylecam.server.user_styles import LearntStyle, styles_for
 
 Runner = StyleRunner | SaliencyRunner | LensRunner
 
@@ -90,9 +92,12 @@ def scan(directory: Path, device: str, precision: str = "auto") -> dict[str, Ent
 class Registry:
     """The models on offer; ``model(name)`` opens a session the first time (thread-safe)."""
 
-    def __init__(self, entries: dict[str, Entry], device: str, threads: dict[str, int]) -> None:
+    def __init__(self, entries: dict[str, Entry], device: str, threads: dict[str, int],
+                 learnt: Sequence[LearntStyle] = ()) -> None:
+        """``learnt``: styles from ``stylecam learn``; each multistyle model offers those that fit it."""
         self.entries = entries
         self.device = device
+        self.learnt = list(learnt)
         self._threads = threads  # intra-op threads per kind
         self._runners: dict[str, Runner] = {}
         self._lock = threading.Lock()
@@ -101,11 +106,16 @@ class Registry:
         cards = [(name, e.card) for name, e in self.entries.items()]
         return Catalog(
             styles=tuple(n for n, c in cards if c.kind == "style"),
-            multistyles={n: tuple(c.styles) for n, c in cards if c.kind == "multistyle"},
+            multistyles={n: self.styles_of(n) for n, c in cards if c.kind == "multistyle"},
             saliency=tuple(dict.fromkeys(c.method for _, c in cards if c.kind == "saliency" and c.method)),
             lenses={c.method: len(c.options.get("layers", ())) for _, c in cards if c.kind == "lens" and c.method},
             classes=self.classes(),
         )
+
+    def styles_of(self, name: str) -> tuple[str, ...]:
+        """A model's style names: its card's, then (a multistyle one's) the learnt ones that fit it."""
+        card = self.entries[name].card
+        return card.styles + tuple(s.name for s in styles_for(card, self.learnt))
 
     def classes(self) -> tuple[str, ...]:
         """The class names of the classifier the lenses (else the saliency graphs) explain."""
@@ -130,7 +140,7 @@ class Registry:
             {
                 "name": name,
                 "kind": e.card.kind,
-                "styles": list(e.card.styles),
+                "styles": list(self.styles_of(name)),
                 "method": e.card.method,
                 "precision": e.card.precision,
                 "loaded": name in self._runners,
@@ -160,6 +170,7 @@ class Registry:
                     log.warning("%s runs on %s, not CUDA: onnxruntime could not start its CUDA provider (see its log above)", name, model.provider)
                 kind = entry.card.kind
                 runner = (SaliencyRunner(model, entry.labels) if kind == "saliency"
-                          else LensRunner(model, entry.labels) if kind == "lens" else StyleRunner(model))
+                          else LensRunner(model, entry.labels) if kind == "lens"
+                          else StyleRunner(model, styles_for(entry.card, self.learnt)))
                 self._runners[name] = runner
         return runner

@@ -34,19 +34,21 @@ from stylecam.server.model_card import (
     read_labels,
 )
 from stylecam.server.ort_model import Binding, OrtModel
+from stylecam.server.user_styles import LearntStyle
 
 
 class StyleRunner:
     """A style or multistyle model. A multistyle graph takes a style vector: the runner mixes
-    the card's named vectors by blend weights (the first style alone unless given)."""
+    named vectors by blend weights (the first style alone unless given), the card's and then
+    the ``learnt`` ones that fit its network (``user_styles.styles_for``)."""
 
-    def __init__(self, model: OrtModel) -> None:
+    def __init__(self, model: OrtModel, learnt: Sequence[LearntStyle] = ()) -> None:
         if model.card.kind not in ("style", "multistyle"):
             raise CardError(f"{model.path}: a {model.card.kind} model, not a style model")
         self.model = model
-        self.styles = model.card.styles
         self.blends = model.card.kind == "multistyle"
-        self.vectors = model.card.vector_table() if self.blends else None
+        self.styles = model.card.styles + tuple(s.name for s in learnt)
+        self.vectors = np.vstack([model.card.vector_table(), *(s.vector for s in learnt)]) if self.blends else None
 
     def weights(self, weights: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
         """Blend weights in the card's style order, summing to 1 (``Settings.weight_vector``,

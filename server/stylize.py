@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from stylecam.server.model_card import DEFAULT_ZOO, CardError
 from stylecam.server.ort_model import OrtModel, providers_for
 from stylecam.server.registry import Registry, scan
 from stylecam.server.runner import StyleRunner
+from stylecam.server.user_styles import LearntStyle, read_styles, styles_dir, styles_for
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".flv", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".3gp", ".ogv", ".wmv", ".y4m"})
@@ -70,7 +72,9 @@ def parse_weights(text: str | None, styles: tuple[str, ...]) -> np.ndarray:
 class Stylizer:
     """One style model plus the fixed extra inputs (blend weights) for every frame."""
 
-    def __init__(self, model: OrtModel, weights_text: str | None, long_side: int | None = None) -> None:
+    def __init__(self, model: OrtModel, weights_text: str | None, long_side: int | None = None,
+                 learnt: Sequence[LearntStyle] = ()) -> None:
+        """``learnt``: styles from ``stylecam learn``; those that fit the model join its own."""
         card = model.card
         if card.kind not in ("style", "multistyle"):
             raise StylizeError(f"{model.path} is a {card.kind} model; stylize needs a style model (use `stylecam explain` for saliency)")
@@ -78,9 +82,9 @@ class Stylizer:
             raise StylizeError(f"{model.path} has one style ({card.styles[0]}); --weights is only for multi-style models")
         if long_side is not None and long_side < 16:
             raise StylizeError(f"--size {long_side}: must be at least 16 pixels")
-        self.runner = StyleRunner(model)
+        self.runner = StyleRunner(model, styles_for(card, list(learnt)))
         self.long_side = long_side
-        self.weights = self.runner.weights(parse_weights(weights_text, card.styles)) if self.runner.blends else None
+        self.weights = self.runner.weights(parse_weights(weights_text, self.runner.styles)) if self.runner.blends else None
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.long_side is not None:
@@ -127,9 +131,10 @@ def stylize_video(stylizer: Stylizer, src: str, dst: str, options: VideoOptions)
     except BaseException:
         source.close()
         raise
-    reader = NewestFrame(source.items()) if source.live and not options.all_frames else None
+    reader: NewestFrame | None = None
     frames, note, start = 0, "", time.monotonic()
-    try:
+    try:  # from here on every way out, a Ctrl-C at any point included, closes or aborts both ends
+        reader = NewestFrame(source.items()) if source.live and not options.all_frames else None
         label = stream_name(src) if is_stream(src) else Path(src).name
         with tqdm(total=source.frames, desc=label, unit="frame", dynamic_ncols=True) as bar:
             for item in reader if reader is not None else source.items():
@@ -194,7 +199,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="an exported style model NAME.onnx (its NAME.json card beside it); default: the style the "
                         f"page starts in, the first multi-style network in {DEFAULT_ZOO}, in the variant the server "
                         "runs on this device")
-    p.add_argument("--weights", help="multi-style blend, STYLE=W,STYLE=W (normalised to sum 1); default: the first style")
+    p.add_argument("--weights", help="multi-style blend, STYLE=W,STYLE=W (normalised to sum 1), learnt styles "
+                                     "(`stylecam learn`) included; default: the first style")
+    p.add_argument("--styles-dir", type=Path, metavar="DIR",
+                   help="learnt styles (default: $XDG_DATA_HOME/stylecam/styles, else ~/.local/share/stylecam/styles)")
     p.add_argument("--out", default="stylized",
                    help="output file (one input), folder (several), rtmp:// or srt:// URL, or - (stdout, MPEG-TS)")
     p.add_argument("--size", type=int, default=None, metavar="N",
@@ -238,7 +246,8 @@ def main(argv: list[str], prog: str = "stylecam stylize") -> int:
     if args.frames is not None and args.frames < 1:
         raise StylizeError(f"--frames {args.frames}: must be at least 1")
     model = args.model or default_model(args.device)
-    stylizer = Stylizer(OrtModel.load(model, args.device, args.threads), args.weights, args.size)
+    stylizer = Stylizer(OrtModel.load(model, args.device, args.threads), args.weights, args.size,
+                        read_styles(styles_dir(args.styles_dir)))
     missing = [src for src in args.inputs if not is_stream(src) and not Path(src).is_file()]
     if missing:
         raise StylizeError(f"no such file: {', '.join(missing)}")

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/tiny_models.py
+# learnt styles (`stylecam learn`) live under $XDG_DATA_HOME: the tests, and the servers and
+# commands they start, see an empty folder of their own, never this machine's user's styles
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="stylecam-tests-")
 
 
 @pytest.fixture(scope="session")
