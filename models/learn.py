@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import shlex
 import sys
@@ -35,7 +36,7 @@ from stylecam.models.registry import WeightsUnavailable
 from stylecam.models.train import pick_device, stopped_like_ctrl_c, use_bf16
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 from stylecam.server.help import HelpFormatter
-from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, load_card
+from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, encode_vector, load_card
 from stylecam.server.user_styles import MAX_STYLES, LearntStyle, StyleFileError, clean_name, network_of, read_styles, styles_dir, write_style
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,9 @@ class Learner:
     """One style vector fitted to one painting against a frozen network."""
 
     def __init__(self, card: ModelCard, card_path: Path, painting: Path, options: LearnOptions, photos: Path | None = None) -> None:
-        ckpt_path = card_path.parent / str(card.source.get("checkpoint", ""))
-        self.ckpt = Checkpoint.load(ckpt_path)
+        if not card.source.get("checkpoint"):
+            raise CheckpointError(f"{card_path} names no checkpoint; learn needs the network's weights (export it with `stylecam export style`)")
+        self.ckpt = Checkpoint.load(card_path.resolve().parent / str(card.source["checkpoint"]))  # beside the card, a linked one too
         config = self.ckpt.config
         self.options = options
         self.device = pick_device("cpu" if not torch.cuda.is_available() else "auto")
@@ -213,6 +215,40 @@ def write_thumbnail(painting: Path, path: Path) -> None:
     staged.replace(path)
 
 
+class ProgressBar:
+    """A tqdm bar over the time budget, with the step and losses."""
+
+    def __init__(self, name: str, minutes: float) -> None:
+        self.bar = tqdm(total=int(minutes * 60), desc=f"learn {name}", unit="s", dynamic_ncols=True,
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s {postfix}", mininterval=0.1 if sys.stderr.isatty() else 30)
+
+    def __call__(self, progress: Progress) -> None:
+        self.bar.set_postfix({"step": progress.step, "style": f"{progress.losses['style']:.3g}",
+                              "total": f"{progress.losses['total']:.3g}"}, refresh=False)
+        self.bar.update(min(self.bar.total, progress.seconds) - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class ProgressLines:
+    """One JSON line on stdout every ``every`` seconds: step, losses, time left and the best vector so far."""
+
+    def __init__(self, every: float) -> None:
+        self.every, self.last = every, -every
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.seconds - self.last < self.every:
+            return
+        self.last = progress.seconds
+        line = {"step": progress.step, "seconds": round(progress.seconds, 1), "seconds_left": round(progress.seconds_left, 1),
+                "losses": {k: round(v, 2) for k, v in progress.losses.items()}, "vector": encode_vector(progress.vector)}
+        print(json.dumps(line), flush=True)
+
+    def close(self) -> None:
+        sys.stdout.flush()
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     d = LearnOptions()
     p = argparse.ArgumentParser(
@@ -242,6 +278,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="auto = bf16 autocast where the CPU (AVX512-BF16, AMX) or GPU has it")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the photo stream")
     p.add_argument("--force", action="store_true", help="replace a learnt style of the same name")
+    p.add_argument("--progress", choices=("bar", "jsonl"), default="bar",
+                   help="bar: a progress bar; jsonl: a JSON line on stdout every --report-every seconds, with the "
+                        "vector so far (what `serve` reads to show the style forming)")
+    p.add_argument("--report-every", type=float, default=2.0, metavar="SECONDS", help="seconds between --progress jsonl lines")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     return p
 
@@ -271,16 +311,9 @@ def main(argv: list[str], prog: str = "stylecam learn") -> int:
                            batch_size=args.batch_size, lr=args.lr, start=args.start, seed=args.seed, vgg=args.vgg,
                            precision=args.precision)
     learner = Learner(card, Path(card_path), args.painting, options, args.content)
-    bar = tqdm(total=int(options.minutes * 60), desc=f"learn {name}", unit="s", dynamic_ncols=True,
-               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s {postfix}", mininterval=0.1 if sys.stderr.isatty() else 30)
-
-    def show(progress: Progress) -> None:
-        bar.set_postfix({"step": progress.step, "style": f"{progress.losses['style']:.3g}",
-                         "total": f"{progress.losses['total']:.3g}"}, refresh=False)
-        bar.update(min(bar.total, progress.seconds) - bar.n)
-
+    show: ProgressBar | ProgressLines = ProgressLines(args.report_every) if args.progress == "jsonl" else ProgressBar(name, options.minutes)
     vector, losses_at_best, seconds = learn(learner, show)
-    bar.close()
+    show.close()
     command = shlex.join(["stylecam", "learn", *argv])
     style = LearntStyle(
         name=name, network=network_of(card), vector=vector, title=args.title or args.painting.stem.replace("_", " "),
@@ -292,6 +325,9 @@ def main(argv: list[str], prog: str = "stylecam learn") -> int:
     directory.mkdir(parents=True, exist_ok=True)
     write_thumbnail(args.painting, directory / f"{name}.jpg")  # first: a style file means a complete style
     path = write_style(style, directory)
-    print(f"learnt {name} in {seconds:.0f} s ({learner.step} steps, style loss {losses_at_best.get('style', float('nan')):.3g}): {path}")
-    print(f"try: stylecam stylize PHOTO --weights {name}=1")
+    done = f"learnt {name} in {seconds:.0f} s ({learner.step} steps, style loss {losses_at_best.get('style', float('nan')):.3g}): {path}"
+    if args.progress == "jsonl":
+        print(json.dumps({"done": str(path), "name": name}), flush=True)
+    else:
+        print(f"{done}\ntry: stylecam stylize PHOTO --weights {name}=1")
     return 0

@@ -56,6 +56,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--styles-dir", type=Path, metavar="DIR",
                    help="learnt styles (`stylecam learn`) offered beside the shipped ones "
                         "(default: $XDG_DATA_HOME/stylecam/styles, else ~/.local/share/stylecam/styles)")
+    p.add_argument("--learn-minutes", type=_positive(float), default=d.learn_minutes,
+                   help="time a painting uploaded from the page is learnt for (one at a time, at the lowest CPU priority)")
     p.add_argument("--max-peers", type=_positive(int), default=d.max_peers, help="peers served at once; further offers get 503")
     p.add_argument("--process-size", type=_size, default=d.process_size, metavar="auto|full|WxH",
                    help="largest size frames are styled at (then scaled back up); auto: 480x360 on CPU (the largest at which "
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
         ice_servers=tuple(ice),
         precision=args.precision,
         styles_dir=args.styles_dir,
+        learn_minutes=args.learn_minutes,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc", "aiohttp.access"):

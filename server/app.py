@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from stylecam.server import signaling, tls, whip
+from stylecam.server import signaling, styles_api, tls, whip
 from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR, ServerConfig
 from stylecam.server.engine import Engine, ThreadPlan
 from stylecam.server.ort_model import providers_for
@@ -51,9 +51,11 @@ def create_app(config: ServerConfig) -> web.Application:
     app[PEERS] = set()
     app[WEB_DIR] = config.web_dir
     app.cleanup_ctx.append(_engine_context)
+    app.cleanup_ctx.append(styles_api.learning_context)  # after the engine's: needs its registry
     app.cleanup_ctx.append(whip.streams_context)  # after the engine's: cleaned up before it
     signaling.add_routes(app)
     whip.add_routes(app)
+    styles_api.add_routes(app)
     return app
 
 

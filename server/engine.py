@@ -290,9 +290,8 @@ class Pipeline:
         binding = self._bindings.get(name)
         if binding is None:
             binding = self._bindings[name] = runner.model.binding()
-        weights = runner.weights(settings.weight_vector(runner.styles)) if runner.blends else None
         try:
-            runner.run_into(binding, b.stylized_small, b.small, weights)
+            runner.run_into(binding, b.stylized_small, b.small, runner.style(settings.weight_vector))
         except Exception as e:
             self._failed.add(name)
             self.report(f"model {name!r} failed on a {b.small_size[0]}x{b.small_size[1]} frame ({str(e).splitlines()[0]}); frames pass through unstyled")

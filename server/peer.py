@@ -39,7 +39,6 @@ class Peer:
         self.id = secrets.token_hex(3)  # names the peer in logs
         self.remote = remote  # the client's address, for the per-address limit on pending offers
         self.engine = engine
-        self.catalog = catalog
         self.silence_timeout = silence_timeout
         self.connect_timeout = connect_timeout
         self._on_closed = on_closed
@@ -61,6 +60,11 @@ class Peer:
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def catalog(self) -> Catalog:
+        """What a control message may name now: learnt styles come and go while a peer streams."""
+        return self.engine.registry.catalog()
 
     @property
     def pending(self) -> bool:

@@ -112,6 +112,14 @@ class Registry:
             classes=self.classes(),
         )
 
+    def set_learnt(self, learnt: Sequence[LearntStyle]) -> None:
+        """Replace the learnt styles (one learnt, deleted, or forming): open runners, the
+        catalog and /api/models follow at once."""
+        self.learnt = list(learnt)
+        for name, runner in list(self._runners.items()):
+            if isinstance(runner, StyleRunner):
+                runner.set_learnt(styles_for(self.entries[name].card, self.learnt))
+
     def styles_of(self, name: str) -> tuple[str, ...]:
         """A model's style names: its card's, then (a multistyle one's) the learnt ones that fit it."""
         card = self.entries[name].card

@@ -36,52 +36,68 @@ from stylecam.server.model_card import (
 from stylecam.server.ort_model import Binding, OrtModel
 from stylecam.server.user_styles import LearntStyle
 
+Weights = Sequence[float] | np.ndarray | Callable[[tuple[str, ...]], Sequence[float] | np.ndarray]
+
 
 class StyleRunner:
     """A style or multistyle model. A multistyle graph takes a style vector: the runner mixes
     named vectors by blend weights (the first style alone unless given), the card's and then
-    the ``learnt`` ones that fit its network (``user_styles.styles_for``)."""
+    the ``learnt`` ones that fit its network (``user_styles.styles_for``). ``set_learnt``
+    replaces the learnt ones while frames run: names and vectors change as one snapshot."""
 
     def __init__(self, model: OrtModel, learnt: Sequence[LearntStyle] = ()) -> None:
         if model.card.kind not in ("style", "multistyle"):
             raise CardError(f"{model.path}: a {model.card.kind} model, not a style model")
         self.model = model
         self.blends = model.card.kind == "multistyle"
-        self.styles = model.card.styles + tuple(s.name for s in learnt)
-        self.vectors = np.vstack([model.card.vector_table(), *(s.vector for s in learnt)]) if self.blends else None
+        self._table = model.card.vector_table() if self.blends else None
+        self._named: tuple[tuple[str, ...], np.ndarray | None] = (model.card.styles, self._table)
+        self.set_learnt(learnt)
 
-    def weights(self, weights: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
-        """Blend weights in the card's style order, summing to 1 (``Settings.weight_vector``,
-        ``stylize.parse_weights``); the first style alone by default."""
+    @property
+    def styles(self) -> tuple[str, ...]:
+        return self._named[0]
+
+    def set_learnt(self, learnt: Sequence[LearntStyle]) -> None:
+        if self._table is not None:
+            self._named = (self.model.card.styles + tuple(s.name for s in learnt), np.vstack([self._table, *(s.vector for s in learnt)]))
+
+    def style(self, weights: Weights | None = None) -> np.ndarray | None:
+        """The style input: blend weights over ``styles`` (or a function that gives them from
+        the names; ``Settings.weight_vector``, ``stylize.parse_weights``) mixing their vectors;
+        the first style alone by default; None for a single-style model."""
+        names, vectors = self._named
+        if vectors is None:
+            return None
         if weights is None:
-            weights = [float(i == 0) for i in range(len(self.styles))]
-        if len(weights) != len(self.styles):
-            raise ValueError(f"{len(weights)} weights for the {len(self.styles)} styles of {self.model.card.name}")
-        return np.asarray(weights, dtype=np.float32)
-
-    def one_hot(self, style: str) -> np.ndarray:
-        return self.weights([float(s == style) for s in self.styles])
+            weights = [float(i == 0) for i in range(len(names))]
+        elif callable(weights):
+            weights = weights(names)
+        if len(weights) != len(names):
+            raise ValueError(f"{len(weights)} weights for the {len(names)} styles of {self.model.card.name}")
+        return np.asarray(weights, dtype=np.float32) @ vectors
 
     def in_style(self, style: str) -> Callable[[np.ndarray], np.ndarray]:
         """Frame -> stylized frame in one of the model's styles."""
         if style not in self.styles:
             raise CardError(f"{self.model.card.name} has no style {style!r}; it has {', '.join(self.styles)}")
-        weights = self.one_hot(style) if self.blends else None
-        return lambda frame: self(frame, weights)
+        vector = self.style(lambda names: [float(s == style) for s in names])
+        return lambda frame: self(frame, vector)
 
-    def feeds(self, frame: np.ndarray, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Inputs for one uint8 HxWx3 RGB frame; ``weights`` as ``weights()`` returns them."""
+    def feeds(self, frame: np.ndarray, style: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Inputs for one uint8 HxWx3 RGB frame; ``style`` as ``style()`` returns it (its default when None)."""
         feeds = {FRAME: frame}
-        if self.blends:
-            feeds[STYLE] = (self.weights() if weights is None else weights) @ self.vectors
+        style = self.style() if style is None else style
+        if style is not None:
+            feeds[STYLE] = style
         return feeds
 
-    def __call__(self, frame: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        return self.model.run(**self.feeds(frame, weights))[STYLIZED]
+    def __call__(self, frame: np.ndarray, style: np.ndarray | None = None) -> np.ndarray:
+        return self.model.run(**self.feeds(frame, style))[STYLIZED]
 
-    def run_into(self, binding: Binding, out: np.ndarray, frame: np.ndarray, weights: np.ndarray | None = None) -> None:
+    def run_into(self, binding: Binding, out: np.ndarray, frame: np.ndarray, style: np.ndarray | None = None) -> None:
         """Into a preallocated output through the model's IO binding (no per-frame allocation)."""
-        binding.run({STYLIZED: out}, **self.feeds(frame, weights))
+        binding.run({STYLIZED: out}, **self.feeds(frame, style))
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def parse_weights(text: str | None, styles: tuple[str, ...]) -> np.ndarray:
 
 
 class Stylizer:
-    """One style model plus the fixed extra inputs (blend weights) for every frame."""
+    """One style model plus the fixed extra input (the blended style vector) for every frame."""
 
     def __init__(self, model: OrtModel, weights_text: str | None, long_side: int | None = None,
                  learnt: Sequence[LearntStyle] = ()) -> None:
@@ -84,12 +84,12 @@ class Stylizer:
             raise StylizeError(f"--size {long_side}: must be at least 16 pixels")
         self.runner = StyleRunner(model, styles_for(card, list(learnt)))
         self.long_side = long_side
-        self.weights = self.runner.weights(parse_weights(weights_text, self.runner.styles)) if self.runner.blends else None
+        self.style = self.runner.style(lambda styles: parse_weights(weights_text, styles))
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.long_side is not None:
             rgb = scale_to_long_side(rgb, self.long_side)
-        return self.runner(rgb, self.weights)
+        return self.runner(rgb, self.style)
 
 
 def stylize_image(stylizer: Stylizer, src: Path, dst: Path) -> None:

@@ -143,8 +143,8 @@ def test_the_server_offers_learnt_styles_beside_the_cards(tiny_zoo, tmp_path):
     assert registry.catalog().multistyles["tint"] == ("red", "blue", "green")
     runner = registry.runner("tint")
     frame = np.full((4, 6, 3), 200, np.uint8)
-    assert runner(frame, runner.weights([0, 0, 1]))[0, 0].tolist() == [50, 200, 50]
-    assert runner(frame, runner.weights([0.5, 0, 0.5]))[0, 0].tolist() == [125, 125, 50]  # vectors mix by the weights
+    assert runner(frame, runner.style([0, 0, 1]))[0, 0].tolist() == [50, 200, 50]
+    assert runner(frame, runner.style([0.5, 0, 0.5]))[0, 0].tolist() == [125, 125, 50]  # vectors mix by the weights
     write_style(green, tmp_path)
     with serving(tiny_zoo, ["--styles-dir", str(tmp_path)]) as url:
         models = {m["name"]: m for m in get_json(url + "/api/models")["models"]}

@@ -99,8 +99,8 @@ def time_style(path: Path, size: tuple[int, int], repeats: int) -> float:
     frame = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     out = np.empty_like(frame)
     binding = runner.model.binding()
-    weights = runner.weights() if runner.blends else None
-    return median_ms(lambda: runner.run_into(binding, out, frame, weights), repeats)
+    style = runner.style()
+    return median_ms(lambda: runner.run_into(binding, out, frame, style), repeats)
 
 
 def time_saliency(path: Path, repeats: int) -> float:

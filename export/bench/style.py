@@ -60,8 +60,8 @@ def card_subject(path: Path, device: str, threads: int) -> Subject:
     if model.card.kind not in ("style", "multistyle"):
         raise BenchInputError(f"{path}: a {model.card.kind} model, not a style model")
     runner = StyleRunner(model)
-    weights = runner.weights([1.0 / len(runner.styles)] * len(runner.styles)) if runner.blends else None
-    return Subject(model.card.name, "card", Path(path), model.provider, lambda frame: runner(frame, weights))
+    style = runner.style(lambda names: [1.0 / len(names)] * len(names))
+    return Subject(model.card.name, "card", Path(path), model.provider, lambda frame: runner(frame, style))
 
 
 def _describe(args) -> str:
