@@ -65,7 +65,7 @@ class LearnOptions:
     style_size: int = 512
     style_weight: float | None = None  # None: the median of the network's own styles' weights
     batch_size: int = 4
-    lr: float = 0.02
+    lr: float = 0.05
     start: str = "mean"  # the neutral start (mean of the network's styles), or one of its styles
     seed: int = 0
     vgg: str = ""  # "": the loss network the network itself trained with

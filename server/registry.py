@@ -149,6 +149,7 @@ class Registry:
                 "name": name,
                 "kind": e.card.kind,
                 "styles": list(self.styles_of(name)),
+                "learnt": [s.name for s in styles_for(e.card, self.learnt)],
                 "method": e.card.method,
                 "precision": e.card.precision,
                 "loaded": name in self._runners,

@@ -254,3 +254,49 @@ def test_page_streams_through_a_turn_relay(tiny_zoo, tmp_path):
     finally:
         turn.terminate()
         turn.wait(timeout=10)
+
+
+@pytest.mark.timeout(300)
+def test_page_learns_a_dropped_painting_and_the_stream_shows_it_forming(real_zoo, tmp_path):
+    """Choose a painting no shipped style learnt from, see progress, see the stream change
+    while it learns, end with a new slider (with its painting) that a restart keeps, then delete it."""
+    import cv2
+    import numpy as np
+    from style_helpers import CONTENT
+
+    from stylecam.server.client import serving
+
+    painting = tmp_path / "poster.png"
+    photo = cv2.imread(str(sorted((CONTENT / "coco").glob("*.jpg"))[7]))
+    cv2.imwrite(str(painting), (photo // 80 * 80 + 40).astype(np.uint8))
+    styles = tmp_path / "styles"
+    flags = ["--styles-dir", str(styles), "--device", "cpu", "--learn-minutes", "0.3"]
+    forming = "label[data-style='poster_study']"
+    with serving(real_zoo, flags) as url, chromium_page(tmp_path) as (page, errors):
+        page.goto(url)
+        start_streaming(page)
+        page.wait_for_function("document.getElementById('remote').videoWidth > 0", timeout=10000)
+        time.sleep(1.5)
+        before = page.evaluate(MEAN_RGB, "remote")
+        page.set_input_files("#painting", str(painting))
+        page.fill("#painting-name", "Poster study")
+        page.click("#learn")
+        page.wait_for_function("document.getElementById('learn-status').textContent.includes('step')", timeout=120000)
+        page.wait_for_selector(forming, timeout=5000)
+        page.wait_for_timeout(2500)  # a few frames in the forming style
+        during = page.evaluate(MEAN_RGB, "remote")
+        assert np.abs(np.array(during) - np.array(before)).max() > 3, (before, during)  # the stream took the new style
+        assert not page.locator("#learn-progress").is_hidden()
+        page.wait_for_function("document.getElementById('learn-status').dataset.kind === 'done'", timeout=120000)
+        assert "Learnt Poster study" in page.inner_text("#learn-status")
+        assert not errors, errors
+    assert sorted(p.name for p in styles.iterdir()) == ["poster_study.jpg", "poster_study.style.json"]
+    with serving(real_zoo, flags) as url, chromium_page(tmp_path) as (page, errors):  # a restart keeps it
+        page.goto(url)
+        page.wait_for_selector(forming, state="attached", timeout=10000)
+        page.wait_for_function(f"document.querySelector(\"{forming} img\").naturalWidth > 0", timeout=10000)  # its painting
+        page.click("#styles .chip:nth-child(2)")  # the multistyle net shows its sliders
+        page.click(f"{forming} .delete")
+        page.wait_for_selector(forming, state="detached", timeout=10000)
+        assert not errors, errors
+    assert not any(styles.iterdir())

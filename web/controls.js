@@ -2,6 +2,7 @@
 // and shows what the server reports (stats, top-5).
 
 import { $, el, pct, top5Items } from "./dom.js";
+import { withToken } from "./rtc.js";
 
 function radio(container, selected) {
   for (const button of container.querySelectorAll("button")) {
@@ -11,10 +12,11 @@ function radio(container, selected) {
 
 /**
  * Build the controls. `models` is /api/models' list; `onChange(partial)` gets
- * {style}, {weights}, {strength}, {saliency} or {opacity} as the user changes them.
- * Returns {config(): full config message, showStats(stats), reset()}.
+ * {style}, {weights}, {strength}, {saliency} or {opacity} as the user changes them;
+ * `onDelete(style)` is asked to delete a learnt style.
+ * Returns {config(): full config message, showStats(stats), reset(), solo(style), removeStyle(style)}.
  */
-export function createControls(models, saliencyMethods, onChange) {
+export function createControls(models, saliencyMethods, onChange, onDelete) {
   const styleModels = models.filter((m) => m.kind === "style" || m.kind === "multistyle");
   const methods = new Set(models.filter((m) => m.kind === "saliency").map((m) => m.method));
   const state = {
@@ -47,24 +49,57 @@ export function createControls(models, saliencyMethods, onChange) {
   }
   if (!styleModels.length) styles.append(el("span", { className: "empty", textContent: "No style models installed." }));
 
-  // blend sliders: one per style of the multistyle model
+  // blend sliders: one per style of the multistyle model; a learnt one has its painting and a delete button
   const sliders = $("blend-sliders");
-  for (const model of styleModels.filter((m) => m.kind === "multistyle")) {
-    model.styles.forEach((style, i) => {
-      const weight = i === 0 ? 1 : 0;
-      state.weights[style] = weight;
-      const out = el("output", { textContent: pct(weight) });
-      const input = el("input", { type: "range", min: 0, max: 1, step: 0.01, value: weight });
-      input.dataset.style = style;
-      input.dataset.model = model.name;
-      input.addEventListener("input", () => {
-        state.weights[style] = Number(input.value);
-        out.textContent = pct(input.value);
-        onChange({ weights: { [style]: Number(input.value) } });
-      });
-      sliders.append(el("label", { className: "slider" }, [el("span", {}, [style, out]), input]));
+  function addSlider(model, style, weight, learnt) {
+    state.weights[style] = weight;
+    const out = el("output", { textContent: pct(weight) });
+    const input = el("input", { type: "range", min: 0, max: 1, step: 0.01, value: weight });
+    input.dataset.style = style;
+    input.dataset.model = model;
+    input.addEventListener("input", () => {
+      state.weights[style] = Number(input.value);
+      out.textContent = pct(input.value);
+      onChange({ weights: { [style]: Number(input.value) } });
     });
+    const name = el("span", {}, [style, out]);
+    if (learnt) {
+      const remove = el("button", { type: "button", className: "delete", textContent: "×", title: `Delete the learnt style ${style}` });
+      remove.addEventListener("click", () => onDelete(style));
+      name.prepend(el("img", { className: "thumb", src: withToken(`/api/styles/${encodeURIComponent(style)}/thumbnail`), alt: "" }));
+      name.append(remove);
+    }
+    const label = el("label", { className: "slider" }, [name, input]);
+    label.dataset.style = style;
+    sliders.append(label);
+    label.hidden = model !== state.style;
   }
+  for (const model of styleModels.filter((m) => m.kind === "multistyle")) {
+    model.styles.forEach((style, i) => addSlider(model.name, style, i === 0 ? 1 : 0, (model.learnt || []).includes(style)));
+  }
+
+  // the style is the multistyle model's `style` alone (a learnt one as it forms)
+  function solo(style) {
+    const model = styleModels.find((m) => m.kind === "multistyle");
+    if (!model) return;
+    if (!sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`)) addSlider(model.name, style, 0, true);
+    for (const input of sliders.querySelectorAll("input")) {
+      input.value = input.dataset.style === style ? 1 : 0;
+      state.weights[input.dataset.style] = Number(input.value);
+      input.closest("label").querySelector("output").textContent = pct(input.value);
+    }
+    state.style = model.name;
+    radio(styles, model.name);
+    showBlend();
+    onChange({ style: model.name, weights: { ...state.weights } });
+  }
+
+  function removeStyle(style) {
+    const label = sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`);
+    if (label) label.remove();
+    delete state.weights[style];
+  }
+
   function showBlend() {
     const model = styleModels.find((m) => m.name === state.style);
     $("blend").hidden = !(model && model.kind === "multistyle");
@@ -134,5 +169,7 @@ export function createControls(models, saliencyMethods, onChange) {
     config: () => ({ type: "config", ...state, weights: { ...state.weights } }),
     showStats,
     reset,
+    solo,
+    removeStyle,
   };
 }

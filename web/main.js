@@ -2,6 +2,7 @@
 import { connect, serverFetch } from "./rtc.js";
 import { createControls } from "./controls.js";
 import { $ } from "./dom.js";
+import { createLearning } from "./learn.js";
 import { createLenses } from "./lenses.js";
 
 let session = null;
@@ -113,7 +114,9 @@ async function init() {
     notice("No style models are installed on the server, so video passes through unchanged. Export one with `stylecam export` into the models directory and restart the server.");
   }
   const send = (partial) => session && session.send({ type: "config", ...partial });
-  controls = createControls(models, saliencyMethods, send);
+  let learning = null;
+  controls = createControls(models, saliencyMethods, send, (style) => learning.remove(style));
+  learning = createLearning(controls);
   lenses = createLenses(models, lensMethods, send);
   $("start").addEventListener("click", () => (session || camera ? stop() : start()));
   // For automated checks (and the curious): frames decoded so far, and the media's route.

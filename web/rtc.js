@@ -5,6 +5,11 @@ const GATHER_TIMEOUT_MS = 3000;
 // a server serving beyond this machine prints its page URL with ?token=...: every request carries it
 const TOKEN = new URLSearchParams(location.search).get("token");
 
+// a URL the browser fetches itself (an <img>): the token rides in the query
+export function withToken(path) {
+  return TOKEN ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(TOKEN)}` : path;
+}
+
 export function serverFetch(path, options = {}) {
   const headers = { ...(options.headers || {}), ...(TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {}) };
   return fetch(path, { ...options, headers });
