@@ -66,6 +66,7 @@ class LearnOptions:
     style_weight: float | None = None  # None: the median of the network's own styles' weights
     batch_size: int = 4
     lr: float = 0.05
+    palette_weight: float = 0.0  # sliced Wasserstein in Lab toward the painting's colours (losses.palette_loss)
     start: str = "mean"  # the neutral start (mean of the network's styles), or one of its styles
     seed: int = 0
     vgg: str = ""  # "": the loss network the network itself trained with
@@ -131,8 +132,11 @@ class Learner:
         self.range_weight = float(config.get("range_weight", 1e6))
         self.luminance_weight = float(config.get("luminance_weight", 0.0))
         with torch.no_grad():
-            feats = self.vgg(load_style_image(painting, options.style_size).to(self.device))
+            picture = load_style_image(painting, options.style_size).to(self.device)
+            feats = self.vgg(picture)
             self.grams = [losses.gram(feats[name]) for name in self.style_layers]
+            self.directions = losses.palette_directions().to(self.device)
+            self.palette = losses.palette_quantiles(picture, self.directions)
         self.photos = tiles(photos)
         self.generator = torch.Generator().manual_seed(options.seed)
         self.step = 0
@@ -163,6 +167,8 @@ class Learner:
         }
         if self.luminance_weight > 0:
             terms["luminance"] = self.luminance_weight * losses.luminance(y, x)
+        if self.options.palette_weight > 0:
+            terms["palette"] = self.options.palette_weight * losses.palette_loss(y, self.palette, self.directions)
         terms["total"] = sum(terms.values())
         return terms
 
@@ -266,6 +272,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--style-size", type=int, default=d.style_size,
                    help="long side of the painting for its Gram targets: smaller gives bigger strokes")
     p.add_argument("--style-weight", type=float, help="weight of the style loss (default: the median of the network's own styles')")
+    p.add_argument("--palette-weight", type=float, default=d.palette_weight,
+                   help="weight of the distance between the output's colours and the painting's (sliced Wasserstein "
+                        "in Lab, as `bench quality` measures it): the Gram loss alone can miss the hues")
     p.add_argument("--start", default=d.start, help="where the vector starts: mean (of the network's styles) or one of its styles")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of the vector")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="photos per step")
@@ -308,8 +317,8 @@ def main(argv: list[str], prog: str = "stylecam learn") -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     options = LearnOptions(minutes=args.minutes, steps=args.steps, style_size=args.style_size, style_weight=args.style_weight,
-                           batch_size=args.batch_size, lr=args.lr, start=args.start, seed=args.seed, vgg=args.vgg,
-                           precision=args.precision)
+                           batch_size=args.batch_size, lr=args.lr, palette_weight=args.palette_weight, start=args.start,
+                           seed=args.seed, vgg=args.vgg, precision=args.precision)
     learner = Learner(card, Path(card_path), args.painting, options, args.content)
     show: ProgressBar | ProgressLines = ProgressLines(args.report_every) if args.progress == "jsonl" else ProgressBar(name, options.minutes)
     vector, losses_at_best, seconds = learn(learner, show)
@@ -320,7 +329,7 @@ def main(argv: list[str], prog: str = "stylecam learn") -> int:
         provenance={"painting": {"file": args.painting.name, "sha256": sha256_file(args.painting)}, "command": command,
                     "model": card.name, "steps": learner.step, "wall_seconds": round(seconds, 1),
                     "losses": {k: round(v, 4) for k, v in losses_at_best.items()}, "style_size": options.style_size,
-                    "style_weight": learner.style_weight, "start": options.start, "precision": "bf16" if learner.bf16 else "fp32"},
+                    "style_weight": learner.style_weight, "palette_weight": options.palette_weight, "start": options.start, "precision": "bf16" if learner.bf16 else "fp32"},
     )
     directory.mkdir(parents=True, exist_ok=True)
     write_thumbnail(args.painting, directory / f"{name}.jpg")  # first: a style file means a complete style

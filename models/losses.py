@@ -101,3 +101,40 @@ def texture_energy(image: torch.Tensor, window: int = 8) -> torch.Tensor:
     magnitude = torch.sqrt(g[:, :c] ** 2 + g[:, c:] ** 2 + 1e-6)
     return F.avg_pool2d(magnitude, window)
 
+
+
+_RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
+_WHITE = (0.950456, 1.0, 1.088754)
+
+
+def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) sRGB in [0, 1] (clamped) -> CIE Lab, L in 0-100, as OpenCV converts; float32, differentiable."""
+    rgb = rgb.float().clamp(0.0, 1.0)
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).clamp(min=1e-6) ** 2.4, rgb / 12.92)
+    matrix = rgb.new_tensor(_RGB_TO_XYZ) / rgb.new_tensor(_WHITE).unsqueeze(1)
+    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear)
+    f = torch.where(xyz > 0.008856, xyz.clamp(min=0.008856) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    fx, fy, fz = f.unbind(1)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], 1)
+
+
+def palette_quantiles(image: torch.Tensor, directions: torch.Tensor, samples: int = 1024) -> torch.Tensor:
+    """(P, samples): the sorted projections of an image's Lab pixels on P unit ``directions``
+    (P, 3), resampled to ``samples`` quantiles; the painting's side of ``palette_loss``."""
+    pixels = srgb_to_lab(image).permute(0, 2, 3, 1).reshape(-1, 3) @ directions.t()
+    ranks = ((torch.arange(samples, device=image.device) + 0.5) / samples * pixels.shape[0]).long()
+    return pixels.sort(0).values[ranks].t()
+
+
+def palette_loss(image: torch.Tensor, target: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Sliced Wasserstein-1 distance in Lab between the image's pixels and a painting's
+    (``target`` from ``palette_quantiles``): the colours and their proportions, wherever
+    they fall. Gram losses see colour only through VGG's features, which a tiny style
+    vector can satisfy with the wrong hues; this pays for the painting's palette itself."""
+    return (palette_quantiles(image, directions, target.shape[1]) - target).abs().mean()
+
+
+def palette_directions(count: int = 64, seed: int = 0) -> torch.Tensor:
+    """(count, 3) fixed random unit directions in Lab for ``palette_loss``."""
+    d = torch.randn(count, 3, generator=torch.Generator().manual_seed(seed))
+    return d / d.norm(dim=1, keepdim=True)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from stylecam.models import losses
 from stylecam.models.losses import content_loss, gram, out_of_range, shift_instability, style_loss, total_variation
 
 
@@ -102,3 +103,26 @@ def test_texture_energy_is_the_same_wherever_the_strokes_fall_and_zero_on_flat()
     assert texture_energy(torch.full((1, 3, 34, 34), 0.3), 8).max() < 0.01
     assert torch.allclose(texture_energy(2 * stripes, 8), 2 * e, rtol=1e-3)
 
+
+
+def test_lab_matches_opencv_and_the_palette_loss_pulls_toward_the_paintings_colours():
+    """``learn --palette-weight``: the same Lab as `bench quality`'s palette distance (OpenCV's,
+    up to its 8-bit rounding), zero against itself, and its gradient moves colours toward the target."""
+    import cv2
+    import numpy as np
+
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    theirs = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32) * np.float32([100 / 255, 1, 1]) - np.float32([0, 128, 128])
+    ours = losses.srgb_to_lab(image)[0].permute(1, 2, 0).reshape(-1, 3).numpy()
+    assert np.abs(ours - theirs).max() < 1.5
+    directions = losses.palette_directions()
+    assert torch.allclose(directions.norm(dim=1), torch.ones(64)) and torch.equal(directions, losses.palette_directions())
+    red = torch.zeros(1, 3, 32, 32)
+    red[:, 0] = 0.9
+    target = losses.palette_quantiles(red, directions)
+    assert losses.palette_loss(red, target, directions) < 1e-4
+    grey = torch.full((1, 3, 16, 16), 0.5, requires_grad=True)
+    loss = losses.palette_loss(grey, target, directions)
+    loss.backward()
+    assert loss > 10 and grey.grad[0, 0].mean() < 0 < grey.grad[0, 1].mean()  # more red, less green
