@@ -121,6 +121,8 @@ class Learning:
                 self._progress(job, line, card, size)
             await process.wait()
             stderr = await errors
+        except OSError as e:  # the worker could not start at all
+            stderr = f"could not start the learning worker: {e.strerror or e}".encode()
         finally:
             self._process = None
             shutil.rmtree(work, ignore_errors=True)

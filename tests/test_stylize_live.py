@@ -205,8 +205,14 @@ def test_ctrl_c_ends_a_live_input_with_its_output_complete(tmp_path):
         deadline = time.monotonic() + 30
         while not list(tmp_path.glob(".*partial*")) and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert list(tmp_path.glob(".*partial*")), "the recording never started"
         run.send_signal(signal.SIGINT)
-        assert run.wait(timeout=30) == 0, run.stderr.read().decode()
+        try:
+            code = run.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            pytest.fail(f"stylize did not exit 30 s after Ctrl-C; its stderr: {run.communicate()[1].decode()[-2000:]}")
+        assert code == 0, run.stderr.read().decode()
     finally:
         run.kill()
         run.stdin.close()
