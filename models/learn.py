@@ -13,7 +13,6 @@ offer it by name next to the shipped styles. Ctrl-C or SIGTERM keeps the best ve
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import shlex
@@ -30,13 +29,13 @@ from tqdm import tqdm
 
 from stylecam.models import losses
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
-from stylecam.models.data import ImageError, find_images, load_style_image, read_rgb, to_tensor
+from stylecam.models.data import ImageError, centre_square, find_images, load_style_image, read_rgb, to_tensor
 from stylecam.models.layers import with_style_input
 from stylecam.models.registry import WeightsUnavailable
 from stylecam.models.train import pick_device, stopped_like_ctrl_c, use_bf16
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 from stylecam.server.help import HelpFormatter
-from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, encode_vector, load_card
+from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, encode_vector, load_card, sha256_of
 from stylecam.server.user_styles import MAX_STYLES, LearntStyle, StyleFileError, clean_name, network_of, read_styles, styles_dir, write_style
 
 log = logging.getLogger(__name__)
@@ -54,8 +53,7 @@ class Progress:
     seconds: float
     seconds_left: float
     losses: dict[str, float]
-    best: float
-    vector: np.ndarray
+    vector: np.ndarray  # the best so far
 
 
 @dataclass
@@ -88,12 +86,7 @@ def tiles(photos: Path | None) -> torch.Tensor:
         rows, cols = sheet.shape[0] // TILE, sheet.shape[1] // TILE
         cut = [sheet[r * TILE:(r + 1) * TILE, c * TILE:(c + 1) * TILE] for r in range(rows) for c in range(cols)]
     else:
-        cut = []
-        for path in find_images(photos):
-            rgb = read_rgb(path)
-            side = min(rgb.shape[:2])
-            top, left = (rgb.shape[0] - side) // 2, (rgb.shape[1] - side) // 2
-            cut.append(cv2.resize(rgb[top:top + side, left:left + side], (TILE, TILE), interpolation=cv2.INTER_AREA))
+        cut = [centre_square(read_rgb(path), TILE) for path in find_images(photos)]
         if not cut:
             raise ImageError(f"--content {photos}: no readable images")
     return torch.stack([to_tensor(rgb)[0] for rgb in cut])
@@ -200,16 +193,12 @@ def learn(learner: Learner, report: Callable[[Progress], None] | None = None) ->
                 if report is not None:
                     spent = time.perf_counter() - began
                     left = min(budget - spent, (options.steps - learner.step) * spent / learner.step)
-                    report(Progress(learner.step, spent, max(0.0, left), running, best_total, best_vector))
+                    report(Progress(learner.step, spent, max(0.0, left), running, best_vector))
         except KeyboardInterrupt:
             print("learn: interrupted; keeping the best vector so far", file=sys.stderr)
     if not best_losses:  # stopped within the first steps: the last vector is all there is
         best_vector, best_losses = learner.vector.detach().cpu().numpy().copy(), running
     return best_vector.astype(np.float32), best_losses, time.perf_counter() - began
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_thumbnail(painting: Path, path: Path) -> None:
@@ -326,7 +315,7 @@ def main(argv: list[str], prog: str = "stylecam learn") -> int:
     command = shlex.join(["stylecam", "learn", *argv])
     style = LearntStyle(
         name=name, network=network_of(card), vector=vector, title=args.title or args.painting.stem.replace("_", " "),
-        provenance={"painting": {"file": args.painting.name, "sha256": sha256_file(args.painting)}, "command": command,
+        provenance={"painting": {"file": args.painting.name, "sha256": sha256_of(args.painting)}, "command": command,
                     "model": card.name, "steps": learner.step, "wall_seconds": round(seconds, 1),
                     "losses": {k: round(v, 4) for k, v in losses_at_best.items()}, "style_size": options.style_size,
                     "style_weight": learner.style_weight, "palette_weight": options.palette_weight, "start": options.start, "precision": "bf16" if learner.bf16 else "fp32"},

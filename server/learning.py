@@ -18,7 +18,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,6 @@ class Job:
     seconds_left: float = 0.0
     losses: dict[str, float] = field(default_factory=dict)
     error: str = ""
-    started: float = field(default_factory=time.time)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "state": self.state, "step": self.step, "seconds": self.seconds,
@@ -155,7 +153,7 @@ class Learning:
         job.state, job.step, job.seconds = "learning", int(report["step"]), float(report["seconds"])
         job.seconds_left, job.losses = float(report["seconds_left"]), dict(report.get("losses", {}))
         forming = LearntStyle(job.name, network_of(card), vector.astype(np.float32), job.title)
-        self.registry.set_learnt([*read_styles(self.directory), forming])
+        self.registry.set_learnt([*(s for s in self.registry.learnt if s.name != job.name), forming])  # no disk read per report
 
     def cancel(self) -> Job | None:
         """Stop the worker; what it learnt is thrown away."""
