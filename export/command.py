@@ -26,7 +26,7 @@ from stylecam.export.onnx import export_onnx, frame_dims
 from stylecam.export.style import example_inputs, style_graph, style_vectors
 from stylecam.export.verify import VerificationError, max_error, verify
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
-from stylecam.models.data import ImageError
+from stylecam.models.data import ImageError, write_thumbnail
 from stylecam.models.registry import UnknownModel, WeightsUnavailable
 from stylecam.server.model_card import FRAME, STYLE, STYLIZED, ModelCard, TensorSpec, encode_vector, sha256_of, write_card
 
@@ -72,7 +72,26 @@ def trained_vectors(ckpt: Checkpoint, table: np.ndarray) -> dict[str, dict]:
             for i, style in enumerate(ckpt.styles)}
 
 
-def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, precision: str, source: dict) -> ModelCard:
+def painting_title(style: str) -> str:
+    """A title from a style's name when none is given: ``composition_vii`` -> ``Composition vii``."""
+    return style.replace("_", " ").capitalize()
+
+
+def write_paintings(ckpt: Checkpoint, out_dir: Path, titles: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The card's ``paintings``: each style's title, and a thumbnail of its painting written
+    beside the card (``painting_STYLE.jpg``) when the painting the network trained on is here."""
+    found = list(ckpt.config.get("styles") or ())
+    paintings = {}
+    for i, style in enumerate(ckpt.styles):
+        paintings[style] = {"title": titles.get(style) or painting_title(style)}
+        if i < len(found) and Path(found[i]).is_file():
+            write_thumbnail(Path(found[i]), out_dir / f"painting_{style}.jpg")
+            paintings[style]["thumbnail"] = f"painting_{style}.jpg"
+    return paintings
+
+
+def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, precision: str, source: dict,
+               paintings: dict[str, dict[str, str]] | None = None) -> ModelCard:
     frame = TensorSpec(FRAME, "uint8", ("H", "W", 3), "camera frame, RGB")
     inputs, vectors = (frame,), {}
     if len(ckpt.styles) > 1:
@@ -84,6 +103,7 @@ def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, precision: str, sou
         name=name, kind="multistyle" if len(ckpt.styles) > 1 else "style", onnx=onnx_path.name, sha256=sha256_of(onnx_path),
         inputs=inputs, outputs=(TensorSpec(STYLIZED, "uint8", ("H", "W", 3), "stylized frame, RGB"),),
         precision=precision, styles=tuple(ckpt.styles), arch=ckpt.arch, source=source, style_vectors=vectors,
+        paintings=paintings or {},
     )
 
 
@@ -111,15 +131,19 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 def export_style(
     ckpt_path: Path, out_dir: Path, name: str | None = None, precision: str = "fp32",
-    calibration: list[Path] | None = None,
+    calibration: list[Path] | None = None, titles: dict[str, str] | None = None,
 ) -> Exported:
     """Export, verify against PyTorch, and only then write ``out_dir/NAME.{onnx,json}``.
 
     fp32 and fp16 graphs are held to the float32 network at VERIFY_SIZES (random frames,
     TOLERANCE); int8 graphs are quantised from the fp32 graph with ``calibration`` photos
     and held to it statistically on held-out photos (``export.quantize``). The card names
-    the checkpoint relative to itself when it lies inside ``out_dir``."""
+    the checkpoint relative to itself when it lies inside ``out_dir``; ``titles`` name the
+    paintings for the page (style -> title)."""
     ckpt = Checkpoint.load(ckpt_path)
+    unknown = sorted(set(titles or {}) - set(ckpt.styles))
+    if unknown:
+        raise UsageError(f"--title names {', '.join(unknown)}, not a style of this checkpoint ({', '.join(ckpt.styles)})")
     name = (name or default_name(ckpt)) + ("" if precision == "fp32" else f"_{precision}")
     fp16 = precision == "fp16"
     graph = style_graph(ckpt, fp16=fp16, fold=True)
@@ -159,7 +183,7 @@ def export_style(
             "value_range_in_net": list(ckpt.value_range), "parity_max_abs_error": errors,
             "verified_sizes": [list(s) for s in VERIFY_SIZES], "torch": torch.__version__, **extra,
         }
-        card = style_card(ckpt, name, staged, precision, source)
+        card = style_card(ckpt, name, staged, precision, source, write_paintings(ckpt, out_dir, titles or {}))
         final = out_dir / f"{name}.onnx"
         os.replace(staged, final)
     write_card(card, out_dir)
@@ -187,11 +211,25 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "and checked against float32 on their held-out split")
     p.add_argument("--calibration", type=Path, nargs="+", metavar="DIR",
                    help="photo folder(s) for --int8 (default: the folders the checkpoint trained on, when they exist)")
+    p.add_argument("--title", action="append", default=[], metavar="STYLE=TITLE",
+                   help="the painting's title for the page's style picker, e.g. --title starry_night='The Starry Night' "
+                        "(repeat per style; default: the style's name)")
     p.add_argument("--ship", nargs="?", type=Path, const=True, metavar="DIR",
                    help="copy the checkpoint to DIR/NAME.pt (half-precision weights, no optimizer state; DIR defaults "
                         "to OUT/checkpoints) and export from that copy (models/zoo is made with --ship models/checkpoints, "
                         "outside the package)")
     return top
+
+
+def parse_titles(pairs: list[str]) -> dict[str, str]:
+    """``["starry_night=The Starry Night", ...]`` -> {style: title}."""
+    titles = {}
+    for pair in pairs:
+        style, sep, title = pair.partition("=")
+        if not sep or not style.strip() or not title.strip():
+            raise UsageError(f"--title {pair!r}: give STYLE=TITLE, e.g. --title starry_night='The Starry Night'")
+        titles[style.strip()] = title.strip()
+    return titles
 
 
 def flag_forms(argv: list[str]) -> list[str]:
@@ -229,9 +267,10 @@ def main(argv: list[str], prog: str = "stylecam export") -> int:
         calibration = [Path(p) for p in Checkpoint.load(checkpoint).config.get("content", ()) if Path(p).is_dir()]
         if not calibration:
             raise ImageError("--int8 needs photos: the folders this checkpoint trained on are not here; pass --calibration DIR")
+    titles = parse_titles(args.title)
     precisions = ["fp32", *(["fp16"] if args.fp16 else []), *(["int8"] if args.int8 else [])]
     for precision in precisions:
-        done = export_style(checkpoint, args.out, args.name, precision, calibration)
+        done = export_style(checkpoint, args.out, args.name, precision, calibration, titles)
         if precision == "int8":
             e = done.card.source["int8_error_levels"]
             check = f"|int8 - float32| on {e['photos']} held-out photos: mean {e['mean']:.2f}, p99 {e['p99']:.0f}, max {e['max']:.0f} levels"

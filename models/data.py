@@ -46,6 +46,18 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
         raise ImageError(f"{path}: cannot write")
 
 
+def write_thumbnail(painting: Path, path: Path, side: int = 160) -> None:
+    """The painting scaled to ``side`` on its long side, as a JPEG written whole or not at all:
+    the page shows it on the style's chip."""
+    rgb = read_rgb(painting)
+    scale = side / max(rgb.shape[:2])
+    small = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    staged = path.with_name(f".{path.name}.tmp.jpg")
+    if not cv2.imwrite(str(staged), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88]):
+        raise ImageError(f"{path}: cannot write")
+    staged.replace(path)
+
+
 def centre_square(rgb: np.ndarray, side: int) -> np.ndarray:
     """The largest centred square, scaled to side x side."""
     h, w = rgb.shape[:2]

@@ -22,14 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from stylecam.models import losses
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
-from stylecam.models.data import ImageError, centre_square, find_images, load_style_image, read_rgb, to_tensor
+from stylecam.models.data import ImageError, centre_square, find_images, load_style_image, read_rgb, to_tensor, write_thumbnail
 from stylecam.models.layers import with_style_input
 from stylecam.models.registry import WeightsUnavailable
 from stylecam.models.train import pick_device, stopped_like_ctrl_c, use_bf16
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable, CardError, StyleFileError)
 LEARN_PHOTOS = DEFAULT_ZOO / "learn_photos.jpg"  # 48 photos, 256 x 256 each, from the training split
 TILE = 256
-THUMBNAIL = 160  # long side of the painting's picture beside the style, for the page's chips
 
 
 @dataclass
@@ -199,15 +197,6 @@ def learn(learner: Learner, report: Callable[[Progress], None] | None = None) ->
     if not best_losses:  # stopped within the first steps: the last vector is all there is
         best_vector, best_losses = learner.vector.detach().cpu().numpy().copy(), running
     return best_vector.astype(np.float32), best_losses, time.perf_counter() - began
-
-
-def write_thumbnail(painting: Path, path: Path) -> None:
-    rgb = read_rgb(painting)
-    scale = THUMBNAIL / max(rgb.shape[:2])
-    small = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))), interpolation=cv2.INTER_AREA)
-    staged = path.with_name(f".{path.name}.tmp.jpg")
-    cv2.imwrite(str(staged), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
-    staged.replace(path)
 
 
 class ProgressBar:

@@ -81,6 +81,9 @@ class ModelCard:
     # a multistyle graph's styles as its STYLE input takes them, one per name in ``styles``:
     # {name: {"vector": encode_vector(...), "provenance": {...}}}
     style_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # a style card's paintings, for the page's style picker: {style: {"title": "The Starry
+    # Night", "thumbnail": a small JPEG beside the card (absent when export had no painting)}}
+    paintings: dict[str, dict[str, str]] = field(default_factory=dict)
     version: int = CARD_VERSION
 
     def __post_init__(self) -> None:
@@ -203,6 +206,16 @@ def load_card_for_onnx(onnx_path: Path) -> ModelCard:
         if sha256_of(data, limit=pin["bytes"]) != pin["sha256"]:
             raise CardError(f"{data} does not match the card of {onnx_path.name} (sha256 differs); re-export it")
     return card
+
+
+def beside(folder: Path, name: object) -> Path | None:
+    """The file a card in ``folder`` names (a gallery, a painting's thumbnail) when it lies
+    directly beside the card and exists; None for anything else, a path with a folder in it
+    (``../x``, ``/etc/x``) included. A name only, so a zoo of links to the shipped files works."""
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        return None
+    path = Path(folder) / name
+    return path if path.is_file() else None
 
 
 def write_card(card: ModelCard, directory: Path) -> Path:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stylecam.server.control import Catalog
-from stylecam.server.model_card import CardError, ModelCard, iter_cards, read_labels
+from stylecam.server.model_card import CardError, ModelCard, beside, iter_cards, read_labels
 from stylecam.server.ort_model import OrtModel
 from stylecam.server.runner import LensRunner, SaliencyRunner, StyleRunner
 from stylecam.server.user_styles import LearntStyle, styles_for
@@ -142,6 +142,25 @@ class Registry:
     def _named(self, kind: str, method: str) -> str | None:
         return next((n for n, e in self.entries.items() if e.card.kind == kind and e.card.method == method), None)
 
+    def painting(self, style: str) -> Path | None:
+        """The thumbnail of a shipped style's painting, beside the card that names it."""
+        for e in self.entries.values():
+            found = beside(e.onnx.parent, e.card.paintings.get(style, {}).get("thumbnail"))
+            if found is not None:
+                return found
+        return None
+
+    def paintings(self, name: str) -> dict[str, dict]:
+        """Each style of a model by its painting, for the page's picker: title, and where its
+        thumbnail is (None when the card has none)."""
+        card = self.entries[name].card
+        shown = {style: {"title": info.get("title") or style,
+                         "thumbnail": f"/api/styles/{style}/thumbnail" if info.get("thumbnail") else None}
+                 for style, info in card.paintings.items()}
+        for learnt in styles_for(card, self.learnt):
+            shown[learnt.name] = {"title": learnt.title or learnt.name, "thumbnail": f"/api/styles/{learnt.name}/thumbnail"}
+        return shown
+
     def describe(self) -> list[dict]:
         """What GET /api/models shows, from the cards alone."""
         return [
@@ -149,6 +168,7 @@ class Registry:
                 "name": name,
                 "kind": e.card.kind,
                 "styles": list(self.styles_of(name)),
+                "paintings": self.paintings(name),
                 "learnt": [s.name for s in styles_for(e.card, self.learnt)],
                 "method": e.card.method,
                 "precision": e.card.precision,

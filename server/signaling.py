@@ -16,7 +16,7 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR
-from stylecam.server.model_card import LENS_METHODS, SALIENCY_METHODS
+from stylecam.server.model_card import LENS_METHODS, SALIENCY_METHODS, beside
 from stylecam.server.peer import Peer
 from stylecam.server.sdp import offer_problem, why_refused
 
@@ -95,9 +95,8 @@ async def gallery(request: web.Request) -> web.FileResponse | web.Response:
     picture = entry.card.options.get("gallery") if entry is not None and entry.card.kind == "lens" else None
     if entry is None or not isinstance(picture, str):
         return _error(404, f"no lens named {name!r} has a gallery; GET /api/models lists the lenses")
-    folder = entry.onnx.parent.resolve()
-    path = (folder / picture).resolve()
-    if path.parent != folder or not path.is_file():
+    path = beside(entry.onnx.parent, picture)
+    if path is None:
         return _error(404, f"lens {name!r} names a gallery {picture!r} that is not beside its card")
     return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 

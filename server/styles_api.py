@@ -3,7 +3,8 @@
 POST /api/styles?name=NAME[&title=TITLE] with the picture as the body (JPEG, PNG or WebP,
 at most 20 MB) starts learning (202); a second one while a run goes on gets 429. GET
 /api/styles/learning is the run's progress; DELETE /api/styles/learning cancels it. DELETE
-/api/styles/NAME removes a learnt style; GET /api/styles/NAME/thumbnail is its painting.
+/api/styles/NAME removes a learnt style; GET /api/styles/NAME/thumbnail is a style's painting
+(a shipped one's, beside its card, or a learnt one's).
 Every refusal is JSON ``{"error": "..."}`` in one line; the token guards all of it.
 """
 
@@ -82,10 +83,13 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def thumbnail(request: web.Request) -> web.StreamResponse:
+    shipped = request.app[ENGINE].registry.painting(request.match_info["name"])
+    if shipped is not None:
+        return web.FileResponse(shipped, headers={"Cache-Control": "max-age=3600"})
     name = _learnt_name(request)
     folder = request.app[LEARNING].directory
     if name is None or not (folder / f"{name}{SUFFIX}").is_file() or not (folder / f"{name}.jpg").is_file():
-        return _error(404, f"no learnt style named {request.match_info['name']!r}")
+        return _error(404, f"no style named {request.match_info['name']!r} has a painting")
     return web.FileResponse(folder / f"{name}.jpg", headers={"Cache-Control": "no-cache"})
 
 

@@ -37,7 +37,7 @@ def real_zoo(tmp_path_factory) -> Path:
     """The shipped default style network, the Grad-CAM graph and the lenses (links into models/zoo)."""
     directory = tmp_path_factory.mktemp("real-zoo")
     zoo = REPO / "models" / "zoo"
-    for path in [zoo / name for name in SHIPPED] + sorted(zoo.glob("lens_*")):
+    for path in [zoo / name for name in SHIPPED] + sorted(zoo.glob("lens_*")) + sorted(zoo.glob("painting_*")):
         (directory / path.name).symlink_to(path)
     return directory
 

@@ -89,7 +89,7 @@ def test_page_streams_styles_and_shows_stats(server_url, tmp_path):
         first = page.evaluate("window.stylecam.framesDecoded()")
 
         # the blend model and its sliders: all blue
-        page.click("#styles .chip:has-text('tint')")
+        page.click("#styles .chip[data-model='tint']")
         assert page.is_visible("#blend")
         page.locator("#blend-sliders input").nth(0).fill("0")
         page.locator("#blend-sliders input").nth(1).fill("1")
@@ -122,11 +122,16 @@ def test_page_runs_the_shipped_style_network_and_grad_cam(real_server_url, real_
     with chromium_page(tmp_path) as (page, errors):
         page.goto(real_server_url + "/")
         page.wait_for_selector("#styles .chip")
-        assert page.locator("#styles .chip").all_inner_texts() == ["Original", "multistyle_rt (blend) fp32"]
+        assert page.locator("#styles .chip").all_inner_texts() == ["Original", f"Blend of {len(card['styles'])} paintings fp32"]
         start_streaming(page)
-        page.click("#styles .chip:has-text('multistyle_rt')")
+        page.click("#styles .chip[data-model='multistyle_rt']")
         sliders = page.locator("#blend-sliders input")
         assert [sliders.nth(i).get_attribute("data-style") for i in range(sliders.count())] == card["styles"]
+        # each slider is named by its painting's title, with the painting's thumbnail loaded
+        titles = page.locator("#blend-sliders .slider .title").all_inner_texts()
+        assert titles == [card["paintings"][style]["title"] for style in card["styles"]], titles
+        page.wait_for_function("[...document.querySelectorAll('#blend-sliders .thumb')].every((img) => img.naturalWidth > 0)"
+                               f" && document.querySelectorAll('#blend-sliders .thumb').length === {len(card['styles'])}", timeout=10000)
         time.sleep(1.5)
         camera, starry = page.evaluate(MEAN_RGB, "local"), page.evaluate(MEAN_RGB, "remote")
         sliders.nth(0).fill("0")

@@ -5,7 +5,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from style_helpers import CONTENT, make_checkpoint
+from style_helpers import CONTENT, STYLES, make_checkpoint
 
 from stylecam.export import command
 from stylecam.export.cli import main as cli
@@ -292,3 +292,28 @@ def test_export_subcommands_and_the_older_forms(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:  # argparse's own usage error
         cli(["export", "saliency", "lime", "--out", str(tmp_path / "s")])
     assert e.value.code == 2 and "invalid choice: 'lime'" in capsys.readouterr().err
+
+
+def test_export_names_the_paintings_and_puts_their_thumbnails_beside_the_card(tmp_path, capsys):
+    """The page's style picker shows each style by its painting: the card has every style's
+    title (given, or from its name) and a thumbnail of each painting export could read."""
+    import cv2
+
+    path = make_checkpoint(tmp_path / "c.pt", "multistyle", {"body": "rt", "num_styles": 2}, ["wave", "composition_vii"])
+    ckpt = Checkpoint.load(path)
+    ckpt.config = {"styles": [str(STYLES / "wave.jpg"), str(tmp_path / "not_here.jpg")]}
+    ckpt.save(path)
+    out = tmp_path / "o"
+    for bad, message in ((["--title", "wave"], "give STYLE=TITLE"), (["--title", "monet=Water Lilies"], "monet, not a style of this checkpoint")):
+        assert cli(["export", str(path), "--out", str(out), *bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists() or not any(out.iterdir())
+    assert cli(["export", str(path), "--out", str(out), "--title", "wave=The Great Wave off Kanagawa"]) == 0
+    card = load_card(out / "multistyle_rt.json")
+    assert card.paintings == {"wave": {"title": "The Great Wave off Kanagawa", "thumbnail": "painting_wave.jpg"},
+                              "composition_vii": {"title": "Composition vii"}}
+    thumbnail = cv2.imread(str(out / "painting_wave.jpg"))
+    painting = cv2.imread(str(STYLES / "wave.jpg"))
+    assert max(thumbnail.shape[:2]) == 160 and abs(thumbnail.shape[1] / thumbnail.shape[0] - painting.shape[1] / painting.shape[0]) < 0.02
+    assert sorted(p.name for p in out.iterdir()) == ["multistyle_rt.json", "multistyle_rt.onnx", "painting_wave.jpg"]

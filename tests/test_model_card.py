@@ -42,3 +42,16 @@ def test_cards_without_usable_vectors_are_refused_with_the_fix():
     old_contract = dataclasses.replace(card, inputs=(card.inputs[0], TensorSpec("style_weights", "float32", (7,))))
     with pytest.raises(CardError, match="no style-vector input .* re-export it with `stylecam export style`"):
         old_contract.vector_table()
+
+
+def test_a_card_names_only_files_directly_beside_it(tmp_path):
+    """What a card names (a gallery, a painting's thumbnail) is served from beside the card,
+    so a name with a folder in it, one that climbs out, or one that is not there is None."""
+    from stylecam.server.model_card import beside
+
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / "painting_wave.jpg").write_bytes(b"jpeg")
+    (tmp_path / "secret.txt").write_text("no")
+    assert beside(tmp_path / "cards", "painting_wave.jpg") == tmp_path / "cards" / "painting_wave.jpg"
+    for name in ("../secret.txt", str(tmp_path / "secret.txt"), "sub/x.jpg", "..\\secret.txt", "", ".", "..", None, 3, "missing.jpg"):
+        assert beside(tmp_path / "cards", name) is None, name

@@ -109,6 +109,8 @@ def test_the_api_refuses_in_one_line_and_writes_nothing(tiny_zoo, tmp_path):
         assert call("DELETE", f"{url}/api/styles/s3?token=s3cret") == (200, {"deleted": "s3"})
         assert len(list(styles.iterdir())) == 63
         assert call("DELETE", f"{url}/api/styles/learning?token=s3cret")[0] == 409  # nothing to cancel
+        got, body = call("GET", f"{url}/api/styles/red/thumbnail?token=s3cret")  # a shipped style whose card has no painting
+        assert got == 404 and "no style named 'red' has a painting" in body["error"]
 
 
 @pytest.mark.timeout(240)
@@ -144,8 +146,17 @@ def test_a_painting_learns_in_the_background_and_becomes_a_style(real_zoo, tmp_p
             time.sleep(0.2)
     assert sorted(p.name for p in styles.iterdir()) == ["red_study.jpg", "red_study.style.json"]  # the cancelled run left nothing
     with serving(real_zoo, ["--styles-dir", str(styles), "--device", "cpu"]) as url:  # a restart keeps the style
-        models = {m["name"]: m["styles"] for m in get_json(f"{url}/api/models")["models"]}
-        assert models["multistyle_rt"][-1] == "red_study"
+        multistyle = next(m for m in get_json(f"{url}/api/models")["models"] if m["name"] == "multistyle_rt")
+        assert multistyle["styles"][-1] == "red_study"
+        # every style by its painting: the shipped ones' titles and thumbnails from the card, the learnt one's own
+        card = json.loads((real_zoo / "multistyle_rt.json").read_text())
+        assert multistyle["paintings"] == {**{s: {"title": p["title"], "thumbnail": f"/api/styles/{s}/thumbnail"}
+                                              for s, p in card["paintings"].items()},
+                                           "red_study": {"title": "A red study", "thumbnail": "/api/styles/red_study/thumbnail"}}
+        assert multistyle["paintings"]["starry_night"]["title"] == "The Starry Night"
+        for style in multistyle["styles"]:
+            with urllib.request.urlopen(f"{url}{multistyle['paintings'][style]['thumbnail']}", timeout=10) as r:
+                assert r.headers["Content-Type"] == "image/jpeg" and r.read()[:2] == b"\xff\xd8", style
         assert call("DELETE", f"{url}/api/styles/red_study") == (200, {"deleted": "red_study"})
         assert "red_study" not in {s for m in get_json(f"{url}/api/models")["models"] for s in m["styles"]}
     assert not any(styles.iterdir())

@@ -14,7 +14,7 @@ function radio(container, selected) {
  * Build the controls. `models` is /api/models' list; `onChange(partial)` gets
  * {style}, {weights}, {strength}, {saliency} or {opacity} as the user changes them;
  * `onDelete(style)` is asked to delete a learnt style.
- * Returns {config(): full config message, showStats(stats), reset(), solo(style), removeStyle(style)}.
+ * Returns {config(): full config message, showStats(stats), reset(), solo(style, title), removeStyle(style)}.
  */
 export function createControls(models, saliencyMethods, onChange, onDelete) {
   const styleModels = models.filter((m) => m.kind === "style" || m.kind === "multistyle");
@@ -30,12 +30,19 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
 
   // style chips
   const styles = $("styles");
-  const choices = [[null, "Original", null], ...styleModels.map((m) => [m.name, m.kind === "multistyle" ? `${m.name} (blend)` : m.name, m.precision])];
-  for (const [name, label, precision] of choices) {
+  // a chip is named by its painting (a single-style model) or as the blend of its paintings;
+  // the model's file name stays in its tooltip
+  const paintingOf = (model, style) => (model.paintings || {})[style] || { title: style, thumbnail: null };
+  const thumb = (painting) => el("img", { className: "thumb", src: withToken(painting.thumbnail), alt: "" });
+  const chipLabel = (m) => (m.kind === "multistyle" ? `Blend of ${m.styles.length} paintings` : paintingOf(m, m.styles[0] ?? m.name).title);
+  const choices = [[null, "Original", null, null], ...styleModels.map((m) => [m.name, chipLabel(m), m.precision, m])];
+  for (const [name, label, precision, model] of choices) {
     const chip = el("button", { className: "chip", type: "button", textContent: label });
+    if (model) chip.dataset.model = model.name;
+    if (model && model.kind === "style" && paintingOf(model, model.styles[0]).thumbnail) chip.prepend(thumb(paintingOf(model, model.styles[0])));
     if (precision) {  // which exported variant the server runs (stylecam serve --precision)
       chip.append(el("small", { className: "precision", textContent: ` ${precision}` }));
-      chip.title = `the server runs its ${precision} graph`;
+      chip.title = `${model.name}: the server runs its ${precision} graph`;
     }
     chip.dataset.value = name ?? "";
     chip.setAttribute("role", "radio");
@@ -49,9 +56,10 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
   }
   if (!styleModels.length) styles.append(el("span", { className: "empty", textContent: "No style models installed." }));
 
-  // blend sliders: one per style of the multistyle model; a learnt one has its painting and a delete button
+  // blend sliders: one per style of the multistyle model, named by its painting, with its
+  // thumbnail; a learnt one has a delete button
   const sliders = $("blend-sliders");
-  function addSlider(model, style, weight, learnt) {
+  function addSlider(model, style, weight, learnt, painting) {
     state.weights[style] = weight;
     const out = el("output", { textContent: pct(weight) });
     const input = el("input", { type: "range", min: 0, max: 1, step: 0.01, value: weight });
@@ -62,11 +70,11 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
       out.textContent = pct(input.value);
       onChange({ weights: { [style]: Number(input.value) } });
     });
-    const name = el("span", {}, [style, out]);
+    const name = el("span", { title: style }, [el("span", { className: "title", textContent: painting.title }), out]);
+    if (painting.thumbnail) name.prepend(thumb(painting));
     if (learnt) {
-      const remove = el("button", { type: "button", className: "delete", textContent: "×", title: `Delete the learnt style ${style}` });
+      const remove = el("button", { type: "button", className: "delete", textContent: "×", title: `Delete the learnt style ${painting.title}` });
       remove.addEventListener("click", () => onDelete(style));
-      name.prepend(el("img", { className: "thumb", src: withToken(`/api/styles/${encodeURIComponent(style)}/thumbnail`), alt: "" }));
       name.append(remove);
     }
     const label = el("label", { className: "slider" }, [name, input]);
@@ -75,14 +83,15 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
     label.hidden = model !== state.style;
   }
   for (const model of styleModels.filter((m) => m.kind === "multistyle")) {
-    model.styles.forEach((style, i) => addSlider(model.name, style, i === 0 ? 1 : 0, (model.learnt || []).includes(style)));
+    model.styles.forEach((style, i) => addSlider(model.name, style, i === 0 ? 1 : 0, (model.learnt || []).includes(style), paintingOf(model, style)));
   }
 
   // the style is the multistyle model's `style` alone (a learnt one as it forms)
-  function solo(style) {
+  function solo(style, title) {
     const model = styleModels.find((m) => m.kind === "multistyle");
     if (!model) return;
-    if (!sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`)) addSlider(model.name, style, 0, true);
+    const painting = { title: title || style, thumbnail: `/api/styles/${encodeURIComponent(style)}/thumbnail` };
+    if (!sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`)) addSlider(model.name, style, 0, true, painting);
     for (const input of sliders.querySelectorAll("input")) {
       input.value = input.dataset.style === style ? 1 : 0;
       state.weights[input.dataset.style] = Number(input.value);

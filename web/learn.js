@@ -35,7 +35,7 @@ export function createLearning(controls) {
     if (job.state === "learning") {
       if (!$("learn").dataset.showing) {
         $("learn").dataset.showing = job.name;
-        controls.solo(job.name);  // the stream shows the style as it forms
+        controls.solo(job.name, job.title);  // the stream shows the style as it forms
       }
       status(`Learning ${job.title}: step ${job.step}, style loss ${Math.round(job.losses.style)}, about ${Math.ceil(job.seconds_left)} s left`);
     } else if (job.state !== "starting") {
