@@ -160,3 +160,21 @@ def test_a_painting_learns_in_the_background_and_becomes_a_style(real_zoo, tmp_p
         assert call("DELETE", f"{url}/api/styles/red_study") == (200, {"deleted": "red_study"})
         assert "red_study" not in {s for m in get_json(f"{url}/api/models")["models"] for s in m["styles"]}
     assert not any(styles.iterdir())
+
+
+@pytest.mark.timeout(240)
+def test_bench_e2e_measures_the_stream_while_a_style_learns(real_zoo, tmp_path, capsys):
+    """`bench e2e --learning PAINTING` adds a row measured while the server learns the
+    painting, and cancels the run after it, so nothing is left in the styles folder."""
+    from stylecam.export.cli import main as cli
+
+    painting, styles, out = tmp_path / "painting.png", tmp_path / "styles", tmp_path / "e2e.json"
+    painting.write_bytes(PAINTING)
+    with serving(real_zoo, ["--styles-dir", str(styles), "--device", "cpu", "--process-size", "320x240"]) as url:
+        assert cli(["bench", "e2e", "--url", url, "--peers", "1", "--seconds", "2", "--warmup", "1",
+                    "--learning", str(painting), "--json", str(out)]) == 0
+        assert get_json(f"{url}/api/styles/learning")["state"] == "cancelled"
+    rows = {r["scenario"]: r for r in json.loads(out.read_text())["results"]}
+    assert {"style", "style, learning"} <= set(rows) and rows["style, learning"]["fps_per_peer"] > 1, rows
+    assert "| style, learning | 1 |" in capsys.readouterr().out
+    assert not styles.exists() or not any(styles.iterdir())

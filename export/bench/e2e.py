@@ -5,19 +5,25 @@ Glass-to-glass latency runs from the moment the client's camera handed a frame t
 encoder to the moment the styled frame came out of the client's decoder, matched by pts.
 
 Reports, per scenario (1, 2, 4 peers x style only / style + saliency / style + each
-``--lens``): received fps per peer, median and p95 latency, dropped ratio (sent frames
-never seen back), and a lens's runs per second as the page shows them. Prints a table and
-writes JSON. It needs a style model (``--models``, default: the shipped ones).
+``--lens`` / style while the server learns ``--learning``'s painting): received fps per
+peer, median and p95 latency, dropped ratio (sent frames never seen back), and a lens's
+runs per second as the page shows them. Prints a table and writes JSON. It needs a style
+model (``--models``, default: the shipped ones).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from stylecam.server.client import HEIGHT, WIDTH, Client, get_json, start_server
@@ -89,6 +95,30 @@ async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: flo
     }
 
 
+@contextlib.contextmanager
+def learning(url: str, painting: Path, timeout: float = 120.0) -> Iterator[None]:
+    """The server learns ``painting`` (POST /api/styles) for the length of the block: entered
+    once its worker reports steps, cancelled on the way out, so it leaves no style behind."""
+    request = urllib.request.Request(f"{url}/api/styles?name=bench_learning", data=painting.read_bytes(), method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=30).close()
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"--learning: the server refused the painting: {json.loads(e.read()).get('error', e.code)}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while (job := get_json(f"{url}/api/styles/learning"))["state"] != "learning" or not job.get("step"):
+            if job["state"] not in ("starting", "learning") or time.monotonic() > deadline:
+                raise RuntimeError(f"--learning: the server did not start learning ({job.get('error') or job['state']})")
+            time.sleep(0.5)
+        yield
+    finally:
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(urllib.request.Request(f"{url}/api/styles/learning", method="DELETE"), timeout=30).close()
+        deadline = time.monotonic() + 30
+        while get_json(f"{url}/api/styles/learning")["state"] in ("starting", "learning") and time.monotonic() < deadline:
+            time.sleep(0.2)  # the worker is gone before the next row starts one
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -101,10 +131,14 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
     sizes = args.process_size.split(",")
     if args.url and len(sizes) > 1:
         raise RuntimeError("--url benches the server already running there: give one --process-size (its own)")
+    if args.learning and not args.learning.is_file():
+        raise RuntimeError(f"--learning {args.learning}: no such painting")
     results, health = [], {}
     for size in sizes:
+        styles_dir = tempfile.TemporaryDirectory(prefix="stylecam-bench-styles-")  # a learnt style never reaches the user's folder
         proc, url = (None, args.url) if args.url else start_server(
-            args.models, ["--device", args.device, "--max-peers", "8", "--max-pending", "8", "--process-size", size])
+            args.models, ["--device", args.device, "--max-peers", "8", "--max-pending", "8", "--process-size", size,
+                          "--styles-dir", styles_dir.name, "--learn-minutes", "10"])
         try:
             models = get_json(f"{url}/api/models")["models"]
             health = get_json(f"{url}/api/health")
@@ -122,9 +156,13 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
                 if lens not in lenses:
                     raise RuntimeError(f"--lens {lens}: no such lens under {args.models}; loaded: {', '.join(lenses) or 'none'}")
                 configs.append((f"style+{lens}", {"style": style, "saliency": "off", "lens": lens}))
-            for label, config in configs:
+            runs = [(label, config, contextlib.nullcontext) for label, config in configs]
+            if args.learning:
+                runs.append(("style, learning", configs[0][1], lambda: learning(url, args.learning)))
+            for label, config, around in runs:
                 for n in (int(x) for x in args.peers.split(",")):
-                    result = asyncio.run(_scenario(url, n, config, args.seconds, args.fps, args.warmup))
+                    with around():
+                        result = asyncio.run(_scenario(url, n, config, args.seconds, args.fps, args.warmup))
                     result.update(scenario=label, process_size=size, style=style)
                     results.append(result)
                     print(f"  done: {size} {label} x{n} peers", file=sys.stderr, flush=True)
@@ -132,6 +170,7 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=10)
+            styles_dir.cleanup()
     return health, results
 
 
@@ -147,6 +186,9 @@ def main(argv: list[str] | None = None, prog: str = "stylecam bench e2e") -> int
     p.add_argument("--saliency", default=None, help="saliency method for the style+saliency runs (default: the first loaded)")
     p.add_argument("--lens", default="", metavar="LENS[,LENS...]",
                    help="also run style + each of these lenses (activations, neighbors, fool, dream), reporting its runs per second")
+    p.add_argument("--learning", type=Path, metavar="PAINTING",
+                   help="also run the style scenario while the server learns this painting (as the page's Learn does), "
+                        "cancelled after each row; a started server keeps the style in a temporary folder")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="--device for the started server (default: auto)")
     p.add_argument("--process-size", default="auto", metavar="auto|full|WxH[,...]",
                    help="--process-size for the started server; several (comma-separated) are measured in one run, "
