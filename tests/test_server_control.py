@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message
@@ -88,3 +90,103 @@ def test_empty_catalog():
     assert Catalog().default_style() is None
     with pytest.raises(ControlError, match="valid: none loaded"):
         apply_config({"type": "config", "style": "x"}, Settings(), Catalog())
+
+
+LENSES = Catalog(lenses={"activations": 3, "dream": 2, "fool": 0}, classes=("tench", "goldfish", "great white shark"))
+
+
+def lens(message: dict, settings: Settings = Settings()) -> Settings:
+    return apply_config({"type": "config", **message}, settings, LENSES)
+
+
+def test_a_new_peer_starts_with_the_documented_defaults():
+    """What a peer sees before it sends anything: no style, full strength, saliency and
+    lens off at half opacity, the lens's default layer, the channel mosaic, the default target."""
+    assert dataclasses.astuple(Settings()) == (None, (), 1.0, "off", 0.5, "off", None, -1, None)
+
+
+@pytest.mark.parametrize("message, settings, expected", [
+    ({"lens": "activations"}, Settings(), {"lens": "activations", "layer": None, "channel": -1}),
+    ({"lens": "off"}, Settings(lens="dream", layer=1, channel=5), {"lens": "off", "layer": None, "channel": -1}),
+    # the same lens again keeps its layer and channel; another one starts from its defaults
+    ({"lens": "activations"}, Settings(lens="activations", layer=2, channel=7), {"lens": "activations", "layer": 2, "channel": 7}),
+    ({"lens": "dream"}, Settings(lens="activations", layer=2, channel=7), {"lens": "dream", "layer": None, "channel": -1}),
+    ({"lens": "activations", "layer": 2}, Settings(), {"lens": "activations", "layer": 2}),
+    ({"layer": 0}, Settings(lens="activations"), {"layer": 0}),
+    ({"layer": None}, Settings(lens="activations", layer=2), {"layer": None}),
+    ({"layer": None}, Settings(lens="fool"), {"layer": None}),
+    ({"channel": -1}, Settings(channel=3), {"channel": -1}),
+    ({"channel": 4095}, Settings(), {"channel": 4095}),
+    ({"channel": 0}, Settings(), {"channel": 0}),
+    ({"target": 2}, Settings(), {"target": 2}),
+    ({"target": "goldfish"}, Settings(), {"target": 1}),
+])
+def test_lens_fields_set_exactly_what_they_name(message, settings, expected):
+    assert lens(message, settings) == dataclasses.replace(settings, **expected)
+
+
+@pytest.mark.parametrize("message, settings, error", [
+    ({"lens": "xray"}, Settings(), "unknown lens 'xray'; valid: off, activations, neighbors, fool, dream"),
+    ({"lens": "neighbors"}, Settings(), "no model for lens 'neighbors'; loaded: activations, dream, fool"),
+    ({"layer": 3}, Settings(lens="activations"), "'layer' must be a whole number from 0 to 2, got 3"),
+    ({"layer": -1}, Settings(lens="activations"), "'layer' must be a whole number from 0 to 2, got -1"),
+    ({"lens": "dream", "layer": 2}, Settings(lens="activations"), "'layer' must be a whole number from 0 to 1, got 2"),
+    ({"layer": True}, Settings(lens="activations"), "'layer' must be a whole number from 0 to 2, got True"),
+    ({"layer": 1.0}, Settings(lens="activations"), "'layer' must be a whole number from 0 to 2, got 1.0"),
+    ({"layer": 0}, Settings(lens="fool"), "lens 'fool' has no layers to choose; pick activations or dream first"),
+    ({"layer": 0}, Settings(), "lens 'off' has no layers to choose"),
+    ({"channel": 4096}, Settings(), "'channel' must be a whole number from -1 to 4095, got 4096"),
+    ({"channel": -2}, Settings(), "'channel' must be a whole number from -1 to 4095, got -2"),
+    ({"channel": "1"}, Settings(), "'channel' must be a whole number from -1 to 4095, got '1'"),
+    ({"channel": "x" * 60}, Settings(), "'channel' must be a whole number from -1 to 4095, got '" + "x" * 39 + "..."),
+    ({"target": True}, Settings(), "'target' must be a class index or name, got bool"),
+    ({"target": None}, Settings(), "'target' must be a class index or name, got NoneType"),
+    ({"target": 1.5}, Settings(), "'target' must be a class index or name, got float"),
+    ({"target": "unicorn"}, Settings(), "'target': "),
+    ({"target": 3}, Settings(), "'target': "),
+])
+def test_bad_lens_fields_say_what_is_wrong(message, settings, error):
+    with pytest.raises(ControlError) as e:
+        lens(message, settings)
+    assert str(e.value).startswith(error), str(e.value)
+
+
+def test_an_empty_lens_catalog_says_none_is_loaded():
+    with pytest.raises(ControlError, match=r"no model for lens 'dream'; loaded: none$"):
+        apply_config({"type": "config", "lens": "dream"}, Settings(), Catalog())
+
+
+def test_a_bad_value_is_quoted_whole_up_to_40_characters():
+    for value, shown in (("y" * 38, repr("y" * 38)), ("y" * 39, repr("y" * 39)[:40] + "...")):
+        with pytest.raises(ControlError) as e:
+            apply('{"type": "config", "strength": "%s"}' % value)
+        assert str(e.value) == f"'strength' must be a number from 0 to 1, got {shown}"
+
+
+@pytest.mark.parametrize("value, ok", [(0, True), (1, True), (0.5, True), (-0.0001, False), (1.0001, False),
+                                       (10 ** 400, False), (None, False), (float("nan"), False)])
+def test_unit_values_are_0_to_1_inclusive(value, ok):
+    data = {"type": "config", "opacity": value}
+    if ok:
+        assert apply_config(data, Settings(), CATALOG).opacity == value
+    else:
+        with pytest.raises(ControlError, match="'opacity' must be a number from 0 to 1"):
+            apply_config(data, Settings(), CATALOG)
+
+
+def test_negative_weights_count_as_zero_and_the_message_limit_is_exact():
+    assert Settings(weights=(("a", -1.0), ("b", 1.0))).weight_vector(("a", "b")) == [0.0, 1.0]
+    assert Settings().weight_vector(()) == []
+    fits = '{"type": "config", "x": "' + "y" * (16 * 1024 - 27) + '"}'
+    assert len(fits) == 16 * 1024
+    with pytest.raises(ControlError, match="unknown config field"):  # read, then refused for its field, not its size
+        apply(fits)
+    with pytest.raises(ControlError, match="16385 bytes is over the 16384-byte limit"):
+        parse_message(fits[:-2] + 'y"}')
+
+
+def test_unknown_fields_are_listed_with_the_valid_ones():
+    with pytest.raises(ControlError) as e:
+        apply('{"type": "config", "zz": 1, "aa": 2}')
+    assert str(e.value) == ("unknown config field(s) 'aa', 'zz'; valid: style, weights, strength, saliency, opacity, "
+                            "lens, layer, channel, target")

@@ -33,7 +33,7 @@ EQUIVALENT = Path(__file__).with_name("equivalent.txt")
 MODULES: dict[str, list[str]] = {
     "server/signaling.py": ["tests/test_server_http.py"],
     "server/whip.py": ["tests/test_server_whip.py"],
-    "server/control.py": ["tests/test_server_control.py", "tests/test_server_lens.py"],
+    "server/control.py": ["tests/test_server_control.py"],
     "server/model_card.py": ["tests/test_model_card.py"],
     "server/registry.py": ["tests/test_server_track.py"],
     "server/fanout.py": ["tests/test_server_whip.py"],
