@@ -18,6 +18,7 @@ bench-results/mutations/) so a report can be reprinted with ``--report-only``.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -68,8 +69,9 @@ class Score:
 
 
 def read_equivalent(path: Path = EQUIVALENT) -> set[tuple[str, str, str]]:
-    """(module, operator, stripped source line) of every mutant judged equivalent.
-    A line of equivalent.txt: ``module | operator | source line | reason``."""
+    """(module, operator pattern, stripped source line) of every mutant judged equivalent.
+    A line of equivalent.txt: ``module | operator | source line | reason``; the operator may
+    be a shell pattern (``core/ReplaceBinaryOperator_BitOr_*``)."""
     marked = set()
     for line in path.read_text().splitlines() if path.is_file() else ():
         if line.strip() and not line.startswith("#"):
@@ -132,7 +134,7 @@ def score(module: str, session: Path, equivalent: set[tuple[str, str, str]]) -> 
             mutation = item.mutations[0]
             line = mutation.start_pos[0]
             text = source[line - 1].strip() if line <= len(source) else ""
-            if (module, mutation.operator_name, text) in equivalent:
+            if any(m == module and t == text and fnmatch.fnmatchcase(mutation.operator_name, op) for m, op, t in equivalent):
                 result.equivalent += 1
             elif outcome.test_outcome == TestOutcome.INCOMPETENT:
                 result.incompetent += 1
