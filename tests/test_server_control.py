@@ -190,3 +190,52 @@ def test_unknown_fields_are_listed_with_the_valid_ones():
         apply('{"type": "config", "zz": 1, "aa": 2}')
     assert str(e.value) == ("unknown config field(s) 'aa', 'zz'; valid: style, weights, strength, saliency, opacity, "
                             "lens, layer, channel, target")
+
+
+def test_settings_and_catalogs_are_never_changed_in_place():
+    """Worker threads read a peer's settings while the event loop replaces them: both are frozen."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().style = "candy"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CATALOG.styles = ()  # type: ignore[misc]
+
+
+def test_off_from_the_wire_is_off():
+    """"off" parsed from a message (a new string, not the module's literal) turns saliency and
+    lenses off even where no model is loaded; the same lens again keeps its layer."""
+    empty = Catalog()
+    on = Settings(saliency="vanilla", lens="dream", layer=1, channel=4)
+    off = apply_config(parse_message('{"type": "config", "saliency": "off", "lens": "off"}'), on, empty)
+    assert (off.saliency, off.lens, off.layer, off.channel) == ("off", "off", None, -1)
+    same = apply_config(parse_message('{"type": "config", "lens": "dream"}'), Settings(lens="dream", layer=1, channel=4), LENSES)
+    assert (same.layer, same.channel) == (1, 4)
+
+
+@pytest.mark.parametrize("message, settings, expected", [
+    ({"lens": "activations"}, Settings(lens="dream", layer=1, channel=3), {"lens": "activations", "layer": None, "channel": -1}),
+    ({"saliency": "gradcam"}, Settings(), {"saliency": "gradcam"}),
+])
+def test_switching_down_the_alphabet_resets_too(message, settings, expected):
+    assert apply_config({"type": "config", **message}, settings, Catalog(lenses={"activations": 3, "dream": 2}, saliency=("gradcam",))) \
+        == dataclasses.replace(settings, **expected)
+
+
+@pytest.mark.parametrize("method", ["guided", "occlusion", "smoothgrad"])
+def test_every_unloaded_saliency_method_is_refused(method):
+    with pytest.raises(ControlError, match=f"no saliency model for method '{method}'; loaded: vanilla, gradcam$"):
+        apply(f'{{"type": "config", "saliency": "{method}"}}')
+
+
+@pytest.mark.parametrize("message, error", [
+    ({"channel": 5000}, "'channel' must be a whole number from -1 to 4095, got 5000"),
+    ({"layer": 7}, "'layer' must be a whole number from 0 to 2, got 7"),
+])
+def test_indices_far_past_the_end_are_refused(message, error):
+    with pytest.raises(ControlError, match=f"^{error}$"):
+        lens(message, Settings(lens="activations"))
+
+
+def test_a_short_bad_value_is_quoted_as_is():
+    with pytest.raises(ControlError) as e:
+        apply('{"type": "config", "strength": "1"}')
+    assert str(e.value) == "'strength' must be a number from 0 to 1, got '1'"

@@ -43,7 +43,7 @@ MODULES: dict[str, list[str]] = {
     "server/peer.py": ["tests/test_server_stream.py"],
     "server/media_io.py": ["tests/test_stylize_live.py"],
     "server/tls.py": ["tests/test_server_http.py"],
-    "export/verify.py": ["tests/test_export.py"],
+    "export/verify.py": ["tests/test_verify.py"],
     "export/quantize.py": ["tests/test_export.py"],
     "models/checkpoint.py": ["tests/test_train.py"],
     "models/train.py": ["tests/test_train.py"],
@@ -134,15 +134,15 @@ def score(module: str, session: Path, equivalent: set[tuple[str, str, str]]) -> 
             mutation = item.mutations[0]
             line = mutation.start_pos[0]
             text = source[line - 1].strip() if line <= len(source) else ""
-            if any(m == module and t == text and fnmatch.fnmatchcase(mutation.operator_name, op) for m, op, t in equivalent):
-                result.equivalent += 1
-            elif outcome.test_outcome == TestOutcome.INCOMPETENT:
+            if outcome.test_outcome == TestOutcome.INCOMPETENT:
                 result.incompetent += 1
             elif outcome.test_outcome == TestOutcome.KILLED:
                 if outcome.output == "timeout":
                     result.timed_out += 1
                 else:
                     result.killed += 1
+            elif any(m == module and t == text and fnmatch.fnmatchcase(mutation.operator_name, op) for m, op, t in equivalent):
+                result.equivalent += 1  # only a survivor can be equivalent: a killed one plainly differs
             else:
                 result.survivors.append((line, mutation.operator_name, text))
     return result
