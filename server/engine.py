@@ -2,9 +2,9 @@
 
 A peer's style job and its saliency and lens jobs run in separate thread pools, so a
 slow saliency method or lens never holds up styling: the newest saliency map (and lens
-view) is drawn on every frame until the next one is ready. Each peer has at most one style job and one saliency job in
-flight (the track awaits its job before taking the next frame; newer frames replace
-older ones meanwhile), and the pools serve jobs first-come first-served, so peers take
+view) is drawn on every frame until the next one is ready. Each peer has at most one style
+job, one saliency job and one lens job in flight (the track awaits its style job before
+taking the next frame; newer frames replace older ones meanwhile), and the pools serve jobs first-come first-served, so peers take
 turns fairly. The per-frame path writes into buffers allocated once per frame size.
 """
 

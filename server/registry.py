@@ -2,8 +2,8 @@
 
 Only cards and ``.onnx`` files are read: the server knows nothing else about a model.
 A card that cannot be used is skipped with one warning naming the file and the fix, so
-one bad export never stops the server. When a name has both an fp16 and an fp32 export,
-CUDA gets the fp16 one and the CPU the fp32 one.
+one bad export never stops the server. When a model has several verified precisions,
+each device gets its fastest (``FASTEST``): CUDA the fp16 graph, the CPU the int8 one.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 lens's gallery picture, the page.
 
 Errors at this edge are JSON ``{"error": "..."}`` naming the bad value and the fix:
-400 for a malformed or oversized offer, 503 when the peer cap is reached.
+400 for a malformed offer, 413 for an oversized one, 503 when the peer cap is reached.
 """
 
 from __future__ import annotations

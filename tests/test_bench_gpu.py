@@ -45,8 +45,15 @@ def test_pooled_row_means_rates_and_keeps_the_worst_peers_p95():
     assert abs(row["dropped_ratio"] - 0.1) < 1e-12 and row["server_ms_peer0"] == {"style": 0}
 
 
-def test_udp_receive_errors_reads_the_kernels_counter():
+def test_udp_receive_errors_reads_the_kernels_counter(tmp_path):
     from stylecam.export.bench.gpu import udp_receive_errors
 
-    errors = udp_receive_errors()
-    assert isinstance(errors, int) and errors >= 0  # Linux: /proc/net/snmp's Udp RcvbufErrors
+    snmp = tmp_path / "snmp"
+    snmp.write_text("Ip: Forwarding DefaultTTL\nIp: 1 64\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n"
+                    "Udp: 900 3 12 800 7 0\nUdpLite: InDatagrams RcvbufErrors\nUdpLite: 5 99\n")
+    assert udp_receive_errors(snmp) == 7  # the Udp line's RcvbufErrors, not UdpLite's
+    snmp.write_text("Udp: InDatagrams\nUdp: 900\n")
+    assert udp_receive_errors(snmp) == 0  # a kernel without the counter
+    assert udp_receive_errors(tmp_path / "absent") is None  # not Linux
+    snmp.write_text("Udp: InDatagrams RcvbufErrors\n")
+    assert udp_receive_errors(snmp) is None  # no value line

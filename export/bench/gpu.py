@@ -124,11 +124,11 @@ def _pooled(results: list[dict]) -> dict:
             "server_ms_peer0": results[0]["server_ms_peer0"]}
 
 
-def udp_receive_errors() -> int | None:
+def udp_receive_errors(snmp: Path = Path("/proc/net/snmp")) -> int | None:
     """Datagrams the kernel dropped for full socket buffers (Linux, all sockets); video
-    over loopback loses packets here when a receiver falls behind."""
+    over loopback loses packets here when a receiver falls behind. None off Linux."""
     try:
-        header, values = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")][:2]
+        header, values = [line.split() for line in snmp.read_text().splitlines() if line.startswith("Udp:")][:2]
     except (OSError, ValueError):
         return None
     return int(dict(zip(header, values)).get("RcvbufErrors", 0))
