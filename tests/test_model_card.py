@@ -55,6 +55,9 @@ def test_a_card_names_only_files_directly_beside_it(tmp_path):
     (tmp_path / "cards" / "painting_wave.jpg").write_bytes(b"jpeg")
     (tmp_path / "secret.txt").write_text("no")
     assert beside(tmp_path / "cards", "painting_wave.jpg") == tmp_path / "cards" / "painting_wave.jpg"
+    (tmp_path / "cards" / "b").mkdir()
+    (tmp_path / "cards" / "b" / "a.jpg").write_bytes(b"jpeg")
+    assert beside(tmp_path / "cards", "b/a.jpg") is None  # inside, but not beside
     for name in ("../secret.txt", str(tmp_path / "secret.txt"), "sub/x.jpg", "..\\secret.txt", "", ".", "..", None, 3, "missing.jpg"):
         assert beside(tmp_path / "cards", name) is None, name
 
@@ -80,6 +83,8 @@ def test_a_card_round_trips_through_its_file(tmp_path):
     onnx, card = _card(tmp_path, styles=("a",), value_range=(0.0, 1.0), input_size=(224, 224), paintings={"a": {"title": "A"}})
     text = card_path_for(onnx).read_text()
     assert card_path_for(onnx) == tmp_path / "m.json" and text.endswith("}\n") and not text.endswith("\n\n")
+    # read by people too: the fields in the card's own order, two spaces an indent
+    assert text.startswith('{\n  "name": "m",\n  "kind": "style",\n') and text.index('"sha256"') < text.index('"inputs"')
     again = load_card(tmp_path / "m.json")
     assert again == card and again.version == CARD_VERSION == 2
     assert isinstance(again.styles, tuple) and isinstance(again.value_range, tuple) and isinstance(again.input_size, tuple)
@@ -100,6 +105,18 @@ def test_the_default_card_fields_are_the_contract():
         ModelCard(name="m", kind="painting", onnx="m.onnx", sha256="0", inputs=(), outputs=())
 
 
+def _repin(folder, sha256: str | None = None, weights: str | None = None) -> None:
+    """The card rewritten with another pin: every differing hash is refused, above or below."""
+    from stylecam.server.model_card import write_card
+
+    card = load_card(folder / "m.json")
+    if sha256:
+        card = dataclasses.replace(card, sha256=sha256)
+    if weights:
+        card = dataclasses.replace(card, external_data={"m.weights": {**card.external_data["m.weights"], "sha256": weights}})
+    write_card(card, folder)
+
+
 @pytest.mark.parametrize("break_it, message", [
     (lambda d: (d / "m.onnx").unlink(), "model file .*m.onnx does not exist; pass an .onnx written by `stylecam export`"),
     (lambda d: (d / "m.onnx").write_bytes(b"graph bytes" * 99), "does not match its card \\(sha256 differs\\)"),
@@ -107,13 +124,20 @@ def test_the_default_card_fields_are_the_contract():
     (lambda d: (d / "m.weights").write_bytes(b"w" * 63), "missing or truncated"),
     (lambda d: (d / "m.weights").write_bytes(b"w" * 63 + b"x" + b"tail"), "m.weights does not match the card of m.onnx"),
     (lambda d: (d / "m.json").unlink(), "cannot read model card .*m.json"),
-], ids=["no graph", "graph changed", "no weights", "weights cut", "weights changed", "no card"])
+    (lambda d: _repin(d, sha256="0" * 64), "does not match its card \\(sha256 differs\\)"),
+    (lambda d: _repin(d, sha256="f" * 64), "does not match its card \\(sha256 differs\\)"),
+    (lambda d: _repin(d, weights="0" * 64), "m.weights does not match the card of m.onnx"),
+    (lambda d: _repin(d, weights="f" * 64), "m.weights does not match the card of m.onnx"),
+], ids=["no graph", "graph changed", "no weights", "weights cut", "weights changed", "no card",
+        "card pin low", "card pin high", "weights pin low", "weights pin high"])
 def test_every_byte_the_graph_runs_is_pinned_by_its_card(tmp_path, break_it, message):
     from stylecam.server.model_card import load_card_for_onnx
 
     onnx, card = _card(tmp_path)
     assert load_card_for_onnx(onnx) == card
     (tmp_path / "m.weights").write_bytes(b"w" * 64 + b"a different unused tail")  # past the pinned prefix: still fine
+    assert load_card_for_onnx(onnx) == card
+    (tmp_path / "m.weights").write_bytes(b"w" * 64)  # exactly the pinned prefix: fine
     assert load_card_for_onnx(onnx) == card
     break_it(tmp_path)
     with pytest.raises(CardError, match=message):

@@ -54,18 +54,42 @@ def test_every_output_is_compared_and_shown(tmp_path):
     assert seen == [({"y", "z"}, {"z"})]  # the comparison gets every output, and the reference's
 
 
-def test_a_shape_the_reference_does_not_give_fails(tmp_path):
+@pytest.mark.parametrize("wanted, shown", [(lambda x: x[None], r"\(1, 3\)"), (lambda x: np.zeros(7, np.float32), r"\(7,\)"),
+                                           (lambda x: x[:2], r"\(2,\)")])
+def test_a_shape_the_reference_does_not_give_fails(tmp_path, wanted, shown):
     graph = write_graph(tmp_path / "g.onnx")
-    with pytest.raises(VerificationError, match=r"output 'y': onnxruntime gives shape \(3,\), torch \(1, 3\)"):
-        verify(graph, CASES[:1], lambda feeds: {"y": feeds["x"][None]}, max_error(100))
+    with pytest.raises(VerificationError, match=r"output 'y': onnxruntime gives shape \(3,\), torch " + shown):
+        verify(graph, CASES[:1], lambda feeds: {"y": wanted(feeds["x"])}, max_error(100))
 
 
 def test_a_graph_the_onnx_checker_rejects_fails_before_running(tmp_path):
+    import onnx
+
     graph = write_graph(tmp_path / "g.onnx", op="NoSuchOp")
+    with pytest.raises(onnx.checker.ValidationError) as raised:
+        onnx.checker.check_model(str(graph), full_check=True)
     called = []
-    with pytest.raises(VerificationError, match="onnx checker rejected the graph: "):
+    with pytest.raises(VerificationError) as e:
         verify(graph, CASES, lambda feeds: called.append(1) or {}, max_error(1))
+    assert str(e.value) == f"onnx checker rejected the graph: {str(raised.value).splitlines()[0]}"  # its first line only
     assert not called
+
+
+def test_the_checker_runs_its_full_check_with_shape_inference(tmp_path):
+    """A graph whose declared output type contradicts its node passes the plain checker;
+    only the full check (strict shape inference) refuses it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Identity", ["x"], ["y"])]
+    bad = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+                            [helper.make_tensor_value_info("y", TensorProto.UINT8, ["N"])])
+    model = helper.make_model(bad, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "g.onnx"))
+    onnx.checker.check_model(str(tmp_path / "g.onnx"))  # the plain check lets it through
+    with pytest.raises(VerificationError, match="onnx checker rejected the graph"):
+        verify(tmp_path / "g.onnx", CASES, lambda feeds: {"y": feeds["x"]}, max_error(1))
 
 
 def test_uint8_errors_are_distances_not_wrapped_bytes(tmp_path):
@@ -82,3 +106,5 @@ def test_max_error_of_an_empty_output_is_zero():
     assert compare({"y": empty}, {"y": empty}) == MaxError({"y": 0.0}, 0.0)
     assert compare({"y": empty}, {"y": empty}).ok
     assert not MaxError({"y": 0.0, "z": 0.1}, 0.05).ok and MaxError({"y": 0.05}, 0.05).ok
+    with pytest.raises(AttributeError):  # frozen: a verdict is not edited after the fact
+        MaxError({}, 0.0).tolerance = 1.0  # type: ignore[misc]

@@ -78,7 +78,7 @@ def read_equivalent(path: Path = EQUIVALENT) -> set[tuple[str, str, str]]:
             parts = [p.strip() for p in line.split(" | ")]
             if len(parts) < 4 or not parts[3]:
                 raise SystemExit(f"{path}: {line!r}: give 'module | operator | source line | reason'")
-            marked.add((parts[0], parts[1], parts[2]))
+            marked.add((parts[0], parts[1], " | ".join(parts[2:-1])))  # the source line may hold " | " itself
     return marked
 
 
