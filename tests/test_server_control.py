@@ -159,7 +159,7 @@ def test_an_empty_lens_catalog_says_none_is_loaded():
 def test_a_bad_value_is_quoted_whole_up_to_40_characters():
     for value, shown in (("y" * 38, repr("y" * 38)), ("y" * 39, repr("y" * 39)[:40] + "...")):
         with pytest.raises(ControlError) as e:
-            apply('{"type": "config", "strength": "%s"}' % value)
+            apply_config({"type": "config", "strength": value}, Settings(), CATALOG)
         assert str(e.value) == f"'strength' must be a number from 0 to 1, got {shown}"
 
 

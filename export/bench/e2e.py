@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import statistics
 import sys
@@ -158,7 +159,7 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
                 configs.append((f"style+{lens}", {"style": style, "saliency": "off", "lens": lens}))
             runs = [(label, config, contextlib.nullcontext) for label, config in configs]
             if args.learning:
-                runs.append(("style, learning", configs[0][1], lambda: learning(url, args.learning)))
+                runs.append(("style, learning", configs[0][1], functools.partial(learning, url, args.learning)))
             for label, config, around in runs:
                 for n in (int(x) for x in args.peers.split(",")):
                     with around():
