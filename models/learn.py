@@ -180,6 +180,8 @@ def learn(learner: Learner, report: Callable[[Progress], None] | None = None) ->
     began = time.perf_counter()
     running: dict[str, float] = {}
     best_total, best_vector, best_losses = float("inf"), learner.vector.detach().cpu().numpy().copy(), {}
+    if report is not None:  # the start, before a first step that can take longer than a short budget
+        report(Progress(0, 0.0, budget, {}, best_vector))
     with stopped_like_ctrl_c():
         try:
             while learner.step < options.steps and time.perf_counter() - began < budget:

@@ -1,7 +1,7 @@
 """Learning a painting from the page: one ``stylecam learn`` worker at a time, niced.
 
 The worker is a separate process (training needs torch; the server never imports it) at
-the lowest CPU priority, so the streams keep their frame rate. It reports a JSON line every
+niceness LEARN_NICE, so the streams keep their frame rate. It reports a JSON line every
 few seconds with the vector so far; the server shows that vector at once under the style's
 name, so a peer that picked it watches the style form. When the worker ends, the style
 file it wrote joins the learnt styles (a restart keeps it); a failed or cancelled run
@@ -31,6 +31,7 @@ from stylecam.server.uploads import UploadError, decode_painting
 from stylecam.server.user_styles import MAX_STYLES, SUFFIX, LearntStyle, StyleFileError, clean_name, network_of, read_styles
 
 log = logging.getLogger(__name__)
+LEARN_NICE = 10  # as the saliency threads: styling first; at 19 a saturated 2-core machine starved it for minutes
 
 
 @dataclass
@@ -112,7 +113,7 @@ class Learning:
         stderr = b""
         try:
             process = self._process = await asyncio.create_subprocess_exec(
-                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=lambda: os.nice(19))
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=lambda: os.nice(LEARN_NICE))
             assert process.stdout is not None and process.stderr is not None
             errors = asyncio.create_task(process.stderr.read())
             async for line in process.stdout:

@@ -1,6 +1,8 @@
 """`stylecam learn`: a style vector fitted against the frozen shipped network, written to the
 user's styles folder, and offered by name by `stylize` and the server next to the shipped styles."""
 
+import contextlib
+import io
 import json
 
 import cv2
@@ -9,7 +11,7 @@ import pytest
 from style_helpers import CONTENT
 
 from stylecam.export.cli import main as cli
-from stylecam.server.model_card import DEFAULT_ZOO, load_card
+from stylecam.server.model_card import DEFAULT_ZOO, decode_vector, load_card
 from stylecam.server.user_styles import (
     MAX_STYLES,
     LearntStyle,
@@ -42,12 +44,33 @@ def painting(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def learnt_dir(painting, tmp_path_factory):
-    """One short `stylecam learn` run (3 steps of one photo): the command as a user types it."""
+def learn_run(painting, tmp_path_factory) -> tuple:
+    """One short `stylecam learn` run (3 steps of one photo) as the server runs it, a report
+    line a step: its styles folder and the JSON lines it printed."""
     directory = tmp_path_factory.mktemp("styles")
-    assert cli(["learn", str(painting), "--name", "Bold Poster!", "--steps", "3", "--batch-size", "1",
-                "--styles-dir", str(directory), "--threads", "2"]) == 0
-    return directory
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli(["learn", str(painting), "--name", "Bold Poster!", "--steps", "3", "--batch-size", "1",
+                    "--styles-dir", str(directory), "--threads", "2", "--progress", "jsonl", "--report-every", "0"]) == 0
+    return directory, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def learnt_dir(learn_run):
+    return learn_run[0]
+
+
+def test_learn_reports_its_start_before_the_first_step(learn_run):
+    """A page shows the forming style as soon as the worker is ready, not after a first step
+    that on a busy CPU outlasts a short budget: the start vector comes first, with no losses yet."""
+    directory, lines = learn_run
+    *reports, done = lines
+    assert [r["step"] for r in reports] == [0, 1, 2, 3], reports
+    assert reports[0]["seconds"] == 0 and reports[0]["losses"] == {} and reports[0]["seconds_left"] > 0
+    start = decode_vector(reports[0]["vector"], SIZE, "start")
+    np.testing.assert_allclose(start, CARD.vector_table().mean(0), atol=1e-6)  # the neutral start
+    assert all(r["losses"]["style"] > 0 for r in reports[1:])
+    assert done == {"done": str(directory / "bold_poster.style.json"), "name": "bold_poster"}
 
 
 def test_learn_writes_a_vector_for_the_shipped_network_with_its_provenance(learnt_dir, painting):

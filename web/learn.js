@@ -37,7 +37,8 @@ export function createLearning(controls) {
         $("learn").dataset.showing = job.name;
         controls.solo(job.name, job.title);  // the stream shows the style as it forms
       }
-      status(`Learning ${job.title}: step ${job.step}, style loss ${Math.round(job.losses.style)}, about ${Math.ceil(job.seconds_left)} s left`);
+      const loss = job.losses.style === undefined ? "from the blend of its styles" : `style loss ${Math.round(job.losses.style)}`;
+      status(`Learning ${job.title}: step ${job.step}, ${loss}, about ${Math.ceil(job.seconds_left)} s left`);
     } else if (job.state !== "starting") {
       clearInterval(polling);
       busy(false);
