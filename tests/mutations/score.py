@@ -42,10 +42,10 @@ MODULES: dict[str, list[str]] = {
     "server/engine.py": ["tests/test_server_track.py", "tests/test_server_http.py"],
     "server/peer.py": ["tests/test_server_stream.py"],
     "server/media_io.py": ["tests/test_stylize_live.py"],
-    "server/tls.py": ["tests/test_server_http.py"],
+    "server/tls.py": ["tests/test_tls.py"],
     "export/verify.py": ["tests/test_verify.py"],
     "export/quantize.py": ["tests/test_export.py"],
-    "models/checkpoint.py": ["tests/test_train.py"],
+    "models/checkpoint.py": ["tests/test_checkpoint.py"],
     "models/train.py": ["tests/test_train.py"],
 }
 
