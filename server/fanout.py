@@ -116,16 +116,15 @@ class SharedEncoder:
 
     def _encode(self, frame: av.VideoFrame, keyframe: bool) -> list[av.Packet]:
         """Worker thread: one frame in, its packet out, stamped with the frame's own pts
-        and time base (the publisher's RTP clock), which the sender turns into RTP time."""
+        and time base (the publisher's RTP clock), which the sender turns into RTP time. PyAV
+        converts the frame to the encoder's format and even size; a new size opens a new
+        encoder, whose first packet is a keyframe."""
         start = time.perf_counter()
         pts, time_base = frame.pts, frame.time_base or VIDEO_TIME_BASE
         width, height = frame.width // 2 * 2, frame.height // 2 * 2  # 4:2:0 needs even sides
-        if frame.format.name != "yuv420p" or (width, height) != (frame.width, frame.height):
-            frame = frame.reformat(width=width, height=height, format="yuv420p")
         codec = self._codec
         if codec is None or (codec.width, codec.height) != (width, height):
             codec = self._codec = _open_h264(width, height)
-            keyframe = True
         frame.pts, frame.time_base = self._count, codec.time_base
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
         self._count += 1
@@ -175,7 +174,7 @@ class EncodedTrack(MediaStreamTrack):
 
     async def recv(self) -> av.Packet:  # type: ignore[override]  # aiortc sends Packets as they are
         while not self._queue:
-            if self._ended or self.readyState != "live":
+            if self._ended:  # the source ended, or stop()
                 raise MediaStreamError
             self._ready.clear()
             await self._ready.wait()

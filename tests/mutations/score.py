@@ -37,7 +37,7 @@ MODULES: dict[str, list[str]] = {
     "server/control.py": ["tests/test_server_control.py"],
     "server/model_card.py": ["tests/test_model_card.py"],
     "server/registry.py": ["tests/test_server_track.py"],
-    "server/fanout.py": ["tests/test_server_whip.py"],
+    "server/fanout.py": ["tests/test_fanout.py"],
     "server/track.py": ["tests/test_server_track.py"],
     "server/engine.py": ["tests/test_server_track.py", "tests/test_server_http.py"],
     "server/peer.py": ["tests/test_server_stream.py"],
