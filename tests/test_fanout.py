@@ -26,7 +26,7 @@ class Frames(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, sizes: list[tuple[int, int]] = [(64, 48)], limit: int = 10_000, fmt: str = "rgb24") -> None:
+    def __init__(self, sizes: tuple[tuple[int, int], ...] = ((64, 48),), limit: int = 10_000, fmt: str = "rgb24") -> None:
         super().__init__()
         self.sizes, self.limit, self.fmt, self.pulled = sizes, limit, fmt, 0
 
@@ -167,7 +167,7 @@ def test_put_holds_at_most_max_behind_then_skips_to_a_keyframe():
 
 def test_odd_sizes_and_other_formats_are_encoded_and_a_new_size_starts_a_keyframe():
     async def go():
-        encoder = SharedEncoder(Frames(sizes=[(65, 49)] * 3 + [(80, 60)] * 3 + [(64, 48)], fmt="yuvj420p"))
+        encoder = SharedEncoder(Frames(sizes=((65, 49),) * 3 + ((80, 60),) * 3 + ((64, 48),), fmt="yuvj420p"))
         viewer = encoder.subscribe()
         got = await packets(viewer, 9)
         assert [i for i, p in enumerate(got) if p.is_keyframe] == [0, 3, 6]  # larger, then smaller
