@@ -36,8 +36,9 @@ P99_TOLERANCE = 16.0
 def _photos(roots: list[Path], held_out: bool, count: int, side: int) -> list[np.ndarray]:
     """``count`` photos of one split, spread evenly over the sorted list, long side ``side``."""
     paths = split_photos(roots, held_out)
-    picks = [paths[round(i * (len(paths) - 1) / max(1, count - 1))] for i in range(min(count, len(paths)))]
-    return [scale_to_long_side(read_rgb(p), side) for p in dict.fromkeys(picks)]
+    count = min(count, len(paths))
+    picks = [paths[round(i * (len(paths) - 1) / max(1, count - 1))] for i in range(count)]
+    return [scale_to_long_side(read_rgb(p), side) for p in picks]
 
 
 def _feeds(frames: list[np.ndarray], styles: np.ndarray | None) -> list[dict[str, np.ndarray]]:

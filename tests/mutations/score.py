@@ -44,7 +44,7 @@ MODULES: dict[str, list[str]] = {
     "server/media_io.py": ["tests/test_stylize_live.py"],
     "server/tls.py": ["tests/test_tls.py"],
     "export/verify.py": ["tests/test_verify.py"],
-    "export/quantize.py": ["tests/test_export.py"],
+    "export/quantize.py": ["tests/test_quantize.py"],
     "models/checkpoint.py": ["tests/test_checkpoint.py"],
     "models/train.py": ["tests/test_train.py"],
 }

@@ -1,0 +1,139 @@
+"""export/quantize.py on its own: which photos calibrate and check an int8 graph, how a
+multi-style graph's calibration sees every style, which convolutions stay float, and the
+statistical gate. Small synthetic photos and an untrained net keep it fast."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from style_helpers import make_checkpoint
+
+from stylecam.export import command, quantize
+from stylecam.export.verify import VerificationError
+from stylecam.models.data import is_held_out
+from stylecam.server.model_card import FRAME, STYLE
+
+TRAINING, HELD_OUT = 40, 10
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """TRAINING + HELD_OUT textured photos, 64 wide; photo k of its split is 20 + k high, so
+    its height after scaling names it."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    made = {False: 0, True: 0}
+    for n in range(2000):
+        name = f"p{n:04d}.png"
+        split = is_held_out(Path(name))
+        if made[split] == (HELD_OUT if split else TRAINING):
+            continue
+        photo = rng.integers(0, 256, (20 + made[split], 64, 3), dtype=np.uint8)
+        cv2.imwrite(str(root / name), cv2.GaussianBlur(photo, (5, 5), 0))
+        made[split] += 1
+        if made == {False: TRAINING, True: HELD_OUT}:
+            return root
+    raise AssertionError("not enough names")
+
+
+def _which(frames: list[np.ndarray], side: int) -> list[int]:
+    """The split index of each scaled photo, read back from its height."""
+    assert all(max(f.shape[:2]) == side and f.shape[2] == 3 and f.dtype == np.uint8 for f in frames)
+    return [round(f.shape[0] * 64 / side) - 20 for f in frames]
+
+
+def test_photos_are_spread_evenly_over_one_split_first_and_last_included(photos):
+    assert _which(quantize._photos([photos], False, 5, 128), 128) == [0, 10, 20, 29, 39]
+    assert _which(quantize._photos([photos], True, 4, 96), 96) == [0, 3, 6, 9]
+    assert _which(quantize._photos([photos], False, 1, 64), 64) == [0]
+
+
+def test_photos_asked_for_more_than_a_split_has_are_each_taken_once(photos):
+    assert _which(quantize._photos([photos], True, 25, 64), 64) == list(range(HELD_OUT))
+
+
+def test_feeds_cycle_a_multistyle_graphs_styles_and_a_single_style_graph_gets_frames_only():
+    frames = [np.full((2, 2, 3), i, np.uint8) for i in range(7)]
+    styles = np.arange(12, dtype=np.float32).reshape(3, 4)
+    feeds = quantize._feeds(frames, styles)
+    assert [f[FRAME][0, 0, 0] for f in feeds] == list(range(7))
+    assert [int(f[STYLE][0]) // 4 for f in feeds] == [0, 1, 2, 0, 1, 2, 0]
+    assert all(set(f) == {FRAME} for f in quantize._feeds(frames, None))
+
+
+@pytest.fixture(scope="module")
+def float_graph(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lite")
+    ckpt = make_checkpoint(tmp / "ckpt.pt", "lite", {}, ["wave"])
+    return ckpt, command.export_style(ckpt, tmp / "zoo").onnx
+
+
+@pytest.fixture(scope="module")
+def int8_graph(float_graph, photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8") / "lite_int8.onnx"
+    return out, quantize.quantize(float_graph[1], out, [photos], None)
+
+
+def test_quantize_calibrates_on_the_training_split_and_keeps_first_and_last_conv_float(int8_graph):
+    path, count = int8_graph
+    assert count == quantize.CALIBRATION_PHOTOS < TRAINING
+    graph = onnx.load(str(path)).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    int8 = [made_by.get(node.input[1]) == "DequantizeLinear" for node in graph.node if node.op_type == "Conv"]
+    assert len(int8) > 3 and int8[0] is False and int8[-1] is False and all(int8[1:-1])
+
+
+def test_quantize_counts_the_photos_it_had(float_graph, tmp_path):
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(5):
+        name = next(f"q{i}_{n}.png" for n in range(100) if not is_held_out(Path(f"q{i}_{n}.png")))
+        cv2.imwrite(str(few / name), np.full((30 + i, 40, 3), 40 * i, np.uint8))
+    assert quantize.quantize(float_graph[1], tmp_path / "g.onnx", [few], None) == 5
+
+
+class Constant(torch.nn.Module):
+    """A stand-in float32 network: the same colour everywhere, so the error is known."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(frame, self.value)
+
+
+def _expected(path: Path, photos: Path, value: int) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    frames = quantize._photos([photos], True, quantize.VERIFY_PHOTOS, quantize.VERIFY_SIDE)
+    got = [session.run(None, {FRAME: f})[0].astype(np.int32) for f in frames]
+    return np.concatenate([np.abs(g - value).ravel() for g in got])
+
+
+def test_int8_error_is_measured_on_held_out_photos_at_its_side(int8_graph, photos, monkeypatch):
+    monkeypatch.setattr(quantize, "MEAN_TOLERANCE", 1e9)
+    monkeypatch.setattr(quantize, "P99_TOLERANCE", 1e9)
+    path, _ = int8_graph
+    for value in (0, 255):  # both directions of |a - b| on uint8 pictures
+        error = quantize.int8_error(path, Constant(value), [photos], None)
+        want = _expected(path, photos, value)
+        assert error == pytest.approx({"mean": want.mean(), "p99": np.percentile(want, 99), "max": want.max(),
+                                       "photos": quantize.VERIFY_PHOTOS, "long_side": quantize.VERIFY_SIDE})
+
+
+@pytest.mark.parametrize("limit", ["MEAN_TOLERANCE", "P99_TOLERANCE"])
+def test_int8_error_past_either_tolerance_is_refused_and_at_it_passes(int8_graph, photos, monkeypatch, limit):
+    path, _ = int8_graph
+    want = _expected(path, photos, 128)
+    measured = {"MEAN_TOLERANCE": want.mean(), "P99_TOLERANCE": np.percentile(want, 99)}
+    for name, value in measured.items():
+        monkeypatch.setattr(quantize, name, 1e9 if name != limit else float(value))
+    assert quantize.int8_error(path, Constant(128), [photos], None)["photos"] == quantize.VERIFY_PHOTOS
+    monkeypatch.setattr(quantize, limit, float(measured[limit]) - 0.01)
+    with pytest.raises(VerificationError, match="int8 graph too far from float32 on held-out photos"):
+        quantize.int8_error(path, Constant(128), [photos], None)
