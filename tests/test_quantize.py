@@ -48,6 +48,7 @@ def _which(frames: list[np.ndarray], side: int) -> list[int]:
 def test_photos_are_spread_evenly_over_one_split_first_and_last_included(photos):
     assert _which(quantize._photos([photos], False, 5, 128), 128) == [0, 10, 20, 29, 39]
     assert _which(quantize._photos([photos], True, 4, 96), 96) == [0, 3, 6, 9]
+    assert _which(quantize._photos([photos], False, 2, 64), 64) == [0, 39]
     assert _which(quantize._photos([photos], False, 1, 64), 64) == [0]
 
 
@@ -79,11 +80,18 @@ def int8_graph(float_graph, photos, tmp_path_factory):
 
 def test_quantize_calibrates_on_the_training_split_and_keeps_first_and_last_conv_float(int8_graph):
     path, count = int8_graph
-    assert count == quantize.CALIBRATION_PHOTOS < TRAINING
+    assert count == 28 < TRAINING
     graph = onnx.load(str(path)).graph
-    made_by = {out: node.op_type for node in graph.node for out in node.output}
-    int8 = [made_by.get(node.input[1]) == "DequantizeLinear" for node in graph.node if node.op_type == "Conv"]
+    made_by = {out: node for node in graph.node for out in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    int8 = [made_by.get(node.input[1]) is not None and made_by[node.input[1]].op_type == "DequantizeLinear"
+            for node in convs]
     assert len(int8) > 3 and int8[0] is False and int8[-1] is False and all(int8[1:-1])
+    # per-channel weights: one scale per output channel of each int8 conv
+    sizes = {t.name: list(t.dims) for t in graph.initializer}
+    for conv in convs[1:-1]:
+        weight = made_by[conv.input[1]]
+        assert sizes[weight.input[1]] == sizes[weight.input[0]][:1] and sizes[weight.input[0]][0] > 1
 
 
 def test_quantize_counts_the_photos_it_had(float_graph, tmp_path):
@@ -95,45 +103,56 @@ def test_quantize_counts_the_photos_it_had(float_graph, tmp_path):
     assert quantize.quantize(float_graph[1], tmp_path / "g.onnx", [few], None) == 5
 
 
-class Constant(torch.nn.Module):
-    """A stand-in float32 network: the same colour everywhere, so the error is known."""
+def _ramp(frame: np.ndarray) -> np.ndarray:
+    """Every level 0-255 over and over: a reference above and below the graph's output alike."""
+    return (np.arange(frame.size) * 7 % 256).astype(np.uint8).reshape(frame.shape)
 
-    def __init__(self, value: int) -> None:
-        super().__init__()
-        self.value = value
+
+class Ramp(torch.nn.Module):
+    """A stand-in float32 network whose answer is known: the ramp, whatever the photo."""
 
     def forward(self, frame: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(frame, self.value)
+        return torch.from_numpy(_ramp(frame.numpy()))
 
 
-def _expected(path: Path, photos: Path, value: int) -> np.ndarray:
+def _expected(path: Path, photos: Path) -> np.ndarray:
+    """|graph - ramp| on the 8 held-out photos at 320 px, the README's figures, computed here."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    frames = quantize._photos([photos], True, quantize.VERIFY_PHOTOS, quantize.VERIFY_SIDE)
+    frames = quantize._photos([photos], True, 8, 320)
     got = [session.run(None, {FRAME: f})[0].astype(np.int32) for f in frames]
-    return np.concatenate([np.abs(g - value).ravel() for g in got])
+    return np.concatenate([np.abs(g - _ramp(f)).ravel() for g, f in zip(got, frames)])
 
 
 def test_int8_error_is_measured_on_held_out_photos_at_its_side(int8_graph, photos, monkeypatch):
     monkeypatch.setattr(quantize, "MEAN_TOLERANCE", 1e9)
     monkeypatch.setattr(quantize, "P99_TOLERANCE", 1e9)
     path, _ = int8_graph
-    for value in (0, 255):  # both directions of |a - b| on uint8 pictures
-        error = quantize.int8_error(path, Constant(value), [photos], None)
-        want = _expected(path, photos, value)
-        assert error == pytest.approx({"mean": want.mean(), "p99": np.percentile(want, 99), "max": want.max(),
-                                       "photos": quantize.VERIFY_PHOTOS, "long_side": quantize.VERIFY_SIDE})
+    error = quantize.int8_error(path, Ramp(), [photos], None)
+    want = _expected(path, photos)
+    assert np.percentile(want, 98) < np.percentile(want, 99) < np.percentile(want, 100)  # the 99th is told apart
+    assert error == pytest.approx({"mean": want.mean(), "p99": np.percentile(want, 99), "max": want.max(),
+                                   "photos": 8, "long_side": 320})
 
 
 @pytest.mark.parametrize("limit", ["MEAN_TOLERANCE", "P99_TOLERANCE"])
 def test_int8_error_past_either_tolerance_is_refused_and_at_it_passes(int8_graph, photos, monkeypatch, limit):
     path, _ = int8_graph
-    want = _expected(path, photos, 128)
+    want = _expected(path, photos)
     measured = {"MEAN_TOLERANCE": want.mean(), "P99_TOLERANCE": np.percentile(want, 99)}
     for name, value in measured.items():
         monkeypatch.setattr(quantize, name, 1e9 if name != limit else float(value))
-    assert quantize.int8_error(path, Constant(128), [photos], None)["photos"] == quantize.VERIFY_PHOTOS
+    assert quantize.int8_error(path, Ramp(), [photos], None)["photos"] == 8
     monkeypatch.setattr(quantize, limit, float(measured[limit]) - 0.01)
     with pytest.raises(VerificationError, match="int8 graph too far from float32 on held-out photos"):
-        quantize.int8_error(path, Constant(128), [photos], None)
+        quantize.int8_error(path, Ramp(), [photos], None)
+
+
+def test_the_readme_states_the_gate_as_the_code_holds_it():
+    """The figures users read are the ones enforced: photos, sides and both tolerances."""
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    q = quantize
+    assert f"calibrated on {q.CALIBRATION_PHOTOS} training photos at {q.CALIBRATION_SIDE} px" in readme
+    assert f"on {q.VERIFY_PHOTOS} held-out photos at {q.VERIFY_SIDE} px" in readme
+    assert f"mean |difference| at most {q.MEAN_TOLERANCE:g} levels and 99th percentile at most {q.P99_TOLERANCE:g}" in readme
