@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from stylecam.export.verify import VerificationError, check_graph
-from stylecam.models.data import read_rgb, split_photos
+from stylecam.models.data import read_rgb, split_photos, spread
 from stylecam.server.images import scale_to_long_side
 from stylecam.server.model_card import FRAME, STYLE, STYLIZED
 
@@ -35,10 +35,7 @@ P99_TOLERANCE = 16.0
 
 def _photos(roots: list[Path], held_out: bool, count: int, side: int) -> list[np.ndarray]:
     """``count`` photos of one split, spread evenly over the sorted list, long side ``side``."""
-    paths = split_photos(roots, held_out)
-    count = min(count, len(paths))
-    picks = [paths[round(i * (len(paths) - 1) / max(1, count - 1))] for i in range(count)]
-    return [scale_to_long_side(read_rgb(p), side) for p in picks]
+    return [scale_to_long_side(read_rgb(p), side) for p in spread(split_photos(roots, held_out), count)]
 
 
 def _feeds(frames: list[np.ndarray], styles: np.ndarray | None) -> list[dict[str, np.ndarray]]:

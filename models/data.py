@@ -10,6 +10,7 @@ import logging
 import random
 import zlib
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -93,6 +94,16 @@ def is_held_out(path: Path) -> bool:
     """The fixed held-out split: decided by the file name alone, so training and the quality
     benchmark agree on any machine and for any folder."""
     return zlib.crc32(Path(path).name.encode()) % HOLDOUT_MODULUS == 0
+
+
+T = TypeVar("T")
+
+
+def spread(items: list[T], count: int) -> list[T]:
+    """``count`` of ``items`` (all of them when there are fewer), evenly spaced from the
+    first to the last, each once: a fixed, representative pick from a sorted folder."""
+    index = np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)
+    return [items[i] for i in index]
 
 
 def split_photos(roots: list[Path], held_out: bool) -> list[Path]:

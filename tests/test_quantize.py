@@ -115,31 +115,32 @@ class Ramp(torch.nn.Module):
         return torch.from_numpy(_ramp(frame.numpy()))
 
 
-def _expected(path: Path, photos: Path) -> np.ndarray:
+@pytest.fixture(scope="module")
+def ramp_error(int8_graph, photos) -> np.ndarray:
     """|graph - ramp| on the 8 held-out photos at 320 px, the README's figures, computed here."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(int8_graph[0]), providers=["CPUExecutionProvider"])
     frames = quantize._photos([photos], True, 8, 320)
     got = [session.run(None, {FRAME: f})[0].astype(np.int32) for f in frames]
     return np.concatenate([np.abs(g - _ramp(f)).ravel() for g, f in zip(got, frames)])
 
 
-def test_int8_error_is_measured_on_held_out_photos_at_its_side(int8_graph, photos, monkeypatch):
+def test_int8_error_is_measured_on_held_out_photos_at_its_side(int8_graph, photos, ramp_error, monkeypatch):
     monkeypatch.setattr(quantize, "MEAN_TOLERANCE", 1e9)
     monkeypatch.setattr(quantize, "P99_TOLERANCE", 1e9)
     path, _ = int8_graph
     error = quantize.int8_error(path, Ramp(), [photos], None)
-    want = _expected(path, photos)
+    want = ramp_error
     assert np.percentile(want, 98) < np.percentile(want, 99) < np.percentile(want, 100)  # the 99th is told apart
     assert error == pytest.approx({"mean": want.mean(), "p99": np.percentile(want, 99), "max": want.max(),
                                    "photos": 8, "long_side": 320})
 
 
 @pytest.mark.parametrize("limit", ["MEAN_TOLERANCE", "P99_TOLERANCE"])
-def test_int8_error_past_either_tolerance_is_refused_and_at_it_passes(int8_graph, photos, monkeypatch, limit):
+def test_int8_error_past_either_tolerance_is_refused_and_at_it_passes(int8_graph, photos, ramp_error, monkeypatch, limit):
     path, _ = int8_graph
-    want = _expected(path, photos)
+    want = ramp_error
     measured = {"MEAN_TOLERANCE": want.mean(), "P99_TOLERANCE": np.percentile(want, 99)}
     for name, value in measured.items():
         monkeypatch.setattr(quantize, name, 1e9 if name != limit else float(value))

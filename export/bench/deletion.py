@@ -22,7 +22,7 @@ from tqdm import tqdm
 from stylecam.export.attribution import METHODS, create_method
 from stylecam.export.saliency import DEFAULT_CLASSIFIER, preprocess
 from stylecam.models.classifier import ImageClassifier
-from stylecam.models.data import ImageError, find_images, read_rgb
+from stylecam.models.data import ImageError, find_images, read_rgb, spread
 from stylecam.models.factory import create_model
 from stylecam.models.registry import WeightsUnavailable
 
@@ -98,8 +98,7 @@ def pick(roots: list[Path], count: int) -> list[Path]:
     paths = [p for root in roots for p in find_images(root)]
     if not paths:
         raise ImageError(f"no images under {', '.join(map(str, roots))}")
-    index = np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int)
-    return [paths[i] for i in index]
+    return spread(paths, count)
 
 
 def main(argv: list[str], prog: str = "stylecam bench deletion") -> int:
