@@ -32,13 +32,13 @@ ROOT = Path(__file__).resolve().parents[2]
 EQUIVALENT = Path(__file__).with_name("equivalent.txt")
 # each module, with the tests that own its promises (fast ones: each mutant runs them all)
 MODULES: dict[str, list[str]] = {
-    "server/signaling.py": ["tests/test_server_http.py"],
+    "server/signaling.py": ["tests/test_signaling.py"],
     "server/whip.py": ["tests/test_server_whip.py"],
     "server/control.py": ["tests/test_server_control.py"],
     "server/model_card.py": ["tests/test_model_card.py"],
-    "server/registry.py": ["tests/test_server_track.py"],
+    "server/registry.py": ["tests/test_registry.py"],
     "server/fanout.py": ["tests/test_fanout.py"],
-    "server/track.py": ["tests/test_server_track.py"],
+    "server/track.py": ["tests/test_track.py"],
     "server/engine.py": ["tests/test_server_track.py", "tests/test_server_http.py"],
     "server/peer.py": ["tests/test_server_stream.py"],
     "server/media_io.py": ["tests/test_stylize_live.py"],
