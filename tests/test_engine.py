@@ -1,0 +1,326 @@
+"""The engine on its own, fast, on the tiny zoo (answers known by hand): the thread plan,
+what a frame becomes for each choice (nothing to do, a style at full or reduced size, a
+strength, an odd size), stage timings, saliency and lens jobs beside styling (their rate,
+their reset when the choice changes, their failures), and closing; test_server_track and
+test_server_lens drive the shipped graphs through it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from conftest import run
+from test_server_track import make_frame
+from tiny_models import slow_down
+
+from stylecam.server.compose import LensView
+from stylecam.server.control import Settings
+from stylecam.server.engine import Engine, ThreadPlan
+from stylecam.server.registry import Registry, scan
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize("device, peers, cores, plan", [
+    ("cpu", 2, 4, ThreadPlan(2, 4, 1, 2, 10)),
+    ("cpu", 8, 4, ThreadPlan(4, 4, 1, 2, 10)),
+    ("cpu", 0, 3, ThreadPlan(1, 3, 1, 1, 10)),
+    ("cpu", 4, 1, ThreadPlan(1, 1, 1, 1, 10)),
+    ("cuda", 2, 16, ThreadPlan(2, 1, 1, 1, 0)),
+    ("cuda", 9, 16, ThreadPlan(4, 1, 1, 1, 0)),
+    ("cuda", 0, 16, ThreadPlan(1, 1, 1, 1, 0)),
+])
+def test_the_thread_plan_for_each_device(device, peers, cores, plan):
+    assert ThreadPlan.for_device(device, peers, cores) == plan
+
+
+def test_no_threads_given_plans_for_the_cores_this_process_may_use():
+    import os
+
+    assert ThreadPlan.for_device("cpu", 64).style_threads == len(os.sched_getaffinity(0))
+
+
+def engine_for(zoo, process_size=None, saliency_fps=100.0, lens_fps=100.0, max_pixels=1920 * 1080) -> Engine:
+    registry = Registry(scan(zoo, "cpu"), "cpu", {"style": 1, "multistyle": 1, "saliency": 1})
+    return Engine(registry, ThreadPlan.for_device("cpu", max_peers=2, threads=1), process_size, max_pixels, saliency_fps, lens_fps)
+
+
+def test_rates_become_intervals_and_zero_means_every_frame(tiny_zoo):
+    engine = engine_for(tiny_zoo, saliency_fps=4, lens_fps=0)
+    assert (engine.saliency_interval, engine.lens_interval) == (0.25, 0.0)
+    engine.close()
+    engine = engine_for(tiny_zoo, saliency_fps=0, lens_fps=8)
+    assert (engine.saliency_interval, engine.lens_interval) == (0.0, 0.125)
+    engine.close()
+
+
+def rgb(frame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24").astype(int)
+
+
+def test_nothing_to_do_returns_the_frame_itself(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo, max_pixels=64 * 48)
+        pipeline = engine.pipeline(Settings(), print)
+        frame = make_frame(90, 0)
+        assert await pipeline.process(frame) is frame and pipeline._buffers is None
+        engine.close()
+
+    run(go())
+
+
+@pytest.mark.parametrize("size, process_size, fmt", [
+    ((64, 48), None, "yuv420p"), ((64, 48), (32, 24), "yuv420p"), ((63, 47), None, "rgb24"),
+])
+def test_a_style_at_full_or_reduced_size_and_odd_sizes(tiny_zoo, size, process_size, fmt):
+    async def go():
+        engine = engine_for(tiny_zoo, process_size)
+        pipeline = engine.pipeline(Settings(style="invert"), print)
+        image = np.zeros((size[1], size[0], 3), np.uint8)
+        image[:, : size[0] // 2] = 200
+        image[:, size[0] // 2:] = 40
+        frame = make_frame(image, 0)
+        sent = rgb(frame)
+        out = await pipeline.process(frame)
+        assert (out.width, out.height, out.format.name) == (*size, fmt)
+        inner = (slice(4, -4), np.r_[4: size[0] // 2 - 4, size[0] // 2 + 4: size[0] - 4])  # away from the edge
+        assert np.abs(rgb(out)[inner] - (255 - sent[inner])).max() <= (3 if fmt == "rgb24" else 6)
+        assert set(pipeline.snapshot().ms) == {"decode", "style", "upscale+mix", "encode-prep"}
+        engine.close()
+
+    run(go())
+
+
+def test_strength_mixes_the_style_with_the_frame(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo)
+        pipeline = engine.pipeline(Settings(style="invert", strength=0.25), print)
+        out = rgb(await pipeline.process(make_frame(40, 0)))
+        assert abs(out.mean() - (0.25 * 215 + 0.75 * 40)) < 3
+        engine.close()
+
+    run(go())
+
+
+def test_stage_times_are_a_moving_average(tiny_zoo):
+    engine = engine_for(tiny_zoo)
+    pipeline = engine.pipeline(Settings(), print)
+    pipeline._time("x", time.perf_counter() - 0.1)
+    assert pipeline.snapshot().ms["x"] == pytest.approx(100, abs=5)
+    pipeline._time("x", time.perf_counter() - 0.2)
+    assert pipeline.snapshot().ms["x"] == pytest.approx(0.8 * 100 + 0.2 * 200, abs=5)
+    engine.close()
+
+
+async def settle(pipeline) -> None:
+    for _ in range(500):
+        if pipeline._saliency_task is None and pipeline._lens_task is None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("a job never finished")
+
+
+def test_saliency_is_drawn_once_ready_at_its_rate_and_reset_when_the_method_changes(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo, saliency_fps=2)
+        counted = slow_down(engine.registry, "fake-vanilla", 0.0)
+        pipeline = engine.pipeline(Settings(style="invert", saliency="vanilla", opacity=1.0), print)
+        plain = rgb(await pipeline.process(make_frame(100, 0)))
+        assert pipeline.snapshot().top5 == []  # no map yet: the frame is only styled
+        await settle(pipeline)
+        drawn = rgb(await pipeline.process(make_frame(100, 1)))
+        assert np.abs(drawn[:, -4:] - plain[:, -4:]).mean() > 40  # the ramp's hot right side
+        assert [c["label"] for c in pipeline.snapshot().top5][:2] == ["c3", "c6"]
+        for i in range(5):
+            await pipeline.process(make_frame(100, 2 + i))
+        await settle(pipeline)
+        assert counted.runs == 1  # 2 a second: no second job within half a second
+        pipeline.update(Settings(style="invert", saliency="gradcam", opacity=1.0))
+        again = rgb(await pipeline.process(make_frame(100, 9)))
+        assert np.abs(again - plain).max() <= 2  # the old method's map is not drawn
+        pipeline.update(Settings(style="invert"))
+        assert pipeline.snapshot().top5 == []
+        engine.close()
+
+    run(go())
+
+
+def test_a_map_made_for_a_method_no_longer_chosen_is_dropped(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo)
+        slow_down(engine.registry, "fake-vanilla", 0.2)
+        pipeline = engine.pipeline(Settings(saliency="vanilla"), print)
+        await pipeline.process(make_frame(100, 0))
+        pipeline.update(Settings(saliency="gradcam"))
+        await settle(pipeline)
+        assert pipeline._saliency_map is None and pipeline.snapshot().top5 == []
+        engine.close()
+
+    run(go())
+
+
+class Failing:
+    def __init__(self, session) -> None:
+        self._session = session
+
+    def run(self, *args, **kwargs):
+        raise RuntimeError("out of memory\nmore detail")
+
+    def run_with_iobinding(self, io) -> None:
+        raise RuntimeError("out of memory\nmore detail")
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+
+def test_a_failing_style_or_saliency_model_is_reported_once_and_left_off(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo, process_size=(32, 24))
+        for name in ("invert", "fake-vanilla"):
+            model = engine.registry.model(name)
+            model.session = Failing(model.session)
+        errors: list[str] = []
+        pipeline = engine.pipeline(Settings(style="invert", saliency="vanilla"), errors.append)
+        for i in range(3):
+            out = rgb(await pipeline.process(make_frame(70, i)))
+            assert np.abs(out - 70).max() <= 2  # passed through
+            await settle(pipeline)
+        assert errors == ["model 'invert' failed on a 32x24 frame (out of memory); frames pass through unstyled",
+                          "saliency model 'fake-vanilla' failed (out of memory); saliency is off"]
+        engine.close()
+
+    run(go())
+
+
+class FakeLens:
+    """A lens runner: a flat picture of ``value`` (or a heat map), counting runs and what it was fed."""
+
+    def __init__(self, image: int | None = None, heat: bool = False, delay: float = 0.0, fail: bool = False) -> None:
+        self.image, self.heat, self.delay, self.fail = image, heat, delay, fail
+        self.fed: list[np.ndarray] = []
+
+    def __call__(self, frame, layer, channel, target) -> LensView:
+        time.sleep(self.delay)
+        if self.fail:
+            raise ValueError("bad layer\nmore")
+        self.fed.append(frame.copy())
+        image = np.full((20, 20, 3), self.image, np.uint8) if self.image is not None else None
+        heat = np.tile(np.linspace(0, 1, 20, dtype=np.float32), (20, 1)) if self.heat else None
+        return LensView("dream", heat=heat, image=image, info={"layer": layer, "channel": channel, "target": target})
+
+
+def with_lens(engine: Engine, lens: FakeLens) -> None:
+    engine.registry.lens_for = lambda method: "fake-lens"  # type: ignore[method-assign]
+    engine.registry._runners["fake-lens"] = lens  # type: ignore[assignment]
+
+
+def test_a_lens_picture_replaces_the_frame_and_its_view_reaches_the_peer(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo)
+        lens = FakeLens(image=30)
+        with_lens(engine, lens)
+        views: list[dict] = []
+        pipeline = engine.pipeline(Settings(style="invert", lens="fool", target=3), print, views.append)
+        styled = rgb(await pipeline.process(make_frame(100, 0)))
+        assert np.abs(styled - 155).max() <= 3  # no view yet: styled
+        await settle(pipeline)
+        assert views == [{"lens": "fool", "layer": None, "channel": -1, "target": 3}] and pipeline.lens_runs == 1
+        replaced = rgb(await pipeline.process(make_frame(100, 1)))
+        assert np.abs(replaced - 30).max() <= 3  # the lens's picture, not styled
+        assert "lens-draw" in pipeline.snapshot().ms and pipeline.snapshot().lens_info["target"] == 3
+        pipeline.update(Settings(style="invert", lens="fool", target=4))
+        changed = rgb(await pipeline.process(make_frame(100, 2)))
+        assert np.abs(changed - 155).max() <= 3  # a view made for target 3 is not shown for 4
+        await settle(pipeline)
+        pipeline.update(Settings(style="invert"))
+        assert np.abs(rgb(await pipeline.process(make_frame(100, 3))) - 155).max() <= 3
+        assert pipeline.snapshot().lens == "off"
+        engine.close()
+
+    run(go())
+
+
+def test_a_lens_heat_map_is_drawn_over_the_styled_frame(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo)
+        with_lens(engine, FakeLens(heat=True))
+        pipeline = engine.pipeline(Settings(style="invert", lens="activations", opacity=1.0), print)
+        styled = rgb(await pipeline.process(make_frame(100, 0)))
+        await settle(pipeline)
+        drawn = rgb(await pipeline.process(make_frame(100, 1)))
+        assert np.abs(drawn[:, :4] - styled[:, :4]).mean() < 25 < np.abs(drawn[:, -4:] - styled[:, -4:]).mean()
+        engine.close()
+
+    run(go())
+
+
+def test_a_dream_is_fed_its_previous_picture_and_other_lenses_are_not(tiny_zoo):
+    async def go():
+        for method, fed_back in (("dream", True), ("activations", False)):
+            engine = engine_for(tiny_zoo)
+            lens = FakeLens(image=250)
+            with_lens(engine, lens)
+            pipeline = engine.pipeline(Settings(lens=method), print)
+            for i in range(2):
+                await pipeline.process(make_frame(0, i))
+                await settle(pipeline)
+            assert len(lens.fed) == 2 and lens.fed[0].max() <= 2
+            assert (lens.fed[1].mean() > 50) == fed_back
+            engine.close()
+
+    run(go())
+
+
+def test_a_slow_lens_runs_one_job_at_a_time_at_its_rate_and_a_failing_one_is_left_off(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo, lens_fps=1000)
+        lens = FakeLens(image=30, delay=0.3)
+        with_lens(engine, lens)
+        pipeline = engine.pipeline(Settings(lens="dream"), print)
+        for i in range(5):
+            await pipeline.process(make_frame(0, i))
+        await settle(pipeline)
+        assert len(lens.fed) == 1  # one job in flight at most: frames meanwhile start none
+        engine.close()
+        engine = engine_for(tiny_zoo, lens_fps=2)
+        lens = FakeLens(image=30)
+        with_lens(engine, lens)
+        pipeline = engine.pipeline(Settings(lens="dream"), print)
+        for i in range(4):
+            await pipeline.process(make_frame(0, i))
+            await settle(pipeline)
+        assert len(lens.fed) == 1  # 2 a second
+        engine.close()
+        engine = engine_for(tiny_zoo)
+        with_lens(engine, FakeLens(fail=True))
+        errors: list[str] = []
+        pipeline = engine.pipeline(Settings(style="invert", lens="dream"), errors.append)
+        for i in range(3):
+            assert np.abs(rgb(await pipeline.process(make_frame(100, i))) - 155).max() <= 3
+            await settle(pipeline)
+        assert errors == ["lens 'fake-lens' failed (bad layer); the lens is off"]
+        engine.close()
+
+    run(go())
+
+
+def test_closing_cancels_the_jobs_in_flight_and_starts_no_more(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo)
+        slow_down(engine.registry, "fake-vanilla", 0.5)
+        with_lens(engine, FakeLens(image=30, delay=0.5))
+        pipeline = engine.pipeline(Settings(saliency="vanilla", lens="dream"), print)
+        await pipeline.process(make_frame(100, 0))
+        tasks = (pipeline._saliency_task, pipeline._lens_task)
+        assert all(t is not None for t in tasks)
+        pipeline.close()
+        await asyncio.sleep(0)
+        assert pipeline.closed and all(t.cancelled() for t in tasks)
+        pipeline._saliency_task = pipeline._lens_task = None  # as if both had ended: a closed pipeline still starts none
+        await pipeline.process(make_frame(100, 1))
+        assert pipeline._saliency_task is None and pipeline._lens_task is None
+        engine.close()
+
+    run(go())
