@@ -33,7 +33,7 @@ EQUIVALENT = Path(__file__).with_name("equivalent.txt")
 # each module, with the tests that own its promises (fast ones: each mutant runs them all)
 MODULES: dict[str, list[str]] = {
     "server/signaling.py": ["tests/test_signaling.py"],
-    "server/whip.py": ["tests/test_server_whip.py"],
+    "server/whip.py": ["tests/test_whip.py"],
     "server/control.py": ["tests/test_server_control.py"],
     "server/model_card.py": ["tests/test_model_card.py"],
     "server/registry.py": ["tests/test_registry.py"],
