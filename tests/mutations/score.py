@@ -40,7 +40,7 @@ MODULES: dict[str, list[str]] = {
     "server/fanout.py": ["tests/test_fanout.py"],
     "server/track.py": ["tests/test_track.py"],
     "server/engine.py": ["tests/test_server_track.py", "tests/test_engine.py"],
-    "server/peer.py": ["tests/test_server_stream.py"],
+    "server/peer.py": ["tests/test_peer.py"],
     "server/media_io.py": ["tests/test_stylize_live.py"],
     "server/tls.py": ["tests/test_tls.py"],
     "export/verify.py": ["tests/test_verify.py"],

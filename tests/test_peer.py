@@ -1,0 +1,180 @@
+"""A peer on its own, fast, in this process: what ends it (never connecting, silence, its
+track ending, its connection closing), its once-a-second stats, its control channel (a good
+message, a bad one, one that breaks, a channel of another name), lens messages a few times
+a second at most, and audio drained; test_server_stream drives peers through a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+import pytest
+from aiortc import AudioStreamTrack
+from conftest import in_process, run
+
+from stylecam.server import peer as peer_module
+from stylecam.server.client import Client
+from stylecam.server.config import ENGINE, PEERS, IceServer, ServerConfig
+from stylecam.server.peer import LENS_MESSAGE_INTERVAL, Peer, rtc_configuration
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_ice_servers_reach_the_peer_connection():
+    config = rtc_configuration((IceServer("stun:127.0.0.1:3478"), IceServer("turn:127.0.0.1:3478", "u", "p")))
+    assert [(s.urls, s.username, s.credential) for s in config.iceServers] == [
+        ("stun:127.0.0.1:3478", None, None), ("turn:127.0.0.1:3478", "u", "p")]
+    assert rtc_configuration(()).iceServers == []
+
+
+async def lone_peer(app, silence: float = 10.0, connect: float = 10.0) -> tuple[Peer, list]:
+    closed: list = []
+    engine = app[ENGINE]
+    return Peer(engine, engine.registry.catalog(), silence, connect, closed.append), closed
+
+
+async def ended_within(closed: list, seconds: float) -> float:
+    start = time.monotonic()
+    while not closed:
+        assert time.monotonic() - start < seconds, "the peer was not closed in time"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("case", ["never connected", "silent", "track ended", "frames flowing"])
+def test_the_watchdog_ends_a_peer_that_never_connects_goes_silent_or_loses_its_track(tiny_zoo, case):
+    async def go():
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, _):
+            peer, closed = await lone_peer(app, silence=1.2, connect=1.2)
+            assert peer.pending and peer.pipeline.settings.style == "tint"  # the catalog's default style
+            now = time.monotonic()
+            if case != "never connected":
+                peer.connected_at = now
+                peer.source = SimpleNamespace(ended=case == "track ended", last_frame_at=None if case == "silent" else now,
+                                              stop=lambda: None)
+            watchdog = asyncio.create_task(peer._watchdog())
+            if case == "frames flowing":
+                for _ in range(12):  # 2.4 s, twice the silence timeout
+                    peer.source.last_frame_at = time.monotonic()
+                    await asyncio.sleep(0.2)
+                assert not closed and not watchdog.done()
+                watchdog.cancel()
+                await peer.close()
+                return
+            took = await ended_within(closed, 4)
+            assert closed == [peer] and peer.pc.connectionState == "closed"
+            assert (took < 1.0) == (case == "track ended"), took  # a timeout waits its time; an end does not
+
+    run(go())
+
+
+def test_close_is_once_and_frees_everything(tiny_zoo):
+    async def go():
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, _):
+            peer, closed = await lone_peer(app)
+            peer._tasks.append(asyncio.create_task(asyncio.sleep(60)))
+            first = peer.close()
+            assert peer.close() is first
+            await first
+            assert closed == [peer] and peer.pipeline.closed and peer._tasks[0].cancelled()
+
+    run(go())
+
+
+def test_stats_each_second_count_the_frames_in_and_out(tiny_zoo):
+    async def go():
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, _):
+            peer, _ = await lone_peer(app)
+            sent: list[dict] = []
+            peer._send = sent.append  # type: ignore[method-assign]
+            peer.source = SimpleNamespace(frames_in=0, dropped=3, stop=lambda: None)
+            peer.track = SimpleNamespace(frames_out=0, stop=lambda: None)
+            task = asyncio.create_task(peer._stats())
+            await asyncio.sleep(0.5)
+            peer.source.frames_in, peer.track.frames_out, peer.pipeline.lens_runs = 20, 10, 4
+            await asyncio.sleep(0.7)
+            task.cancel()
+            assert len(sent) == 1
+            stats = sent[0]
+            assert stats == {"type": "stats", "fps_in": pytest.approx(20, abs=2), "fps_out": pytest.approx(10, abs=1),
+                             "dropped": 3, "ms": {}, "top5": [], "style": "tint", "saliency": "off", "lens": "off",
+                             "lens_fps": pytest.approx(4, abs=0.5), "lens_info": None}
+            await peer.close()
+
+    run(go())
+
+
+def test_lens_messages_reach_the_page_a_few_times_a_second_at_most(tiny_zoo):
+    async def go():
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, _):
+            peer, _ = await lone_peer(app)
+            sent: list[dict] = []
+            peer._send = sent.append  # type: ignore[method-assign]
+            for i in range(3):
+                peer._send_lens({"n": i})
+            assert sent == [{"type": "lens", "n": 0}]
+            await asyncio.sleep(LENS_MESSAGE_INTERVAL + 0.05)
+            peer._send_lens({"n": 3})
+            assert sent[-1] == {"type": "lens", "n": 3} and len(sent) == 2
+            await peer.close()
+
+    run(go())
+
+
+def test_a_worker_calls_back_on_the_loop_and_not_after_it_closed(tiny_zoo):
+    got: list[dict] = []
+
+    async def go():
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, _):
+            peer, _ = await lone_peer(app)
+            await asyncio.to_thread(peer._from_worker, got.append, {"from": "a thread"})
+            await asyncio.sleep(0.05)
+            await peer.close()
+            return peer
+
+    peer = run(go())
+    assert got == [{"from": "a thread"}]
+    peer._from_worker(got.append, {"too": "late"})  # the loop has closed: dropped, no error
+    assert got == [{"from": "a thread"}]
+
+
+def test_a_connected_peer_takes_control_messages_and_says_what_is_wrong(tiny_zoo, monkeypatch):
+    async def go():
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, url):
+            client = Client(url, fps=15)
+            client.pc.addTrack(AudioStreamTrack())  # sound is read and dropped, the video is styled
+            other = client.pc.createDataChannel("chat")
+            closed = asyncio.Event()
+            other.on("close", closed.set)
+            try:
+                await client.connect()
+                peer = next(iter(app[PEERS]))
+                await client.wait_frames(3)
+                assert not peer.pending and len(peer._drains) == 1
+                await asyncio.wait_for(closed.wait(), 5)  # a channel not named "control" is closed
+                stats = await client.wait_message("stats")
+                assert stats["fps_in"] > 0 and stats["style"] == "tint"
+                client.send({"type": "config", "style": "invert"})
+                client.send({"type": "config", "strength": 7})
+                error = await client.wait_message("error")
+                assert "strength" in error["message"] and peer.pipeline.settings.style == "invert"
+
+                def broken(*args):
+                    raise RuntimeError("boom")
+
+                monkeypatch.setattr(peer_module, "apply_config", broken)
+                since = len(client.messages)
+                client.send({"type": "config", "style": "tint"})
+                error = await client.wait_message("error", since=since)
+                assert error["message"] == "control message not handled (RuntimeError); settings unchanged"
+                assert peer.pipeline.settings.style == "invert"
+            finally:
+                await client.close()
+            for _ in range(100):  # the connection's close ends the peer
+                if not app[PEERS]:
+                    break
+                await asyncio.sleep(0.05)
+            assert app[PEERS] == set()
+
+    run(go(), timeout=40)
