@@ -50,8 +50,12 @@ def test_unusable_cards_are_skipped_with_one_warning_each(tmp_path, caplog):
     shutil.copy(tmp_path / "invert.onnx", twin / "invert.onnx")
     write_card(dataclasses.replace(load_card(tmp_path / "invert.json"), source={"checkpoint_sha256": "another"}), twin)
     (tmp_path / "notes.json").write_text('{"not": "a card"}')
+    later = tmp_path / "zz"  # a model after the duplicate, and a second style model
+    later.mkdir()
+    shutil.copy(tmp_path / "invert.onnx", later / "mirror.onnx")
+    write_card(dataclasses.replace(load_card(tmp_path / "invert.json"), name="mirror", onnx="mirror.onnx"), later)
     found = scan(tmp_path, "cpu")
-    assert sorted(found) == ["fake-vanilla", "invert"]
+    assert sorted(found) == ["fake-vanilla", "invert", "mirror"]
     assert found["invert"].onnx == tmp_path / "invert.onnx"  # the first by path of two models of one name
     assert found["fake-vanilla"].labels == ()  # served, with class ids for top-5
     said = warnings_of(caplog)
@@ -83,7 +87,7 @@ def variants(directory: Path, precisions: tuple[str, ...]) -> None:
 ])
 def test_one_entry_per_network_in_the_variant_the_device_and_the_choice_pick(tmp_path, precisions, device, asked, name, runs):
     variants(tmp_path, precisions)
-    found = scan(tmp_path, device, asked)
+    found = scan(tmp_path, device, "".join(asked))  # a string built at run time, as argv's are: never compared by identity
     assert list(found) == [name] and found[name].card.precision == runs
 
 
@@ -111,7 +115,9 @@ def test_lens_labels_come_before_saliency_labels_and_a_lens_lists_its_options(zo
     write_card(lens, zoo)
     reg = Registry(scan(zoo, "cpu"), "cpu", {})
     assert reg.classes() == ("cat", "dog") and reg.lens_for("neighbors") == "lens_x"
-    assert reg.catalog().lenses == {"neighbors": 2}
+    catalog = reg.catalog()
+    assert catalog.lenses == {"neighbors": 2} and catalog.saliency == ("gradcam", "vanilla")
+    assert catalog.multistyles == {"tint": ("red", "blue")} and catalog.styles == ("invert",)
     assert next(m for m in reg.describe() if m["name"] == "lens_x")["options"] == {"k": 5, "layers": ["a", "b"]}
     assert isinstance(reg.runner("lens_x"), LensRunner) and reg.runner("lens_x").labels == ("cat", "dog")
     assert Registry({}, "cpu", {}).classes() == ()
@@ -180,9 +186,29 @@ def test_a_cuda_registry_says_when_a_model_fell_back_to_the_cpu(zoo, monkeypatch
     load = registry_module.OrtModel.load
     monkeypatch.setattr(registry_module.OrtModel, "load", lambda path, device, threads, spin: load(path, "cpu", threads, spin))
     caplog.set_level(logging.WARNING)
-    Registry(scan(zoo, "cuda"), "cuda", {}).runner("invert")
+    cuda = "".join(["cu", "da"])  # built at run time: compared by value, not identity
+    Registry(scan(zoo, cuda), cuda, {}).runner("invert")
     assert warnings_of(caplog) == ["invert runs on CPUExecutionProvider, not CUDA: onnxruntime could not start its CUDA "
                                    "provider (see its log above)"]
     caplog.clear()
     Registry(scan(zoo, "cpu"), "cpu", {}).runner("invert")
+    assert warnings_of(caplog) == []
+
+    class OnCuda:
+        def __init__(self, session) -> None:
+            self._session = session
+
+        def get_providers(self) -> list[str]:
+            return ["".join(["CUDA", "ExecutionProvider"])]  # onnxruntime's strings are new objects each call
+
+        def __getattr__(self, name: str):
+            return getattr(self._session, name)
+
+    def on_cuda(path, device, threads, spin):
+        model = load(path, "cpu", threads, spin)
+        model.session = OnCuda(model.session)
+        return model
+
+    monkeypatch.setattr(registry_module.OrtModel, "load", on_cuda)
+    Registry(scan(zoo, cuda), cuda, {}).runner("invert")
     assert warnings_of(caplog) == []

@@ -73,6 +73,8 @@ def test_health_models_classes_config_and_the_page(tiny_zoo):
     ('{"type": "offer"}', JSON, 400, '"type": "offer"'),
     ('{"sdp": 5, "type": "offer"}', JSON, 400, '"type": "offer"'),
     ('{"sdp": "v=0", "type": "answer"}', JSON, 400, '"type": "offer"'),
+    ('{"sdp": "v=0", "type": "pranswer"}', JSON, 400, '"type": "offer"'),
+    ("{}", {"Content-Type": "application/javascript"}, 415, "application/json, not application/javascript"),
     ('{"sdp": "this is not sdp", "type": "offer"}', JSON, 400, "cannot use this offer"),
     (json.dumps({"sdp": AUDIO_ONLY_SDP, "type": "offer"}), JSON, 400, "cannot use this offer: the offer has no video track"),
 ])
@@ -99,7 +101,9 @@ def test_an_oversized_offer_is_refused_by_its_length_or_by_its_body(tiny_zoo):
 
             status, answer, _ = await fetch(http, "POST", url + "/offer", data=chunks(), headers=JSON)
             assert (status, answer["error"]) == (413, "offer body is over the 1000-byte limit")
-            status, answer, _ = await fetch(http, "POST", url + "/offer", data='{"sdp": "' + "x" * 960 + '", "type": "offer"}', headers=JSON)
+            at_limit = '{"sdp": "' + "x" * (1000 - 28) + '", "type": "offer"}'
+            assert len(at_limit) == 1000
+            status, answer, _ = await fetch(http, "POST", url + "/offer", data=at_limit, headers=JSON)
             assert status == 400 and "cannot use this offer" in answer["error"]  # at the limit: read, then judged
 
     run(go())
@@ -152,6 +156,38 @@ def test_an_offer_aiortc_refuses_closes_its_peer_and_says_why(tiny_zoo):
     run(go())
 
 
+class Waiting:
+    """A peer as the caps see it: answered and maybe connected, from some address."""
+
+    def __init__(self, remote: str, pending: bool = True) -> None:
+        self.remote, self.pending = remote, pending
+
+
+def test_the_caps_count_pending_offers_per_address_and_every_peer(tiny_zoo):
+    async def go():
+        config = ServerConfig(models=tiny_zoo, device="cpu", max_peers=3, max_pending=1)
+        async with in_process(config) as (app, url), ClientSession() as http:
+            pc, body = await video_offer()
+
+            async def offer_with(*peers: Waiting) -> int:
+                app[PEERS].clear()
+                app[PEERS].update(peers)
+                return (await fetch(http, "POST", url + "/offer", data=body, headers=JSON))[0]
+
+            try:
+                assert await offer_with(Waiting("10.0.0.1"), Waiting("192.168.0.1")) == 200  # others' offers (sorting below and above ours)
+                await next(p for p in app[PEERS] if not isinstance(p, Waiting)).close()
+                assert await offer_with(Waiting("".join(["127.0.0.", "1"])), Waiting("127.0.0.1", pending=False)) == 429
+                assert await offer_with(Waiting("127.0.0.1"), Waiting("127.0.0.1")) == 429  # over the cap, not only at it
+                assert await offer_with(*(Waiting("10.0.0.1", pending=False) for _ in range(4))) == 503  # over the peer cap
+                assert (await fetch(http, "GET", url + "/api/health"))[1]["busy"] is True
+            finally:
+                await pc.close()
+                app[PEERS].clear()
+
+    run(go())
+
+
 @pytest.mark.parametrize("path", [*NEEDS_TOKEN, "/api/health", "/api/models", "/whip/x", "/whep/y"])
 def test_a_token_guards_every_guarded_prefix_and_only_those(tmp_path, path):
     async def go():
@@ -186,6 +222,10 @@ def test_a_lens_gallery_is_served_from_beside_its_card_and_nothing_else(tmp_path
                  "efficientnet_lite0.weights.index", "imagenet_classes.txt"):
         (zoo / name).symlink_to(ZOO / name)
     card = json.loads((ZOO / "lens_neighbors.json").read_text())
+    saliency = json.loads((ZOO / "saliency_gradcam.json").read_text())
+    (zoo / "not_a_lens.onnx").symlink_to(ZOO / "lens_neighbors.onnx")
+    (zoo / "not_a_lens.json").write_text(json.dumps({**saliency, "name": "not_a_lens", "onnx": "not_a_lens.onnx", "method": "guided",
+                                                      "options": {"gallery": "lens_neighbors.jpg"}}))
     for name, gallery in [("lens_outside", "../lens_neighbors.jpg"), ("lens_missing", "missing.jpg"), ("lens_none", None)]:
         (zoo / f"{name}.onnx").symlink_to(ZOO / "lens_neighbors.onnx")  # sessions open lazily: never here
         (zoo / f"{name}.json").write_text(json.dumps({**card, "name": name, "onnx": f"{name}.onnx", "classifier": name,
@@ -193,13 +233,14 @@ def test_a_lens_gallery_is_served_from_beside_its_card_and_nothing_else(tmp_path
 
     async def go():
         async with in_process(ServerConfig(models=zoo, device="cpu")) as (app, url), ClientSession() as http:
-            assert {"lens_neighbors", "lens_outside", "lens_missing", "lens_none"} <= set(app[ENGINE].registry.entries)
+            assert {"lens_neighbors", "lens_outside", "lens_missing", "lens_none", "not_a_lens"} <= set(app[ENGINE].registry.entries)
             status, picture, headers = await fetch(http, "GET", url + "/api/models/lens_neighbors/gallery")
             assert status == 200 and picture == (ZOO / "lens_neighbors.jpg").read_bytes()
             assert headers["Cache-Control"] == "max-age=3600"
             for name, message in [("lens_outside", "names a gallery '../lens_neighbors.jpg' that is not beside its card"),
                                   ("lens_missing", "names a gallery 'missing.jpg' that is not beside its card"),
                                   ("lens_none", "no lens named 'lens_none' has a gallery"),
+                                  ("not_a_lens", "no lens named 'not_a_lens' has a gallery"),
                                   ("nobody", "no lens named 'nobody' has a gallery")]:
                 status, answer, _ = await fetch(http, "GET", f"{url}/api/models/{name}/gallery")
                 assert (status, message in answer["error"]) == (404, True), answer
