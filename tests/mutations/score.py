@@ -41,7 +41,7 @@ MODULES: dict[str, list[str]] = {
     "server/track.py": ["tests/test_track.py"],
     "server/engine.py": ["tests/test_server_track.py", "tests/test_engine.py"],
     "server/peer.py": ["tests/test_peer.py"],
-    "server/media_io.py": ["tests/test_stylize_live.py"],
+    "server/media_io.py": ["tests/test_media_io.py"],
     "server/tls.py": ["tests/test_tls.py"],
     "export/verify.py": ["tests/test_verify.py"],
     "export/quantize.py": ["tests/test_quantize.py"],
