@@ -212,3 +212,13 @@ def test_a_cuda_registry_says_when_a_model_fell_back_to_the_cpu(zoo, monkeypatch
     monkeypatch.setattr(registry_module.OrtModel, "load", on_cuda)
     Registry(scan(zoo, cuda), cuda, {}).runner("invert")
     assert warnings_of(caplog) == []
+
+
+def test_explainers_pair_by_method_and_classifier_and_cards_without_a_method_stay_apart(tmp_path):
+    write_fake_saliency(tmp_path, "vanilla")
+    card = load_card(tmp_path / "fake-vanilla.json")
+    write_card(dataclasses.replace(card, name="fake-vanilla_int8", precision="int8"), tmp_path)  # one model, two precisions
+    for name in ("bare-a", "bare-b"):  # no method: nothing to pair them by but their own names
+        write_card(dataclasses.replace(card, name=name, method=None), tmp_path)
+    found = scan(tmp_path, "cpu")
+    assert sorted(found) == ["bare-a", "bare-b", "fake-vanilla"] and found["fake-vanilla"].card.precision == "int8"
