@@ -246,3 +246,21 @@ def test_a_lens_gallery_is_served_from_beside_its_card_and_nothing_else(tmp_path
                 assert (status, message in answer["error"]) == (404, True), answer
 
     run(go())
+
+
+def test_static_files_never_follow_a_link_out_of_the_web_folder(tmp_path):
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "index.html").write_text("<title>x</title>")
+    (web / "main.js").write_text("// page")
+    (tmp_path / "secret.txt").write_text("private")
+    (web / "leak.txt").symlink_to(tmp_path / "secret.txt")
+
+    async def go():
+        config = ServerConfig(models=tmp_path / "none", device="cpu", web_dir=web)
+        async with in_process(config) as (_, url), ClientSession() as http:
+            assert (await fetch(http, "GET", url + "/static/main.js"))[:2] == (200, b"// page")
+            status, body, _ = await fetch(http, "GET", url + "/static/leak.txt")
+            assert status in (403, 404) and b"private" not in str(body).encode()
+
+    run(go())
