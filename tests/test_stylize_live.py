@@ -198,7 +198,8 @@ def test_ctrl_c_ends_a_live_input_with_its_output_complete(tmp_path):
     out = tmp_path / "recorded.mp4"
     run = subprocess.Popen([sys.executable, "-m", "stylecam.export.cli", "stylize", "-", "--model", str(MODEL),
                             "--timeout", "2", "--out", str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
+                           stderr=subprocess.PIPE,  # a terminal's Ctrl-C reaches a foreground job, whose SIGINT is not ignored
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         run.stdin.write(source.getvalue())
         run.stdin.flush()  # and left open: the stream goes on
