@@ -6,7 +6,10 @@ a second at most, and audio drained; test_server_stream drives peers through a r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -28,10 +31,21 @@ def test_ice_servers_reach_the_peer_connection():
     assert rtc_configuration(()).iceServers == []
 
 
-async def lone_peer(app, silence: float = 10.0, connect: float = 10.0) -> tuple[Peer, list]:
-    closed: list = []
-    engine = app[ENGINE]
-    return Peer(engine, engine.registry.catalog(), silence, connect, closed.append), closed
+@contextlib.asynccontextmanager
+async def lone_peer(zoo: Path, silence: float = 10.0, connect: float = 10.0) -> AsyncIterator[tuple[Peer, list]]:
+    """A peer of an in-process server on ``zoo``, never offered anything; and the list its
+    end is reported to."""
+    async with in_process(ServerConfig(models=zoo, device="cpu")) as (app, _):
+        closed: list = []
+        engine = app[ENGINE]
+        yield Peer(engine, engine.registry.catalog(), silence, connect, closed.append), closed
+
+
+def messages_of(peer: Peer) -> list[dict]:
+    """What the peer sends its page from now on, kept here instead."""
+    sent: list[dict] = []
+    peer._send = sent.append  # type: ignore[method-assign]
+    return sent
 
 
 async def ended_within(closed: list, seconds: float) -> float:
@@ -45,8 +59,7 @@ async def ended_within(closed: list, seconds: float) -> float:
 @pytest.mark.parametrize("case", ["never connected", "silent", "track ended", "frames flowing"])
 def test_the_watchdog_ends_a_peer_that_never_connects_goes_silent_or_loses_its_track(tiny_zoo, case):
     async def go():
-        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, _):
-            peer, closed = await lone_peer(app, silence=0.6, connect=0.6)
+        async with lone_peer(tiny_zoo, silence=0.6, connect=0.6) as (peer, closed):
             assert peer.pending and peer.pipeline.settings.style == "tint"  # the catalog's default style
             now = time.monotonic()
             if case != "never connected":
@@ -71,8 +84,7 @@ def test_the_watchdog_ends_a_peer_that_never_connects_goes_silent_or_loses_its_t
 
 def test_close_is_once_and_frees_everything(tiny_zoo):
     async def go():
-        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, _):
-            peer, closed = await lone_peer(app)
+        async with lone_peer(tiny_zoo) as (peer, closed):
             peer._tasks.append(asyncio.create_task(asyncio.sleep(60)))
             first = peer.close()
             assert peer.close() is first
@@ -84,10 +96,8 @@ def test_close_is_once_and_frees_everything(tiny_zoo):
 
 def test_stats_each_second_count_the_frames_in_and_out(tiny_zoo):
     async def go():
-        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, _):
-            peer, _ = await lone_peer(app)
-            sent: list[dict] = []
-            peer._send = sent.append  # type: ignore[method-assign]
+        async with lone_peer(tiny_zoo) as (peer, _):
+            sent = messages_of(peer)
             peer.source = SimpleNamespace(frames_in=0, dropped=3, stop=lambda: None)
             peer.track = SimpleNamespace(frames_out=0, stop=lambda: None)
             task = asyncio.create_task(peer._stats())
@@ -107,10 +117,8 @@ def test_stats_each_second_count_the_frames_in_and_out(tiny_zoo):
 
 def test_lens_messages_reach_the_page_a_few_times_a_second_at_most(tiny_zoo):
     async def go():
-        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, _):
-            peer, _ = await lone_peer(app)
-            sent: list[dict] = []
-            peer._send = sent.append  # type: ignore[method-assign]
+        async with lone_peer(tiny_zoo) as (peer, _):
+            sent = messages_of(peer)
             for i in range(3):
                 peer._send_lens({"n": i})
             assert sent == [{"type": "lens", "n": 0}]
@@ -126,8 +134,7 @@ def test_a_worker_calls_back_on_the_loop_and_not_after_it_closed(tiny_zoo):
     got: list[dict] = []
 
     async def go():
-        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, _):
-            peer, _ = await lone_peer(app)
+        async with lone_peer(tiny_zoo) as (peer, _):
             await asyncio.to_thread(peer._from_worker, got.append, {"from": "a thread"})
             await asyncio.sleep(0.05)
             await peer.close()
