@@ -65,6 +65,35 @@ def run(coro, timeout: float = 30.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+# a well-formed offer that carries no video (an audio m= section only)
+AUDIO_ONLY_SDP = "\r\n".join(
+    [
+        "v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 0", "c=IN IP4 0.0.0.0", "a=mid:0", "a=sendrecv", "a=rtcp-mux",
+        "a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32), "a=setup:actpass", "a=rtpmap:0 PCMU/8000", "",
+    ]
+)
+
+
+async def video_offer(direction: str, codec: str | None = None) -> str:
+    """An aiortc offer with one video transceiver (candidates gathered), never connected:
+    ``sendonly`` sends a CounterCamera, ``recvonly``/``sendrecv`` a bare transceiver;
+    ``codec`` (e.g. ``video/VP8``) leaves only that one."""
+    from aiortc import RTCPeerConnection, RTCRtpSender
+
+    from stylecam.server.client import CounterCamera
+
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver(CounterCamera() if direction == "sendonly" else "video", direction=direction)
+    if codec:
+        transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec])
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
 @contextlib.asynccontextmanager
 async def in_process(config):
     """``create_app(config)`` served on a free 127.0.0.1 port inside this event loop; yields

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import in_process, run
+from conftest import AUDIO_ONLY_SDP, in_process, run
 
 from stylecam.server.client import Client, CounterCamera, get_json, scene, start_server
 
@@ -50,16 +50,6 @@ def test_health_models_and_page(server_url):
         assert get(f"{server_url}/static/{name}")[0] == 200
     assert get(server_url + "/static/../server/app.py")[0] in (403, 404)
     assert get(server_url + "/static/")[0] in (403, 404)  # no directory listing
-
-
-AUDIO_ONLY_SDP = "\r\n".join(
-    [
-        "v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0",
-        "m=audio 9 UDP/TLS/RTP/SAVPF 0", "c=IN IP4 0.0.0.0", "a=mid:0", "a=sendrecv", "a=rtcp-mux",
-        "a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuvwx",
-        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32), "a=setup:actpass", "a=rtpmap:0 PCMU/8000", "",
-    ]
-)
 
 
 @pytest.mark.parametrize(

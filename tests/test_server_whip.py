@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import in_process, run
+from conftest import in_process, run, video_offer
 
 from stylecam.export.bench.whip import cpu_seconds
 from stylecam.server.client import CounterCamera, start_server
@@ -140,24 +140,10 @@ def test_publish_watch_restyle_and_delete(real_zoo):
     run(go(), timeout=60)
 
 
-async def _offer(direction: str, codec: str | None = None) -> str:
-    """An aiortc offer with one video transceiver (candidates gathered), never connected."""
-    from aiortc import RTCPeerConnection, RTCRtpSender
-
-    pc = RTCPeerConnection()
-    transceiver = pc.addTransceiver(CounterCamera() if direction == "sendonly" else "video", direction=direction)
-    if codec:
-        transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec])
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
 def test_error_statuses(tiny_zoo):
     async def go():
         async with in_process(ServerConfig(models=tiny_zoo, device="cpu", max_peers=1)) as (app, url):
-            publish_offer, watch_offer = await _offer("sendonly"), await _offer("recvonly")
+            publish_offer, watch_offer = await video_offer("sendonly"), await video_offer("recvonly")
 
             async def post(path: str, body: str, content_type: str = "application/sdp") -> tuple[int, str]:
                 status, text, _ = await request("POST", url + path, body, content_type)
@@ -189,7 +175,7 @@ def test_error_statuses(tiny_zoo):
                 sid = publisher.stream_id
                 status, error = await post(f"/whep/{sid}", publish_offer)
                 assert status == 400 and "receives no video" in error
-                status, error = await post(f"/whep/{sid}", await _offer("recvonly", "video/VP8"))
+                status, error = await post(f"/whep/{sid}", await video_offer("recvonly", "video/VP8"))
                 assert status == 400 and "H.264" in error
                 assert app[STREAMS][sid].viewers == {}
                 assert (await request("DELETE", f"{url}/whep/{sid}/nobody"))[0] == 404

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession
-from aiortc import RTCPeerConnection
-from conftest import in_process, run
+from conftest import AUDIO_ONLY_SDP, in_process, run, video_offer
 from tiny_models import LABELS
 
 from stylecam.server.config import ENGINE, PEERS, ServerConfig
@@ -21,20 +20,11 @@ from stylecam.server.signaling import NEEDS_TOKEN
 
 ZOO = Path(__file__).resolve().parent.parent / "models" / "zoo"
 JSON = {"Content-Type": "application/json"}
-AUDIO_ONLY_SDP = "\r\n".join([
-    "v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0",
-    "m=audio 9 UDP/TLS/RTP/SAVPF 0", "c=IN IP4 0.0.0.0", "a=mid:0", "a=sendrecv", "a=rtcp-mux",
-    "a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuvwx",
-    "a=fingerprint:sha-256 " + ":".join(["AB"] * 32), "a=setup:actpass", "a=rtpmap:0 PCMU/8000", "",
-])
 
 
-async def video_offer() -> tuple[RTCPeerConnection, str]:
-    """A browser-like offer: one sendrecv video transceiver, ICE gathered on this host."""
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="sendrecv")
-    await pc.setLocalDescription(await pc.createOffer())
-    return pc, json.dumps({"sdp": pc.localDescription.sdp, "type": "offer"})
+async def offer_body() -> str:
+    """What a browser posts to /offer: a sendrecv video offer (``video_offer``) as JSON."""
+    return json.dumps({"sdp": await video_offer("sendrecv"), "type": "offer"})
 
 
 async def fetch(http: ClientSession, method: str, url: str, **kwargs) -> tuple[int, object, dict]:
@@ -111,30 +101,26 @@ def test_an_oversized_offer_is_refused_by_its_length_or_by_its_body(tiny_zoo):
 
 def test_a_video_offer_is_answered_until_the_pending_cap_and_the_peer_cap(tiny_zoo):
     async def go():
-        clients = [await video_offer() for _ in range(3)]
-        try:
-            config = ServerConfig(models=tiny_zoo, device="cpu", max_peers=3, max_pending=1, connect_timeout=20)
-            async with in_process(config) as (app, url), ClientSession() as http:
-                status, answer, _ = await fetch(http, "POST", url + "/offer", data=clients[0][1], headers=JSON)
-                assert status == 200 and answer["type"] == "answer" and "m=video" in answer["sdp"]
-                assert len(app[PEERS]) == 1 and next(iter(app[PEERS])).pending
-                status, answer, _ = await fetch(http, "POST", url + "/offer", data=clients[1][1], headers=JSON)
-                assert (status, answer["error"]) == (429, "1 offers from this address have not connected yet (--max-pending); "
-                                                          "finish or abandon them (20 s) first")
-                assert len(app[PEERS]) == 1
-            config = ServerConfig(models=tiny_zoo, device="cpu", max_peers=2, max_pending=2)
-            async with in_process(config) as (app, url), ClientSession() as http:
-                for _pc, body in clients[:2]:
-                    assert (await fetch(http, "POST", url + "/offer", data=body, headers=JSON))[0] == 200
-                assert (await fetch(http, "GET", url + "/api/health"))[1]["busy"] is True
-                status, answer, _ = await fetch(http, "POST", url + "/offer", data=clients[2][1], headers=JSON)
-                assert (status, answer["error"]) == (503, "server is full (2 peers, --max-peers); try again later")
-                assert len(app[PEERS]) == 2
-                for peer in list(app[PEERS]):
-                    await peer.close()
-        finally:
-            for pc, _ in clients:
-                await pc.close()
+        bodies = [await offer_body() for _ in range(3)]
+        config = ServerConfig(models=tiny_zoo, device="cpu", max_peers=3, max_pending=1, connect_timeout=20)
+        async with in_process(config) as (app, url), ClientSession() as http:
+            status, answer, _ = await fetch(http, "POST", url + "/offer", data=bodies[0], headers=JSON)
+            assert status == 200 and answer["type"] == "answer" and "m=video" in answer["sdp"]
+            assert len(app[PEERS]) == 1 and next(iter(app[PEERS])).pending
+            status, answer, _ = await fetch(http, "POST", url + "/offer", data=bodies[1], headers=JSON)
+            assert (status, answer["error"]) == (429, "1 offers from this address have not connected yet (--max-pending); "
+                                                      "finish or abandon them (20 s) first")
+            assert len(app[PEERS]) == 1
+        config = ServerConfig(models=tiny_zoo, device="cpu", max_peers=2, max_pending=2)
+        async with in_process(config) as (app, url), ClientSession() as http:
+            for body in bodies[:2]:
+                assert (await fetch(http, "POST", url + "/offer", data=body, headers=JSON))[0] == 200
+            assert (await fetch(http, "GET", url + "/api/health"))[1]["busy"] is True
+            status, answer, _ = await fetch(http, "POST", url + "/offer", data=bodies[2], headers=JSON)
+            assert (status, answer["error"]) == (503, "server is full (2 peers, --max-peers); try again later")
+            assert len(app[PEERS]) == 2
+            for peer in list(app[PEERS]):
+                await peer.close()
 
     run(go())
 
@@ -142,9 +128,7 @@ def test_a_video_offer_is_answered_until_the_pending_cap_and_the_peer_cap(tiny_z
 def test_an_offer_aiortc_refuses_closes_its_peer_and_says_why(tiny_zoo):
     """It passes the SDP checks, but no codec in it is one aiortc can send."""
     async def go():
-        pc, body = await video_offer()
-        await pc.close()
-        lines = [line for line in json.loads(body)["sdp"].split("\r\n") if not line.startswith(("a=rtpmap", "a=fmtp", "a=rtcp-fb"))]
+        lines = [line for line in (await video_offer("sendrecv")).split("\r\n") if not line.startswith(("a=rtpmap", "a=fmtp", "a=rtcp-fb"))]
         lines = [re.sub(r"^(m=video \d+ \S+) .*$", r"\1 96", line) for line in lines]
         lines.insert(next(i for i, line in enumerate(lines) if line.startswith("m=video")) + 1, "a=rtpmap:96 FOO/90000")
         async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, url), ClientSession() as http:
@@ -167,7 +151,7 @@ def test_the_caps_count_pending_offers_per_address_and_every_peer(tiny_zoo):
     async def go():
         config = ServerConfig(models=tiny_zoo, device="cpu", max_peers=3, max_pending=1)
         async with in_process(config) as (app, url), ClientSession() as http:
-            pc, body = await video_offer()
+            body = await offer_body()
 
             async def offer_with(*peers: Waiting) -> int:
                 app[PEERS].clear()
@@ -182,7 +166,6 @@ def test_the_caps_count_pending_offers_per_address_and_every_peer(tiny_zoo):
                 assert await offer_with(*(Waiting("10.0.0.1", pending=False) for _ in range(4))) == 503  # over the peer cap
                 assert (await fetch(http, "GET", url + "/api/health"))[1]["busy"] is True
             finally:
-                await pc.close()
                 app[PEERS].clear()
 
     run(go())

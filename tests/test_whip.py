@@ -11,8 +11,7 @@ import re
 
 import aiohttp
 import pytest
-from conftest import in_process, run
-from test_server_whip import _offer
+from conftest import in_process, run, video_offer
 
 from stylecam.server import whip
 from stylecam.server.config import PEERS, ServerConfig
@@ -64,7 +63,7 @@ def test_a_stream_over_http_from_publish_to_delete(tiny_zoo, monkeypatch):
 
     async def go():
         async with in_process(ServerConfig(models=tiny_zoo, device="cpu", connect_timeout=30)) as (app, url):
-            status, answer, location = await post(url + "/whip?style=tint&weights=red=1&opacity=0.3", await _offer("sendonly"))
+            status, answer, location = await post(url + "/whip?style=tint&weights=red=1&opacity=0.3", await video_offer("sendonly"))
             assert status == 201 and answer.startswith("v=0") and "m=video" in answer
             sid = re.fullmatch(r"/whip/([\w-]{12})", location).group(1)
             assert list(app[STREAMS]) == [sid] and len(app[PEERS]) == 1
@@ -80,11 +79,11 @@ def test_a_stream_over_http_from_publish_to_delete(tiny_zoo, monkeypatch):
             assert status == 400 and "strength" in error
             assert app[STREAMS][sid].peer.pipeline.settings.strength == 0.5  # unchanged by the bad one
 
-            status, answer, location = await post(f"{url}/whep/{sid}", await _offer("recvonly"))
+            status, answer, location = await post(f"{url}/whep/{sid}", await video_offer("recvonly"))
             assert status == 201 and "H264" in answer
             vid = re.fullmatch(rf"/whep/{sid}/([\w-]{{12}})", location).group(1)
             assert list(app[STREAMS][sid].viewers) == [vid]
-            status, error, _ = await post(f"{url}/whep/{sid}", await _offer("recvonly"))
+            status, error, _ = await post(f"{url}/whep/{sid}", await video_offer("recvonly"))
             assert (status, error) == (503, f"stream {sid!r} has 1 viewers, the most it takes; try again later")
             assert (await request("DELETE", f"{url}/whep/{sid}/{vid}"))[0] == 200
             assert app[STREAMS][sid].viewers == {}
@@ -107,14 +106,14 @@ def test_offers_a_stream_cannot_use(tiny_zoo):
     async def go():
         config = ServerConfig(models=tiny_zoo, device="cpu", max_peers=1, max_offer_bytes=500)
         async with in_process(config) as (app, url):
-            publish_offer = await _offer("sendonly")
+            publish_offer = await video_offer("sendonly")
             status, error, _ = await post(url + "/whip", publish_offer)
             assert (status, error) == (413, "offer is over the 500-byte limit")
         config = ServerConfig(models=tiny_zoo, device="cpu", max_peers=1)
         async with in_process(config) as (app, url):
             status, error, _ = await post(url + "/whip", publish_offer, "text/plain")
             assert (status, error) == (415, "send the offer as application/sdp, not text/plain")
-            status, error, _ = await post(url + "/whip", await _offer("recvonly"))
+            status, error, _ = await post(url + "/whip", await video_offer("recvonly"))
             assert (status, error) == (400, "cannot use this offer: the offer sends no video; publish a video track")
             unusable = re.sub(r"a=rtpmap:\d+ (VP8|H264|rtx)/", "a=rtpmap:96 FOO/", publish_offer)
             status, error, _ = await post(url + "/whip", unusable)
@@ -127,12 +126,12 @@ def test_offers_a_stream_cannot_use(tiny_zoo):
             assert (await post(url + "/whip?bad=1", publish_offer))[0] == 400  # the query is judged before the cap
             status, error, _ = await post(url + location.replace("whip", "whep"), publish_offer)
             assert (status, error) == (400, "cannot use this offer: the offer receives no video; add a recvonly video transceiver")
-            status, error, _ = await post(url + location.replace("whip", "whep"), await _offer("recvonly", "video/VP8"))
+            status, error, _ = await post(url + location.replace("whip", "whep"), await video_offer("recvonly", "video/VP8"))
             assert status == 400 and error.endswith("(the stream is sent as H.264; offer H.264 packetization-mode 1)")
             stream = next(iter(app[STREAMS].values()))
             assert stream.viewers == {}
             await stream.encoder.close()
-            status, error, _ = await post(url + location.replace("whip", "whep"), await _offer("recvonly"))
+            status, error, _ = await post(url + location.replace("whip", "whep"), await video_offer("recvonly"))
             assert (status, error) == (404, f"stream {stream.id!r} has ended")
         assert stream.close().done()  # the app's end closed it
 
@@ -159,9 +158,9 @@ def test_cors_on_every_whip_and_whep_answer_and_nowhere_else(tiny_zoo):
 def test_offers_that_never_connect_are_closed_by_their_watchdogs(tiny_zoo):
     async def go():
         async with in_process(ServerConfig(models=tiny_zoo, device="cpu", connect_timeout=0.5)) as (app, url):
-            _, _, location = await post(url + "/whip", await _offer("sendonly"))
+            _, _, location = await post(url + "/whip", await video_offer("sendonly"))
             stream = next(iter(app[STREAMS].values()))
-            status, _, _ = await post(url + location.replace("whip", "whep"), await _offer("recvonly"))
+            status, _, _ = await post(url + location.replace("whip", "whep"), await video_offer("recvonly"))
             assert status == 201 and len(stream.viewers) == 1
             viewer = next(iter(stream.viewers.values()))
             for _ in range(100):
