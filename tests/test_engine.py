@@ -7,18 +7,18 @@ test_server_lens drive the shipped graphs through it."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import numpy as np
 import pytest
 from conftest import run
-from test_server_track import make_frame
+from test_server_track import make_engine, make_frame
 from tiny_models import slow_down
 
 from stylecam.server.compose import LensView
 from stylecam.server.control import Settings
 from stylecam.server.engine import Engine, ThreadPlan
-from stylecam.server.registry import Registry, scan
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -42,9 +42,8 @@ def test_no_threads_given_plans_for_the_cores_this_process_may_use():
     assert ThreadPlan.for_device("cpu", 64).style_threads == len(os.sched_getaffinity(0))
 
 
-def engine_for(zoo, process_size=None, saliency_fps=100.0, lens_fps=100.0, max_pixels=1920 * 1080) -> Engine:
-    registry = Registry(scan(zoo, "cpu"), "cpu", {"style": 1, "multistyle": 1, "saliency": 1})
-    return Engine(registry, ThreadPlan.for_device("cpu", max_peers=2, threads=1), process_size, max_pixels, saliency_fps, lens_fps)
+# frames at their own size, a lens job as soon as the last one ended (100 a second)
+engine_for = functools.partial(make_engine, process_size=None, lens_fps=100.0)
 
 
 def test_rates_become_intervals_and_zero_means_every_frame(tiny_zoo):
@@ -76,7 +75,7 @@ def test_nothing_to_do_returns_the_frame_itself(tiny_zoo):
 ])
 def test_a_style_at_full_or_reduced_size_and_odd_sizes(tiny_zoo, size, process_size, fmt):
     async def go():
-        engine = engine_for(tiny_zoo, process_size)
+        engine = engine_for(tiny_zoo, process_size=process_size)
         pipeline = engine.pipeline(Settings(style="invert"), print)
         image = np.zeros((size[1], size[0], 3), np.uint8)
         image[:, : size[0] // 2] = 200

@@ -52,10 +52,10 @@ def make_frame(value: int | np.ndarray, pts: int, size=(64, 48)) -> av.VideoFram
     return frame
 
 
-def make_engine(zoo, process_size=(32, 24), max_pixels=1920 * 1080) -> Engine:
+def make_engine(zoo, process_size=(32, 24), max_pixels=1920 * 1080, saliency_fps=100.0, lens_fps=60.0) -> Engine:
     plan = ThreadPlan.for_device("cpu", max_peers=2, threads=1)
     registry = Registry(scan(zoo, "cpu"), "cpu", {"style": 1, "multistyle": 1, "saliency": 1})
-    return Engine(registry, plan, process_size, max_pixels, saliency_fps=100)
+    return Engine(registry, plan, process_size, max_pixels, saliency_fps, lens_fps)
 
 
 def test_newest_frame_wins_and_pts_are_kept(tiny_zoo):
