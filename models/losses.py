@@ -89,13 +89,33 @@ def sobel(image: torch.Tensor) -> torch.Tensor:
     return F.conv2d(image, kernel, groups=image.shape[1])
 
 
-def texture_energy(image: torch.Tensor, window: int = 8) -> torch.Tensor:
+BINOMIAL_4 = (0.125, 0.375, 0.375, 0.125)
+
+
+def half_resolution(image: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2)), float32, binomial low-pass then every
+    second pixel: little of what is finer than the new grid folds back into it."""
+    image = image.float()
+    k = image.new_tensor(BINOMIAL_4)
+    kernel = (k.view(-1, 1) * k.view(1, -1)).expand(image.shape[1], 1, 4, 4)
+    return F.conv2d(F.pad(image, (1, 2, 1, 2), mode="replicate"), kernel, stride=2, groups=image.shape[1])
+
+
+def texture_energy(image: torch.Tensor, window: int = 8, scale: int = 1) -> torch.Tensor:
     """(B, C, H, W) -> the mean Sobel gradient magnitude of each ``window`` x ``window`` cell
     and channel: how much texture a region has, whatever its strokes' exact positions.
 
     Matching a teacher pixel by pixel (or gradient by gradient) pays for the mean of the
     strokes it could have drawn, and the mean of strokes at uncertain positions is a blur;
-    this measure is the same for any placement, so matching it pays for texture as such."""
+    this measure is the same for any placement, so matching it pays for texture as such.
+    ``scale`` 2 measures it at half resolution, low-passed first (binomial 1-3-3-1, which
+    keeps periods of 6 px and more, and all but removes 3 px and less, where a box filter
+    would fold them back as coarse texture): a network cannot then buy the teacher's energy
+    with a cheap pixel-scale hatch."""
+    if scale == 2:
+        image, window = half_resolution(image), window // 2
+    elif scale != 1:
+        raise ValueError(f"texture scale is 1 or 2, not {scale}")
     g = sobel(image)
     c = image.shape[1]
     magnitude = torch.sqrt(g[:, :c] ** 2 + g[:, c:] ** 2 + 1e-6)

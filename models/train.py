@@ -80,6 +80,7 @@ class TrainConfig:
     distill_weight: float = 0.0
     edge_weight: float = 0.0  # L1 between the Sobel gradients of output and teacher
     texture_weight: float = 0.0  # L1 between the texture energy (losses.texture_energy) of output and teacher
+    texture_scale: int = 2  # measured at half resolution: a pixel-scale hatch buys none of it
     teacher_crop: tuple[float, float] = (0.6, 1.0)  # crop side, as a fraction of the teacher's square photos
     step_kind: str = "perceptual"  # or "teacher": no VGG-16, only the pull toward the teacher
     holdout: bool = True
@@ -320,7 +321,8 @@ class Trainer:
         if c.edge_weight > 0:
             terms["edges"] = c.edge_weight * (losses.sobel(y) - losses.sobel(t)).abs().mean()
         if c.texture_weight > 0:
-            terms["texture"] = c.texture_weight * (losses.texture_energy(y) - losses.texture_energy(t)).abs().mean()
+            energy = (losses.texture_energy(y, scale=c.texture_scale) - losses.texture_energy(t, scale=c.texture_scale))
+            terms["texture"] = c.texture_weight * energy.abs().mean()
         return terms
 
     def teacher_terms(self, inputs: torch.Tensor, weights: torch.Tensor | None, taught: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -452,6 +454,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="weight of the mean absolute difference between how much texture output and teacher have in "
                         "each 8x8 cell (needs --teacher): pays for strokes wherever they fall, where --distill-weight "
                         "and --edge-weight pay only for strokes in the teacher's exact places, and so blur the rest")
+    p.add_argument("--texture-scale", type=int, choices=(1, 2), default=d.texture_scale,
+                   help="--texture-weight measures texture at full (1) or half (2, low-passed) resolution: at 1 a "
+                        "network matches the teacher's fine texture with a regular hatch of about 2.5 px, which 2 "
+                        "does not pay for")
     p.add_argument("--teacher-crop", type=float, nargs=2, default=list(d.teacher_crop), metavar=("LO", "HI"),
                    help="side of each training crop, as a fraction of the teacher's square photos (random in "
                         "[LO, HI]), before it is scaled to --size: --size / teach's --side keeps the painted "
@@ -509,7 +515,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight,
         luminance_weight=args.luminance_weight, teacher=str(args.teacher or ""), distill_weight=args.distill_weight,
-        edge_weight=args.edge_weight, texture_weight=args.texture_weight, teacher_crop=tuple(args.teacher_crop), step_kind=args.step_kind,
+        edge_weight=args.edge_weight, texture_weight=args.texture_weight, texture_scale=args.texture_scale, teacher_crop=tuple(args.teacher_crop), step_kind=args.step_kind,
         holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device, precision=args.precision,
     )

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -103,6 +105,21 @@ def test_texture_energy_is_the_same_wherever_the_strokes_fall_and_zero_on_flat()
     assert texture_energy(torch.full((1, 3, 34, 34), 0.3), 8).max() < 0.01
     assert torch.allclose(texture_energy(2 * stripes, 8), 2 * e, rtol=1e-3)
 
+
+def test_texture_energy_at_half_resolution_does_not_count_a_pixel_hatch():
+    """``--texture-scale 2``: a hatch of period 2.4 px (what a 2x nearest-upsampling head
+    drew to match the teacher's fine texture) has about as much energy as 8 px stripes at
+    full resolution; at half resolution it has almost none, and the stripes keep theirs."""
+    from stylecam.models.losses import half_resolution, texture_energy
+
+    x = torch.arange(64).float()
+    hatch = (0.5 + 0.5 * torch.cos(2 * math.pi * x / 2.4)).expand(1, 3, 64, 64).clone()
+    stripes = (x % 8 < 4).float().expand(1, 3, 64, 64).clone()
+    assert texture_energy(hatch, 8).mean() > 0.5 * texture_energy(stripes, 8).mean()
+    assert texture_energy(hatch, 8, scale=2).max() < 0.1 * texture_energy(stripes, 8, scale=2).mean()
+    assert texture_energy(stripes, 8, scale=2).mean() > 0.6 * texture_energy(stripes, 8).mean()
+    assert half_resolution(torch.full((1, 3, 9, 9), 0.3)).shape == (1, 3, 5, 5)
+    assert torch.allclose(half_resolution(torch.full((1, 3, 9, 9), 0.3)), torch.tensor(0.3))
 
 
 def test_lab_matches_opencv_and_the_palette_loss_pulls_toward_the_paintings_colours():
