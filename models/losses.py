@@ -138,6 +138,9 @@ def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], 1)
 
 
+PALETTE_SIDE = 512  # a painting's long side for its palette: all its colours, a bounded pixel count
+
+
 def palette_quantiles(image: torch.Tensor, directions: torch.Tensor, samples: int = 1024, most: int = 1 << 16) -> torch.Tensor:
     """(P, samples): the sorted projections of an image's Lab pixels on P unit ``directions``
     (P, 3), resampled to ``samples`` quantiles; the painting's side of ``palette_loss``. At

@@ -76,6 +76,7 @@ class TrainConfig:
     noise: float = 0.0
     stability_weight: float = 0.0
     luminance_weight: float = 0.0
+    palette_weight: float = 0.0  # sliced Wasserstein in Lab between each output and its painting (losses.palette_loss)
     teacher: str = ""  # folder written by `stylecam teach`: photos with a teacher's output per style
     distill_weight: float = 0.0
     edge_weight: float = 0.0  # L1 between the Sobel gradients of output and teacher
@@ -222,6 +223,11 @@ class Trainer:
             self.content = content or ContentImages([Path(p) for p in config.content], config.size, config.holdout)
         self.num_styles = len(config.styles)
         self.vgg = None if config.step_kind == "teacher" else self._style_targets()
+        if config.palette_weight > 0:
+            self.directions = losses.palette_directions().to(self.device)
+            with torch.no_grad():
+                paintings = [load_style_image(Path(p), losses.PALETTE_SIDE).to(self.device) for p in config.styles]
+                self.palettes = torch.stack([losses.palette_quantiles(p, self.directions) for p in paintings])
         self.style_scale = torch.tensor(config.style_weight, device=self.device).expand(self.num_styles)
         self.running: dict[str, float | torch.Tensor] = dict(resume.losses) if resume is not None else {}
         self.batches: BatchStream | None = None
@@ -303,6 +309,8 @@ class Trainer:
             terms.update(self.distill_terms(y, taught))
         if c.luminance_weight > 0:
             terms["luminance"] = c.luminance_weight * losses.luminance(y, x)
+        if c.palette_weight > 0:
+            terms["palette"] = self.palette_term(y, index)
         if c.stability_weight > 0:  # a second pass on the batch moved by 1-3 pixels each way
             dy, dx = 1 + step % 3, 1 + step // 3 % 3
             with self.autocast():
@@ -325,11 +333,20 @@ class Trainer:
             terms["texture"] = c.texture_weight * energy.abs().mean()
         return terms
 
+    def palette_term(self, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Each output's colours against its own painting's: Gram and teacher terms leave the
+        hues free to drift (``bench quality``'s palette distance measures the same thing)."""
+        per_sample = [losses.palette_loss(y[i : i + 1], self.palettes[s], self.directions) for i, s in enumerate(index.tolist())]
+        return self.config.palette_weight * torch.stack(per_sample).mean()
+
     def teacher_terms(self, inputs: torch.Tensor, weights: torch.Tensor | None, taught: torch.Tensor) -> dict[str, torch.Tensor]:
         """A teacher step: the student's forward only, no loss network."""
         with self.autocast():
             y = self.model(inputs, weights)
         terms = {**self.distill_terms(y, taught), "range": self.config.range_weight * losses.out_of_range(y)}
+        if self.config.palette_weight > 0:
+            index = torch.zeros(y.shape[0], dtype=torch.long) if weights is None else weights.argmax(1)
+            terms["palette"] = self.palette_term(y, index)
         terms["total"] = sum(terms.values())
         return terms
 
@@ -442,6 +459,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--luminance-weight", type=float, default=d.luminance_weight,
                    help="weight of a term that keeps the photo's light and dark at 1/8 resolution (0 = off); "
                         "stops dark, flat regions being painted in the style's mid-tones")
+    p.add_argument("--palette-weight", type=float, default=d.palette_weight,
+                   help="weight of the sliced Wasserstein distance in Lab between each output's colours and its "
+                        "painting's (0 = off; no VGG-16, so teacher steps take it too): holds the hues the style "
+                        "and teacher terms let drift")
     p.add_argument("--teacher", type=Path, metavar="DIR",
                    help="folder written by `stylecam teach`: train on its photos, with a term pulling the output "
                         "toward the teacher's for the same crop (distillation)")
@@ -514,7 +535,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         style_size=tuple(args.style_size), content_weight=args.content_weight, style_weight=tuple(args.style_weight),
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight,
-        luminance_weight=args.luminance_weight, teacher=str(args.teacher or ""), distill_weight=args.distill_weight,
+        luminance_weight=args.luminance_weight, palette_weight=args.palette_weight, teacher=str(args.teacher or ""), distill_weight=args.distill_weight,
         edge_weight=args.edge_weight, texture_weight=args.texture_weight, texture_scale=args.texture_scale, teacher_crop=tuple(args.teacher_crop), step_kind=args.step_kind,
         holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device, precision=args.precision,

@@ -138,6 +138,8 @@ def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_pa
     trainer = Trainer(config)
     assert trainer.vgg is None
     assert set(trainer.loss_terms(0)) == {"distill", "edges", "texture", "range", "total"}
+    with_palette = Trainer(dataclasses.replace(config, palette_weight=1.0))
+    assert with_palette.vgg is None and "palette" in with_palette.loss_terms(0)
 
     def pull() -> float:
         trainer.model.eval()

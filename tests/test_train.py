@@ -343,3 +343,14 @@ def test_ctrl_c_saves_a_checkpoint_where_training_stopped(four_photos, tmp_path,
         assert signal.signal(signal.SIGINT, previous) == signal.SIG_IGN  # the handler it found is back
     assert Checkpoint.load(out / "last.pt").step == 2
     assert f"interrupted at step 2; saved {out / 'checkpoint_000002.pt'}" in capsys.readouterr().err
+
+
+def test_palette_term_holds_each_output_to_its_own_paintings_colours(four_photos, tmp_path):
+    """``--palette-weight``: a sample is measured against the painting of its own style (the
+    Wave's colours cost little as the Wave and much as Udnie), in perceptual and teacher steps alike."""
+    trainer = Trainer(tiny_config(four_photos, tmp_path, styles=("wave", "udnie"), palette_weight=2.0))
+    wave = load_style_image(STYLES / "wave.jpg", 64)
+    own, other = (trainer.palette_term(wave, torch.tensor([i])).item() for i in (0, 1))
+    assert own < 0.3 * other and other > 2.0
+    assert trainer.loss_terms(0)["palette"].item() > 0
+    assert "palette" not in Trainer(tiny_config(four_photos, tmp_path, styles=("wave", "udnie"))).loss_terms(0)

@@ -81,7 +81,6 @@ class Row:
 
 
 PEER = "peer"
-PALETTE_SIDE = 512  # the painting's long side for its palette: all its colours, a bounded pixel count
 
 
 def pan_clip(rgb: np.ndarray, width: int, height: int, frames: int) -> list[np.ndarray]:
@@ -161,7 +160,7 @@ def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
     missing = sorted({s for _, s, _, _ in jobs} - set(style_paths))
     if missing:
         raise ImageError(f"no style image named {', '.join(missing)} under {args.styles}")
-    paintings = {s: scale_to_long_side(read_rgb(style_paths[s]), PALETTE_SIDE) for _, s, _, _ in jobs}
+    paintings = {s: scale_to_long_side(read_rgb(style_paths[s]), losses.PALETTE_SIDE) for _, s, _, _ in jobs}
     if args.peer is not None:
         teacher = ArbitraryStyle(args.peer, args.threads)
         ours: dict[str, int] = {}  # the peer against our targets: the first model's, for each style
