@@ -4,16 +4,19 @@ Only cards and ``.onnx`` files are read: the server knows nothing else about a m
 A card that cannot be used is skipped with one warning naming the file and the fix, so
 one bad export never stops the server. When a model has several verified precisions,
 each device gets its fastest (``FASTEST``): CUDA the fp16 graph, the CPU the int8 one.
+A float32 style graph with no fp16 card is converted on its first CUDA load (``half``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stylecam.server import half
 from stylecam.server.control import Catalog
 from stylecam.server.model_card import CardError, ModelCard, beside, iter_cards, read_labels
 from stylecam.server.ort_model import OrtModel
@@ -30,6 +33,7 @@ class Entry:
     card: ModelCard
     onnx: Path
     labels: tuple[str, ...] = ()
+    half: bool = False  # a float32 style graph to serve as its fp16 twin, made at its first load (``half.half_of``)
 
 
 def _labels(card_path: Path, card: ModelCard) -> tuple[str, ...]:
@@ -81,6 +85,8 @@ def scan(directory: Path, device: str, precision: str = "auto") -> dict[str, Ent
     found: dict[str, Entry] = {}
     for entries in groups.values():
         chosen = pick(entries, device, precision)
+        if device == "cuda" and precision in ("auto", "fp16") and chosen.card.precision == "fp32" and chosen.card.kind in ("style", "multistyle"):
+            chosen = dataclasses.replace(chosen, half=True)
         name = next((e.card.name for e in entries if e.card.precision == "fp32"), chosen.card.name)
         if name in found:
             log.warning("two models are named %r (%s, %s); serving the first", name, found[name].onnx, chosen.onnx)
@@ -193,6 +199,8 @@ class Registry:
             if runner is None:
                 entry = self.entries[name]
                 threads = self._threads.get(entry.card.kind, 0)
+                if entry.half:
+                    entry = self.entries[name] = half.half_of(entry, self.device, threads)
                 model = OrtModel.load(entry.onnx, device=self.device, threads=threads, spin=False)
                 log.info("loaded %s (%s, %s) on %s with %d intra-op threads", name, entry.card.kind, entry.card.precision, model.provider, threads)
                 if self.device == "cuda" and model.provider != "CUDAExecutionProvider":
