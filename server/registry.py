@@ -46,7 +46,7 @@ def _labels(card_path: Path, card: ModelCard) -> tuple[str, ...]:
         return ()
 
 
-def _same_model(card: ModelCard) -> tuple:
+def same_model(card: ModelCard) -> tuple:
     """Cards that are one model in different precisions share this key: the checkpoint
     they were exported from (style), or method + classifier (saliency)."""
     if card.kind in ("saliency", "lens") and card.method:
@@ -81,7 +81,7 @@ def scan(directory: Path, device: str, precision: str = "auto") -> dict[str, Ent
         if not onnx_path.is_file():
             log.warning("skipping card %s: its model %s is missing; re-export it", card_path, onnx_path)
             continue
-        groups.setdefault(_same_model(card), []).append(Entry(card, onnx_path, _labels(card_path, card)))
+        groups.setdefault(same_model(card), []).append(Entry(card, onnx_path, _labels(card_path, card)))
     found: dict[str, Entry] = {}
     for entries in groups.values():
         chosen = pick(entries, device, precision)

@@ -57,3 +57,15 @@ def test_udp_receive_errors_reads_the_kernels_counter(tmp_path):
     assert udp_receive_errors(tmp_path / "absent") is None  # not Linux
     snmp.write_text("Udp: InDatagrams RcvbufErrors\n")
     assert udp_receive_errors(snmp) is None  # no value line
+
+
+def test_fp16_rows_come_from_the_zoo_or_from_the_twin_a_cuda_server_makes(tmp_path, monkeypatch):
+    """A float32 style graph shipped with its fp16 card is timed as shipped; one without gets
+    the twin ``server/half.py`` makes (on the CPU here, where onnxruntime runs fp16 too)."""
+    from stylecam.export.bench.gpu import fp16_twins
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    styles = [(DEFAULT_ZOO / f"multistyle_rt{suffix}.onnx", load_card(DEFAULT_ZOO / f"multistyle_rt{suffix}.json")) for suffix in ("", "_fp16")]
+    assert fp16_twins(styles, "cpu") == []
+    (twin_path, twin), = fp16_twins(styles[:1], "cpu")
+    assert twin.precision == "fp16" and twin.name == "multistyle_rt" and twin_path.parent == tmp_path / "cache" / "stylecam" / "fp16"

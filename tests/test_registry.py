@@ -182,9 +182,10 @@ def test_each_session_opens_once_on_first_use_with_its_kinds_threads(zoo, monkey
         reg.runner("nobody")
 
 
-def test_a_cuda_registry_says_when_a_model_fell_back_to_the_cpu(zoo, monkeypatch, caplog):
+def test_a_cuda_registry_says_when_a_model_fell_back_to_the_cpu(zoo, monkeypatch, caplog, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # where the fp16 twin of `invert` goes
     load = registry_module.OrtModel.load
-    monkeypatch.setattr(registry_module.OrtModel, "load", lambda path, device, threads, spin: load(path, "cpu", threads, spin))
+    monkeypatch.setattr(registry_module.OrtModel, "load", lambda path, device, threads=0, spin=True: load(path, "cpu", threads, spin))
     caplog.set_level(logging.WARNING)
     cuda = "".join(["cu", "da"])  # built at run time: compared by value, not identity
     Registry(scan(zoo, cuda), cuda, {}).runner("invert")
@@ -204,7 +205,7 @@ def test_a_cuda_registry_says_when_a_model_fell_back_to_the_cpu(zoo, monkeypatch
         def __getattr__(self, name: str):
             return getattr(self._session, name)
 
-    def on_cuda(path, device, threads, spin):
+    def on_cuda(path, device, threads=0, spin=True):
         model = load(path, "cpu", threads, spin)
         model.session = OnCuda(model.session)
         return model

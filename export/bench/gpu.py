@@ -5,7 +5,8 @@ missing CUDA or cuDNN library, a wrong driver), so this first checks where the n
 shipped graph really ran, from onnxruntime's own profile, and stops with one line if it
 was not the GPU. Then it times, with IO binding as the server runs them:
 
-- each style model of the zoo, fp32 and fp16, at 640x480 and 1280x720;
+- each style model of the zoo, fp32 and fp16 (the fp16 graph a CUDA server makes of a
+  float32 one that ships without it, ``server/half.py``), at 640x480 and 1280x720;
 - each saliency graph on a 640x480 frame;
 - ``bench e2e``'s scenario with 1, 4 and 8 peers sending 1280x720, style + Grad-CAM and
   then style alone, each client in its own process on the same machine (``--peers``,
@@ -32,8 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from stylecam.export.cli import HelpFormatter
-from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards, load_card_for_onnx
+from stylecam.server import half
+from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards, load_card_for_onnx
 from stylecam.server.ort_model import OrtModel, cuda_device_name, providers_for
+from stylecam.server.registry import Entry, same_model
 from stylecam.server.runner import SaliencyRunner, StyleRunner
 
 SIZES = ((640, 480), (1280, 720))
@@ -159,6 +162,15 @@ def e2e(models: Path, peers: list[int], seconds: float, warmup: float) -> list[d
         proc.wait(timeout=10)
 
 
+def fp16_twins(styles: list[tuple[Path, ModelCard]], device: str = "cuda") -> list[tuple[Path, ModelCard]]:
+    """The fp16 graphs a CUDA server makes of the float32 ones that ship without one (``half``),
+    made (or taken from the cache) here, so the table has the graph the server runs."""
+    shipped = {same_model(card) for _, card in styles if card.precision == "fp16"}
+    twins = [half.half_of(Entry(card, path), device) for path, card in styles
+             if card.precision == "fp32" and same_model(card) not in shipped]
+    return [(t.onnx, t.card) for t in twins if t.card.precision == "fp16"]
+
+
 def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
@@ -177,6 +189,7 @@ def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
         raise GpuError(f"no fp32 or fp16 style models under {args.models}")
     fp32 = [path for path, card in styles if card.precision == "fp32"]
     check = check_cuda((fp32 or [styles[0][0]])[0])
+    styles += fp16_twins(styles)
     rows = []
     for path, card in styles:
         for size in SIZES:
