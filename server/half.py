@@ -16,15 +16,11 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stylecam.server.model_card import FRAME, STYLE, STYLIZED, CardError, ModelCard, card_path_for, load_card_for_onnx, sha256_of
 from stylecam.server.ort_model import OrtModel
-
-if TYPE_CHECKING:
-    from stylecam.server.registry import Entry
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +54,32 @@ def worst_difference(card: ModelCard, reference: OrtModel, candidate: OrtModel) 
     return worst
 
 
-def half_of(entry: Entry, device: str, threads: int = 0) -> Entry:
-    """``entry``'s fp16 twin, from the cache or made and checked now on ``device``; the float32
-    ``entry``, with one warning, when the twin cannot be made or breaks the parity rule."""
-    cached = cache_dir() / f"{entry.card.sha256}.onnx"
+def half_of(card: ModelCard, onnx: Path, device: str, threads: int = 0) -> tuple[ModelCard, Path]:
+    """The fp16 twin of the float32 graph ``onnx`` (``card``), from the cache or made and checked
+    now on ``device``; ``card`` and ``onnx`` themselves, with one warning, when the twin cannot
+    be made or breaks the parity rule."""
+    cached = cache_dir() / f"{card.sha256}.onnx"
     try:
-        card = load_card_for_onnx(cached)
+        return load_card_for_onnx(cached), cached
     except CardError:  # not made yet, or damaged: made again
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cached.parent, prefix=".half-") as tmp:
-            staged = Path(tmp) / cached.name
-            try:
-                convert(entry.onnx, staged)
-            except ImportError as e:
-                log.warning("%s stays fp32: converting it to fp16 needs the onnx package (%s)", entry.card.name, e)
-                return dataclasses.replace(entry, half=False)
-            card = dataclasses.replace(entry.card, precision="fp16", onnx=cached.name, sha256=sha256_of(staged),
-                                       source={**entry.card.source, "fp16_of": entry.card.sha256})
-            card_path_for(staged).write_text(card.to_json())
-            worst = worst_difference(entry.card, OrtModel.load(entry.onnx, device, threads), OrtModel.load(staged, device, threads))
-            if worst > TOLERANCE_LEVELS:
-                log.warning("%s stays fp32: its fp16 conversion differs by %d levels on %s (at most %d allowed)",
-                            entry.card.name, worst, device, TOLERANCE_LEVELS)
-                return dataclasses.replace(entry, half=False)
-            os.replace(card_path_for(staged), card_path_for(cached))
-            os.replace(staged, cached)
-        log.info("made an fp16 graph of %s on %s (max |fp16 - fp32| = %d level(s)), cached as %s", entry.card.name, device, worst, cached)
-    return dataclasses.replace(entry, card=card, onnx=cached, half=False)
+        pass
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cached.parent, prefix=".half-") as tmp:
+        staged = Path(tmp) / cached.name
+        try:
+            convert(onnx, staged)
+        except ImportError as e:
+            log.warning("%s stays fp32: converting it to fp16 needs the onnx package (%s)", card.name, e)
+            return card, onnx
+        twin = dataclasses.replace(card, precision="fp16", onnx=cached.name, sha256=sha256_of(staged),
+                                   source={**card.source, "fp16_of": card.sha256})
+        card_path_for(staged).write_text(twin.to_json())
+        worst = worst_difference(card, OrtModel.load(onnx, device, threads), OrtModel.load(staged, device, threads))
+        if worst > TOLERANCE_LEVELS:
+            log.warning("%s stays fp32: its fp16 conversion differs by %d levels on %s (at most %d allowed)",
+                        card.name, worst, device, TOLERANCE_LEVELS)
+            return card, onnx
+        os.replace(card_path_for(staged), card_path_for(cached))
+        os.replace(staged, cached)
+    log.info("made an fp16 graph of %s on %s (max |fp16 - fp32| = %d level(s)), cached as %s", card.name, device, worst, cached)
+    return twin, cached

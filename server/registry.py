@@ -200,7 +200,8 @@ class Registry:
                 entry = self.entries[name]
                 threads = self._threads.get(entry.card.kind, 0)
                 if entry.half:
-                    entry = self.entries[name] = half.half_of(entry, self.device, threads)
+                    card, onnx = half.half_of(entry.card, entry.onnx, self.device, threads)
+                    entry = self.entries[name] = dataclasses.replace(entry, card=card, onnx=onnx, half=False)
                 model = OrtModel.load(entry.onnx, device=self.device, threads=threads, spin=False)
                 log.info("loaded %s (%s, %s) on %s with %d intra-op threads", name, entry.card.kind, entry.card.precision, model.provider, threads)
                 if self.device == "cuda" and model.provider != "CUDAExecutionProvider":

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from stylecam.server import half
-from stylecam.server.model_card import iter_cards
+from stylecam.server.model_card import ModelCard, iter_cards
 from stylecam.server.ort_model import OrtModel
-from stylecam.server.registry import Entry, Registry, scan
+from stylecam.server.registry import Registry, scan
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO = REPO / "models" / "zoo"
@@ -26,12 +26,12 @@ def cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "cache" / "stylecam" / "fp16"
 
 
-def shipped(name: str) -> Entry:
+def shipped(name: str) -> tuple[ModelCard, Path]:
     card = next(c for _, c in iter_cards(ZOO) if c.name == name)
-    return Entry(card, ZOO / card.onnx, half=True)
+    return card, ZOO / card.onnx
 
 
-def write_coarse(directory: Path) -> Entry:
+def write_coarse(directory: Path) -> tuple[ModelCard, Path]:
     """stylized = clip(frame + 8195 - 8180): float16 stores 8195 as 8192, so the twin is 3
     levels off everywhere (whether a device computes in float16 or, as onnxruntime's CPU
     provider does for lack of kernels, in float32 from the float16 constants)."""
@@ -45,24 +45,24 @@ def write_coarse(directory: Path) -> Entry:
     graph = helper.make_graph(nodes, "coarse", [_frame_input()], [_stylized_output()],
                               [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in constants.items()])
     card = _save(graph, directory, "coarse", dict(kind="style", inputs=(FRAME,), outputs=(STYLIZED,), arch="test-coarse"))
-    return Entry(card, directory / card.onnx, half=True)
+    return card, directory / card.onnx
 
 
 def test_the_shipped_style_net_gets_a_checked_fp16_twin_made_once(cache, caplog, monkeypatch):
-    entry = shipped("multistyle_rt")
+    card, onnx = shipped("multistyle_rt")
     with caplog.at_level(logging.INFO, logger="stylecam.server.half"):
-        twin = half.half_of(entry, "cpu")
-    assert twin.card.precision == "fp16" and not twin.half and twin.onnx == cache / f"{entry.card.sha256}.onnx"
-    assert twin.card.styles == entry.card.styles and twin.card.name == entry.card.name
+        twin, twin_onnx = half.half_of(card, onnx, "cpu")
+    assert twin.precision == "fp16" and twin_onnx == cache / f"{card.sha256}.onnx" and twin.source["fp16_of"] == card.sha256
+    assert twin.styles == card.styles and twin.name == card.name
     assert [r.message for r in caplog.records if "made an fp16 graph of multistyle_rt" in r.message]
-    assert sorted(cache.iterdir()) == [twin.onnx.with_suffix(".json"), twin.onnx]  # nothing staged is left behind
-    import onnx
+    assert sorted(cache.iterdir()) == [twin_onnx.with_suffix(".json"), twin_onnx]  # nothing staged is left behind
+    import onnx as onnx_package
 
-    weights = {t.data_type for t in onnx.load(str(twin.onnx)).graph.initializer if len(t.dims) == 4}
-    assert weights == {onnx.TensorProto.FLOAT16}
-    fp32, fp16 = OrtModel.load(entry.onnx, "cpu"), OrtModel.load(twin.onnx, "cpu")
+    weights = {t.data_type for t in onnx_package.load(str(twin_onnx)).graph.initializer if len(t.dims) == 4}
+    assert weights == {onnx_package.TensorProto.FLOAT16}
+    fp32, fp16 = OrtModel.load(onnx, "cpu"), OrtModel.load(twin_onnx, "cpu")
     frame = np.random.default_rng(5).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    vector = entry.card.vector_table()[2]
+    vector = card.vector_table()[2]
     a, b = (m.run(frame=frame, style=vector)["stylized"].astype(int) for m in (fp32, fp16))
     assert np.abs(a - b).max() <= 2 and np.abs(a - b).mean() < 0.2
 
@@ -70,14 +70,13 @@ def test_the_shipped_style_net_gets_a_checked_fp16_twin_made_once(cache, caplog,
         raise AssertionError("converted again")
 
     monkeypatch.setattr(half, "convert", never)
-    assert half.half_of(entry, "cpu").onnx == twin.onnx  # a later start takes the cached graph
+    assert half.half_of(card, onnx, "cpu") == (twin, twin_onnx)  # a later start takes the cached graph
 
 
 def test_a_twin_that_breaks_the_parity_rule_is_not_served_nor_cached(cache, tmp_path, caplog):
-    entry = write_coarse(tmp_path)
+    card, onnx = write_coarse(tmp_path)
     with caplog.at_level(logging.WARNING, logger="stylecam.server.half"):
-        kept = half.half_of(entry, "cpu")
-    assert kept.card.precision == "fp32" and kept.onnx == entry.onnx and not kept.half
+        assert half.half_of(card, onnx, "cpu") == (card, onnx)
     assert "coarse stays fp32: its fp16 conversion differs by 3 levels on cpu" in caplog.text
     assert not any(cache.iterdir())
 

@@ -36,7 +36,7 @@ from stylecam.export.cli import HelpFormatter
 from stylecam.server import half
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards, load_card_for_onnx
 from stylecam.server.ort_model import OrtModel, cuda_device_name, providers_for
-from stylecam.server.registry import Entry, same_model
+from stylecam.server.registry import same_model
 from stylecam.server.runner import SaliencyRunner, StyleRunner
 
 SIZES = ((640, 480), (1280, 720))
@@ -166,9 +166,8 @@ def fp16_twins(styles: list[tuple[Path, ModelCard]], device: str = "cuda") -> li
     """The fp16 graphs a CUDA server makes of the float32 ones that ship without one (``half``),
     made (or taken from the cache) here, so the table has the graph the server runs."""
     shipped = {same_model(card) for _, card in styles if card.precision == "fp16"}
-    twins = [half.half_of(Entry(card, path), device) for path, card in styles
-             if card.precision == "fp32" and same_model(card) not in shipped]
-    return [(t.onnx, t.card) for t in twins if t.card.precision == "fp16"]
+    twins = [half.half_of(card, path, device) for path, card in styles if card.precision == "fp32" and same_model(card) not in shipped]
+    return [(path, card) for card, path in twins if card.precision == "fp16"]
 
 
 def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
