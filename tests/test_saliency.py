@@ -205,7 +205,7 @@ def test_the_gate_holds_exact_methods_to_every_pixel(exact):
 
 
 def test_bench_deletion_prints_its_table_and_writes_json(tmp_path, capsys):
-    """`stylecam bench deletion` as the README gives it, on two photos and a short schedule."""
+    """`stylecam bench deletion` as docs/guides/explain.md gives it, on two photos and a short schedule."""
     from stylecam.export.cli import main as cli
 
     out = tmp_path / "deletion.json"

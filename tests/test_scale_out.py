@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.skipif(not Path(HAPROXY).exists() and not os.environ.get("CI"), reason="haproxy not installed (apt-get install haproxy)"),
 ]
 
-# The recipe the README gives, with the ports filled in.
+# The recipe docs/guides/haproxy.md gives, with the ports filled in.
 CONFIG = """\
 global
     maxconn 256

@@ -100,7 +100,7 @@ def test_no_models_passes_through_and_peer_cap(tmp_path):
 
 
 def test_server_imports_no_torch():
-    """Every module of the serving path, stylize and explain included (the README's promise)."""
+    """Every module of the serving path, stylize and explain included (the docs' promise)."""
     modules = sorted(f"stylecam.server.{p.stem}" for p in (REPO / "server").glob("*.py"))
     assert {"stylecam.server.stylize", "stylecam.server.explain", "stylecam.server.engine"} <= set(modules)
     code = f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; print('torch' in sys.modules)"
@@ -136,7 +136,7 @@ def test_cuda_without_a_gpu_is_one_line_exit_2(tmp_path):
 
 
 def test_an_offer_that_never_connects_frees_its_slot_after_the_connect_timeout(tmp_path):
-    """The README: a peer that fails ICE is closed. An offer is answered, then the client
+    """The docs (guides/serve.md): a peer that fails ICE is closed. An offer is answered, then the client
     goes away without ever connecting: its --max-peers slot is free again after
     connect_timeout, and not before."""
     import asyncio

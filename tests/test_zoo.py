@@ -70,7 +70,7 @@ def held_out_photos(count: int, long_side: int) -> list[np.ndarray]:
 def test_style_graph_is_its_checkpoint(card_path):
     """fp32 and fp16 graphs: at most 1 level from the float32 network on random frames at
     sizes the export never checked (one not a multiple of 4). int8 graphs (never exact):
-    the README's rule on 2 held-out photos at 320 px, one style each: mean |difference| at
+    the docs' rule (design/export-gate.md) on 2 held-out photos at 320 px, one style each: mean |difference| at
     most 4 levels, 99th percentile at most 16. The network is the trained one, its styles
     a table of (gamma, beta) blended by weights; the graph is fed the card's vectors mixed by
     the same weights, so this also holds every shipped vector to the style it names."""
