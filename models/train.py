@@ -82,6 +82,7 @@ class TrainConfig:
     edge_weight: float = 0.0  # L1 between the Sobel gradients of output and teacher
     texture_weight: float = 0.0  # L1 between the texture energy (losses.texture_energy) of output and teacher
     texture_scale: int = 2  # measured at half resolution: a pixel-scale hatch buys none of it
+    fine_weight: float = 0.0  # texture finer than ~4 px beyond the teacher's (losses.fine_energy), per 4x4 cell
     teacher_crop: tuple[float, float] = (0.6, 1.0)  # crop side, as a fraction of the teacher's square photos
     step_kind: str = "perceptual"  # or "teacher": no VGG-16, only the pull toward the teacher
     holdout: bool = True
@@ -331,6 +332,8 @@ class Trainer:
         if c.texture_weight > 0:
             energy = (losses.texture_energy(y, scale=c.texture_scale) - losses.texture_energy(t, scale=c.texture_scale))
             terms["texture"] = c.texture_weight * energy.abs().mean()
+        if c.fine_weight > 0:
+            terms["fine"] = c.fine_weight * (losses.fine_energy(y) - losses.fine_energy(t)).clamp(min=0).mean()
         return terms
 
     def palette_term(self, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -479,6 +482,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="--texture-weight measures texture at full (1) or half (2, low-passed) resolution: at 1 a "
                         "network matches the teacher's fine texture with a regular hatch of about 2.5 px, which 2 "
                         "does not pay for")
+    p.add_argument("--fine-weight", type=float, default=d.fine_weight,
+                   help="weight of the texture finer than about 4 px that the output has beyond the teacher's, in "
+                        "each 4x4 cell (needs --teacher): stops a regular pixel-scale hatch, and leaves fine "
+                        "marks where the teacher has them")
     p.add_argument("--teacher-crop", type=float, nargs=2, default=list(d.teacher_crop), metavar=("LO", "HI"),
                    help="side of each training crop, as a fraction of the teacher's square photos (random in "
                         "[LO, HI]), before it is scaled to --size: --size / teach's --side keeps the painted "
@@ -515,9 +522,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for folder in args.content:
         if not folder.is_dir():
             raise ImageError(f"--content {folder}: not a folder of images")
-    if (args.distill_weight > 0 or args.edge_weight > 0 or args.texture_weight > 0 or args.step_kind == "teacher") \
+    if (args.distill_weight > 0 or args.edge_weight > 0 or args.texture_weight > 0 or args.fine_weight > 0 or args.step_kind == "teacher") \
             and args.teacher is None:
-        raise ImageError("--distill-weight, --edge-weight, --texture-weight and --step-kind teacher need --teacher DIR "
+        raise ImageError("--distill-weight, --edge-weight, --texture-weight, --fine-weight and --step-kind teacher need --teacher DIR "
                          "(a folder written by `stylecam teach`)")
     if args.step_kind == "teacher" and args.distill_weight <= 0:
         raise ImageError("--step-kind teacher learns from the teacher alone: give --distill-weight above 0 (e.g. 1)")
@@ -536,8 +543,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight,
         luminance_weight=args.luminance_weight, palette_weight=args.palette_weight, teacher=str(args.teacher or ""), distill_weight=args.distill_weight,
-        edge_weight=args.edge_weight, texture_weight=args.texture_weight, texture_scale=args.texture_scale, teacher_crop=tuple(args.teacher_crop), step_kind=args.step_kind,
-        holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
+        edge_weight=args.edge_weight, texture_weight=args.texture_weight, texture_scale=args.texture_scale, fine_weight=args.fine_weight,
+        teacher_crop=tuple(args.teacher_crop), step_kind=args.step_kind, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device, precision=args.precision,
     )
 

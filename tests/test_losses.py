@@ -122,6 +122,18 @@ def test_texture_energy_at_half_resolution_does_not_count_a_pixel_hatch():
     assert torch.allclose(half_resolution(torch.full((1, 3, 9, 9), 0.3)), torch.tensor(0.3))
 
 
+def test_fine_energy_sees_a_pixel_hatch_and_barely_a_stroke():
+    """``--fine-weight``'s measure: a 2.4 px hatch has most of its contrast in it, 16 px
+    stripes a tiny part, a flat image none."""
+    from stylecam.models.losses import fine_energy
+
+    x = torch.arange(64).float()
+    wave = lambda period: (0.5 + 0.5 * torch.cos(2 * math.pi * x / period)).expand(1, 3, 64, 64).clone()  # noqa: E731
+    hatch, strokes = fine_energy(wave(2.4)), fine_energy(wave(16))
+    assert hatch.shape == (1, 3, 16, 16) and hatch.mean() > 0.25 and hatch.mean() > 10 * strokes.mean()
+    assert fine_energy(torch.full((1, 3, 64, 64), 0.7)).max() < 1e-6
+
+
 def test_lab_matches_opencv_and_the_palette_loss_pulls_toward_the_paintings_colours():
     """``learn --palette-weight``: the same Lab as `bench quality`'s palette distance (OpenCV's,
     up to its 8-bit rounding), zero against itself, and its gradient moves colours toward the target."""

@@ -140,6 +140,12 @@ def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_pa
     assert set(trainer.loss_terms(0)) == {"distill", "edges", "texture", "range", "total"}
     with_palette = Trainer(dataclasses.replace(config, palette_weight=1.0))
     assert with_palette.vgg is None and "palette" in with_palette.loss_terms(0)
+    fine = Trainer(dataclasses.replace(config, fine_weight=1.0))
+    taught = torch.rand(2, 3, 64, 64)
+    smooth = torch.linspace(0, 0.8, 64).expand(2, 3, 64, 64)
+    hatch = 0.2 * (torch.arange(64) % 2).float().expand(2, 3, 64, 64)
+    assert fine.distill_terms(taught, taught)["fine"].item() == 0  # the teacher's own fine marks cost nothing
+    assert fine.distill_terms(smooth + hatch, smooth)["fine"].item() > 0.05  # a hatch where it has none does
 
     def pull() -> float:
         trainer.model.eval()
