@@ -111,9 +111,9 @@ def test_distillation_pulls_the_output_toward_the_teacher(taught, tmp_path):
 def test_train_refuses_a_distill_weight_without_a_teacher_and_a_folder_without_a_manifest(taught, tmp_path, capsys):
     content, _ = taught
     base = ["train", "--style", str(STYLES / "wave.jpg"), "--content", str(content), "--out", str(tmp_path / "run")]
-    for flags in (["--distill-weight", "1"], ["--edge-weight", "1"], ["--texture-weight", "1"], ["--step-kind", "teacher"]):
+    for flags in (["--distill-weight", "1"], ["--edge-weight", "1"], ["--texture-weight", "1"], ["--fine-weight", "1"], ["--step-kind", "teacher"]):
         assert cli([*base, *flags]) == 2
-        assert "--distill-weight, --edge-weight, --texture-weight and --step-kind teacher need --teacher DIR" in capsys.readouterr().err
+        assert "--distill-weight, --edge-weight, --texture-weight, --fine-weight and --step-kind teacher need --teacher DIR" in capsys.readouterr().err
     assert cli([*base, "--teacher", str(content)]) == 2
     assert "no readable teacher.json" in capsys.readouterr().err
     assert cli(["train", "--style", str(STYLES / "wave.jpg"), "--out", str(tmp_path / "run")]) == 2
