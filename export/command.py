@@ -28,7 +28,7 @@ from stylecam.export.verify import VerificationError, max_error, verify
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ImageError, write_thumbnail
 from stylecam.models.registry import UnknownModel, WeightsUnavailable
-from stylecam.server.model_card import FRAME, STYLE, STYLIZED, ModelCard, TensorSpec, encode_vector, sha256_of, write_card
+from stylecam.server.model_card import FRAME, PARITY_LEVELS, PARITY_SIZES, STYLE, STYLIZED, ModelCard, TensorSpec, encode_vector, sha256_of, write_card
 
 
 class UsageError(ValueError):
@@ -38,8 +38,8 @@ class UsageError(ValueError):
 # the saliency path (export.saliency_command) raises the last two
 USER_ERRORS = (UsageError, CheckpointError, VerificationError, UnknownModel, WeightsUnavailable, ImageError)
 # two verification sizes: one a multiple of 4, one not (odd H and W exercise the crop)
-VERIFY_SIZES = ((96, 128), (61, 83))
-TOLERANCE = 1.0  # uint8 levels
+VERIFY_SIZES = PARITY_SIZES
+TOLERANCE = float(PARITY_LEVELS)  # uint8 levels
 
 
 @dataclass(frozen=True)

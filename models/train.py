@@ -269,6 +269,10 @@ class Trainer:
             return None
         return torch.nn.functional.one_hot(self.style_index(step, batch), self.num_styles).float().to(self.device)
 
+    def style_rows(self, weights: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The style index of each sample of a batch, from its one-hot ``weights`` (all 0 for a single style)."""
+        return torch.zeros(batch, dtype=torch.long, device=self.device) if weights is None else weights.argmax(1)
+
     def batch_at(self, step: int) -> Batch:
         """The photos of ``step`` (a function of seed and step), with the teacher's outputs when distilling."""
         c = self.config
@@ -298,7 +302,7 @@ class Trainer:
             fy = self.vgg(y)
             with torch.no_grad():
                 fx = self.vgg(x, upto=c.content_layer)
-        index = torch.zeros(x.shape[0], dtype=torch.long, device=self.device) if weights is None else weights.argmax(1)
+        index = self.style_rows(weights, x.shape[0])
         grams = [g[index] for g in self.target_grams]
         terms = {
             "content": c.content_weight * losses.content_loss(fy[c.content_layer], fx[c.content_layer]),
@@ -348,8 +352,7 @@ class Trainer:
             y = self.model(inputs, weights)
         terms = {**self.distill_terms(y, taught), "range": self.config.range_weight * losses.out_of_range(y)}
         if self.config.palette_weight > 0:
-            index = torch.zeros(y.shape[0], dtype=torch.long) if weights is None else weights.argmax(1)
-            terms["palette"] = self.palette_term(y, index)
+            terms["palette"] = self.palette_term(y, self.style_rows(weights, y.shape[0]))
         terms["total"] = sum(terms.values())
         return terms
 

@@ -19,13 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecam.server.model_card import FRAME, STYLE, STYLIZED, CardError, ModelCard, card_path_for, load_card_for_onnx, sha256_of
+from stylecam.server.model_card import FRAME, PARITY_LEVELS, PARITY_SIZES, STYLE, STYLIZED, CardError, ModelCard, card_path_for, load_card_for_onnx, sha256_of
 from stylecam.server.ort_model import OrtModel
 
 log = logging.getLogger(__name__)
 
-TOLERANCE_LEVELS = 1  # export's rule for fp32 and fp16 graphs against the float32 network
-VERIFY_SIZES = ((96, 128), (61, 83))  # (H, W), as export checks: one of them not a multiple of 4
 
 
 def cache_dir() -> Path:
@@ -41,11 +39,11 @@ def convert(source: Path, target: Path) -> None:
 
 
 def worst_difference(card: ModelCard, reference: OrtModel, candidate: OrtModel) -> int:
-    """The largest |candidate - reference| in levels over random frames at VERIFY_SIZES and every style."""
+    """The largest |candidate - reference| in levels over random frames at PARITY_SIZES and every style."""
     table = card.vector_table() if card.input(STYLE) is not None else [None]
     rng = np.random.default_rng(0)
     worst = 0
-    for h, w in VERIFY_SIZES:
+    for h, w in PARITY_SIZES:
         frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         for vector in table:
             feeds = {FRAME: frame} if vector is None else {FRAME: frame, STYLE: vector}
@@ -75,9 +73,9 @@ def half_of(card: ModelCard, onnx: Path, device: str, threads: int = 0) -> tuple
                                    source={**card.source, "fp16_of": card.sha256})
         card_path_for(staged).write_text(twin.to_json())
         worst = worst_difference(card, OrtModel.load(onnx, device, threads), OrtModel.load(staged, device, threads))
-        if worst > TOLERANCE_LEVELS:
+        if worst > PARITY_LEVELS:
             log.warning("%s stays fp32: its fp16 conversion differs by %d levels on %s (at most %d allowed)",
-                        card.name, worst, device, TOLERANCE_LEVELS)
+                        card.name, worst, device, PARITY_LEVELS)
             return card, onnx
         os.replace(card_path_for(staged), card_path_for(cached))
         os.replace(staged, cached)

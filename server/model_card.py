@@ -36,6 +36,11 @@ TARGET, LOGITS, SALIENCY, CLASS = "target", "logits", "saliency", "class"
 # fool FOOLED + PERTURBATION + LOGITS; dream DREAMED
 ACTIVATION, NEIGHBORS, SIMILARITY = "activation_", "neighbors", "similarity"
 FOOLED, PERTURBATION, DREAMED, LAYER_WEIGHTS = "fooled", "perturbation", "dreamed", "layer_weights"
+# the parity rule of fp32 and fp16 style graphs against their float32 network, at export and
+# for fp16 graphs made at serving time (half.py): random frames at these (H, W), one of them
+# not a multiple of 4, differ by at most PARITY_LEVELS on the 0-255 scale
+PARITY_SIZES = ((96, 128), (61, 83))
+PARITY_LEVELS = 1
 DEFAULT_ZOO = Path(str(resources.files("stylecam.models") / "zoo"))  # the trained default models, shipped in the package
 
 
