@@ -80,7 +80,7 @@ class TrainConfig:
     teacher: str = ""  # folder written by `stylecam teach`: photos with a teacher's output per style
     distill_weight: float = 0.0
     edge_weight: float = 0.0  # L1 between the Sobel gradients of output and teacher
-    texture_weight: float = 0.0  # L1 between the texture energy (losses.texture_energy) of output and teacher
+    texture_weight: tuple[float, ...] = (0.0,)  # L1 between the texture energies (losses.texture_energy) of output and teacher; one, or one per style
     texture_scale: int = 2  # measured at half resolution: a pixel-scale hatch buys none of it
     fine_weight: float = 0.0  # texture finer than ~4 px beyond the teacher's (losses.fine_energy), per 4x4 cell
     teacher_crop: tuple[float, float] = (0.6, 1.0)  # crop side, as a fraction of the teacher's square photos
@@ -92,7 +92,7 @@ class TrainConfig:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("style_weight", "style_size"):
+        for name in ("style_weight", "style_size", "texture_weight"):
             count = len(getattr(self, name))
             if count not in (1, len(self.styles)):
                 raise ImageError(f"--{name.replace('_', '-')} takes one value or one per style ({len(self.styles)}), got {count}")
@@ -230,6 +230,7 @@ class Trainer:
                 paintings = [load_style_image(Path(p), losses.PALETTE_SIDE).to(self.device) for p in config.styles]
                 self.palettes = torch.stack([losses.palette_quantiles(p, self.directions) for p in paintings])
         self.style_scale = torch.tensor(config.style_weight, device=self.device).expand(self.num_styles)
+        self.texture_weights = torch.tensor(config.texture_weight, device=self.device).expand(self.num_styles)
         self.running: dict[str, float | torch.Tensor] = dict(resume.losses) if resume is not None else {}
         self.batches: BatchStream | None = None
 
@@ -311,7 +312,7 @@ class Trainer:
             "range": c.range_weight * losses.out_of_range(y),
         }
         if taught is not None and c.distill_weight > 0:
-            terms.update(self.distill_terms(y, taught))
+            terms.update(self.distill_terms(y, taught, index))
         if c.luminance_weight > 0:
             terms["luminance"] = c.luminance_weight * losses.luminance(y, x)
         if c.palette_weight > 0:
@@ -324,18 +325,19 @@ class Trainer:
         terms["total"] = sum(terms.values())
         return terms
 
-    def distill_terms(self, y: torch.Tensor, taught: torch.Tensor) -> dict[str, torch.Tensor]:
+    def distill_terms(self, y: torch.Tensor, taught: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """L1 toward the teacher's output, and (``edge_weight``) L1 between the two images'
         Sobel gradients: the plain L1 optimum of an uncertain stroke is a blur, the
-        gradient term pays for the stroke's edges."""
+        gradient term pays for the stroke's edges. ``index``: each sample's style, for the
+        per-style texture weight."""
         c = self.config
         y, t = y.float(), taught.to(self.device, non_blocking=True)
         terms = {"distill": c.distill_weight * (y - t).abs().mean()}
         if c.edge_weight > 0:
             terms["edges"] = c.edge_weight * (losses.sobel(y) - losses.sobel(t)).abs().mean()
-        if c.texture_weight > 0:
+        if max(c.texture_weight) > 0:
             energy = (losses.texture_energy(y, scale=c.texture_scale) - losses.texture_energy(t, scale=c.texture_scale))
-            terms["texture"] = c.texture_weight * energy.abs().mean()
+            terms["texture"] = (self.texture_weights[index] * energy.abs().flatten(1).mean(1)).mean()
         if c.fine_weight > 0:
             terms["fine"] = c.fine_weight * (losses.fine_energy(y) - losses.fine_energy(t)).clamp(min=0).mean()
         return terms
@@ -343,16 +345,16 @@ class Trainer:
     def palette_term(self, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Each output's colours against its own painting's: Gram and teacher terms leave the
         hues free to drift (``bench quality``'s palette distance measures the same thing)."""
-        per_sample = [losses.palette_loss(y[i : i + 1], self.palettes[s], self.directions) for i, s in enumerate(index.tolist())]
-        return self.config.palette_weight * torch.stack(per_sample).mean()
+        return self.config.palette_weight * losses.palette_loss(y, self.palettes[index], self.directions)
 
     def teacher_terms(self, inputs: torch.Tensor, weights: torch.Tensor | None, taught: torch.Tensor) -> dict[str, torch.Tensor]:
         """A teacher step: the student's forward only, no loss network."""
         with self.autocast():
             y = self.model(inputs, weights)
-        terms = {**self.distill_terms(y, taught), "range": self.config.range_weight * losses.out_of_range(y)}
+        index = self.style_rows(weights, y.shape[0])
+        terms = {**self.distill_terms(y, taught, index), "range": self.config.range_weight * losses.out_of_range(y)}
         if self.config.palette_weight > 0:
-            terms["palette"] = self.palette_term(y, self.style_rows(weights, y.shape[0]))
+            terms["palette"] = self.palette_term(y, index)
         terms["total"] = sum(terms.values())
         return terms
 
@@ -477,10 +479,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--edge-weight", type=float, default=d.edge_weight,
                    help="weight of the mean absolute difference between the Sobel gradients of the output and "
                         "the teacher's (needs --teacher): keeps stroke edges sharp")
-    p.add_argument("--texture-weight", type=float, default=d.texture_weight,
+    p.add_argument("--texture-weight", type=float, nargs="+", default=list(d.texture_weight),
                    help="weight of the mean absolute difference between how much texture output and teacher have in "
                         "each 8x8 cell (needs --teacher): pays for strokes wherever they fall, where --distill-weight "
-                        "and --edge-weight pay only for strokes in the teacher's exact places, and so blur the rest")
+                        "and --edge-weight pay only for strokes in the teacher's exact places, and so blur the rest; "
+                        "one value, or one per --styles image")
     p.add_argument("--texture-scale", type=int, choices=(1, 2), default=d.texture_scale,
                    help="--texture-weight measures texture at full (1) or half (2, low-passed) resolution: at 1 a "
                         "network matches the teacher's fine texture with a regular hatch of about 2.5 px, which 2 "
@@ -525,7 +528,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for folder in args.content:
         if not folder.is_dir():
             raise ImageError(f"--content {folder}: not a folder of images")
-    if (args.distill_weight > 0 or args.edge_weight > 0 or args.texture_weight > 0 or args.fine_weight > 0 or args.step_kind == "teacher") \
+    if (args.distill_weight > 0 or args.edge_weight > 0 or max(args.texture_weight) > 0 or args.fine_weight > 0 or args.step_kind == "teacher") \
             and args.teacher is None:
         raise ImageError("--distill-weight, --edge-weight, --texture-weight, --fine-weight and --step-kind teacher need --teacher DIR "
                          "(a folder written by `stylecam teach`)")
@@ -546,7 +549,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         tv_weight=args.tv_weight, range_weight=args.range_weight, content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         lr=args.lr, style_lr_scale=args.style_lr_scale, seed=args.seed, noise=args.noise, stability_weight=args.stability_weight,
         luminance_weight=args.luminance_weight, palette_weight=args.palette_weight, teacher=str(args.teacher or ""), distill_weight=args.distill_weight,
-        edge_weight=args.edge_weight, texture_weight=args.texture_weight, texture_scale=args.texture_scale, fine_weight=args.fine_weight,
+        edge_weight=args.edge_weight, texture_weight=tuple(args.texture_weight), texture_scale=args.texture_scale, fine_weight=args.fine_weight,
         teacher_crop=tuple(args.teacher_crop), step_kind=args.step_kind, holdout=args.holdout, vgg=args.vgg, checkpoint_every=args.checkpoint_every,
         device=args.device, precision=args.precision,
     )

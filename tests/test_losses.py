@@ -155,3 +155,8 @@ def test_lab_matches_opencv_and_the_palette_loss_pulls_toward_the_paintings_colo
     loss = losses.palette_loss(grey, target, directions)
     loss.backward()
     assert loss > 10 and grey.grad[0, 0].mean() < 0 < grey.grad[0, 1].mean()  # more red, less green
+    pair = torch.cat([red, torch.full_like(red, 0.5)])  # one sort for the batch, each image against its own target
+    targets = torch.stack([target, losses.palette_quantiles(pair[1:], directions)])
+    assert losses.palette_loss(pair, targets, directions) < 1e-4
+    apart = losses.palette_loss(pair, targets.flip(0), directions)
+    assert torch.isclose(apart, (losses.palette_loss(pair[:1], targets[1], directions) + loss.detach()) / 2, rtol=1e-3)

@@ -133,7 +133,7 @@ def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_pa
     teacher's pixels and their Sobel gradients (the stand-in teacher draws the negative)."""
     content, out = taught
     config = tiny_config(content, tmp_path, styles=("wave", "udnie"), arch="paint", teacher=str(out),
-                         step_kind="teacher", distill_weight=1.0, edge_weight=0.5, texture_weight=0.5, range_weight=10.0,
+                         step_kind="teacher", distill_weight=1.0, edge_weight=0.5, texture_weight=(0.5,), range_weight=10.0,
                          lr=1e-2)
     trainer = Trainer(config)
     assert trainer.vgg is None
@@ -144,8 +144,14 @@ def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_pa
     taught = torch.rand(2, 3, 64, 64)
     smooth = torch.linspace(0, 0.8, 64).expand(2, 3, 64, 64)
     hatch = 0.2 * (torch.arange(64) % 2).float().expand(2, 3, 64, 64)
-    assert fine.distill_terms(taught, taught)["fine"].item() == 0  # the teacher's own fine marks cost nothing
-    assert fine.distill_terms(smooth + hatch, smooth)["fine"].item() > 0.05  # a hatch where it has none does
+    both = torch.tensor([0, 1])
+    assert fine.distill_terms(taught, taught, both)["fine"].item() == 0  # the teacher's own fine marks cost nothing
+    assert fine.distill_terms(smooth + hatch, smooth, both)["fine"].item() > 0.05  # a hatch where it has none does
+    per_style = Trainer(dataclasses.replace(config, texture_weight=(0.0, 2.0)))  # texture weighed per style
+    flat = smooth.clone()
+    flat[1] = 0.4
+    texture = [per_style.distill_terms(flat, smooth, torch.tensor(i))["texture"].item() for i in ([0, 0], [1, 0], [0, 1])]
+    assert texture[0] == texture[1] == 0 < texture[2]  # only the textureless sample of the weighted style costs
 
     def pull() -> float:
         trainer.model.eval()
