@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylecam.models.classifier import ImageClassifier
+from stylecam.models.registry import UnknownModel
 from stylecam.server.model_card import SALIENCY_METHODS
 
 METHODS = tuple(SALIENCY_METHODS)
@@ -218,5 +219,5 @@ def create_method(name: str, model: ImageClassifier) -> Attribution:
     """A method by name; an unknown name lists the valid ones."""
     classes = {cls.name: cls for cls in (Vanilla, GuidedBackprop, SmoothGrad, GradCAM, Occlusion)}
     if name not in classes:
-        raise KeyError(f"unknown saliency method {name!r}; valid: {', '.join(METHODS)}")
+        raise UnknownModel(f"unknown saliency method {name!r}; valid: {', '.join(METHODS)}")
     return classes[name](model)

@@ -463,7 +463,7 @@ def create_lens(name: str, model: ImageClassifier, gallery: np.ndarray | None = 
         return Neighbors(model, gallery)
     classes = {cls.name: cls for cls in (Activations, Fool, Dream)}
     if name not in classes:
-        raise KeyError(f"unknown lens {name!r}; valid: {', '.join(LENSES)}")
+        raise UnknownModel(f"unknown lens {name!r}; valid: {', '.join(LENSES)}")
     return classes[name](model)
 
 
@@ -496,7 +496,7 @@ def compare(method: str, got: Arrays, wanted: Arrays, options: dict[str, Any] | 
     """onnxruntime's outputs against ``reference``'s by the lens's rule (the top of this
     module); ``options`` are the card's (fool reads its budget there). ``.ok``: it passes."""
     if method not in RULES:
-        raise KeyError(f"unknown lens {method!r}; valid: {', '.join(LENSES)}")
+        raise UnknownModel(f"unknown lens {method!r}; valid: {', '.join(LENSES)}")
     return RULES[method](got, wanted, options or {})
 
 

@@ -248,6 +248,10 @@ def get_json(url: str) -> dict:
 
 
 # -- the benchmark ----------------------------------------------------------------------
+class ServerStartError(Exception):
+    """The server process exited or never said where it listens: a bad flag, a port in use."""
+
+
 def start_server(models: Path, extra: list[str], timeout: float = 60.0, log: Path | None = None) -> tuple[subprocess.Popen, str]:
     """``stylecam serve`` on a free port; returns the process and its base URL. Its log goes
     to ``log`` when given, else to this process's stderr."""
@@ -262,7 +266,7 @@ def start_server(models: Path, extra: list[str], timeout: float = 60.0, log: Pat
         if "listening on " in line:
             return proc, line.split("listening on ")[1].strip().rstrip("/")
     proc.kill()
-    raise RuntimeError(f"server did not start (exit code {proc.poll()}): {' '.join(cmd)}")
+    raise ServerStartError(f"server did not start (exit code {proc.poll()}): {' '.join(cmd)}")
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from stylecam.server.client import Client, CounterCamera, Received
 SDP = "application/sdp"
 
 
-class WhipError(RuntimeError):
+class WhipError(Exception):
     """The server refused a WHIP/WHEP request: its status and its message."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -103,3 +103,29 @@ def test_every_mutation_patch_still_applies():
         assert "\nKilled-by: tests/" in "\n" + text, f"{patch.name} names no killing test"
         done = subprocess.run(["git", "apply", "--check", "-p1", str(patch)], cwd=REPO, capture_output=True, text=True)
         assert done.returncode == 0, f"{patch.name} no longer applies: {done.stderr.strip()}"
+
+
+def _command_modules(table: dict) -> list[str]:
+    return [m for target, _ in table.values() for m in (_command_modules(target) if isinstance(target, dict) else [target])]
+
+
+def test_no_command_counts_a_bug_as_bad_input():
+    """A command's USER_ERRORS become one line and exit 2: a broad built-in type there would
+    print a real bug (a KeyError from a typo, a RuntimeError from torch) as the user's fault."""
+    import importlib
+
+    from stylecam.export.cli import SUBCOMMANDS
+
+    broad = {Exception, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError}
+    modules = _command_modules(SUBCOMMANDS)
+    assert len(modules) >= 25 and "stylecam.export.bench.e2e" in modules
+    offenders = {m: [t.__name__ for t in importlib.import_module(m).__dict__.get("USER_ERRORS", ()) if t in broad] for m in modules}
+    assert {m: names for m, names in offenders.items() if names} == {}
+
+
+def test_a_bench_refusal_is_one_line(tmp_path, capsys):
+    from stylecam.export.cli import main
+
+    assert main(["bench", "e2e", "--learning", str(tmp_path / "none.jpg")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"stylecam bench e2e: error: --learning {tmp_path / 'none.jpg'}: no such painting"

@@ -24,9 +24,9 @@ from stylecam.export.saliency import DEFAULT_CLASSIFIER, preprocess
 from stylecam.models.classifier import ImageClassifier
 from stylecam.models.data import ImageError, find_images, read_rgb, spread
 from stylecam.models.factory import create_model
-from stylecam.models.registry import WeightsUnavailable
+from stylecam.models.registry import UnknownModel, WeightsUnavailable
 
-USER_ERRORS = (ImageError, KeyError, WeightsUnavailable)
+USER_ERRORS = (ImageError, UnknownModel, WeightsUnavailable)
 RANDOM = "random"
 
 

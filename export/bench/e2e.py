@@ -27,10 +27,15 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from stylecam.server.client import HEIGHT, WIDTH, Client, get_json, start_server
+from stylecam.server.client import HEIGHT, WIDTH, Client, ServerStartError, get_json, start_server
 from stylecam.server.model_card import DEFAULT_ZOO
 
-USER_ERRORS = (OSError, RuntimeError)
+
+class E2EError(Exception):
+    """Bad flags, or a server that cannot run the asked-for bench."""
+
+
+USER_ERRORS = (OSError, E2EError, ServerStartError)
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -104,12 +109,12 @@ def learning(url: str, painting: Path, timeout: float = 120.0) -> Iterator[None]
     try:
         urllib.request.urlopen(request, timeout=30).close()
     except urllib.error.HTTPError as e:
-        raise RuntimeError(f"--learning: the server refused the painting: {json.loads(e.read()).get('error', e.code)}") from None
+        raise E2EError(f"--learning: the server refused the painting: {json.loads(e.read()).get('error', e.code)}") from None
     try:
         deadline = time.monotonic() + timeout
         while (job := get_json(f"{url}/api/styles/learning"))["state"] != "learning" or not job.get("step"):
             if job["state"] not in ("starting", "learning") or time.monotonic() > deadline:
-                raise RuntimeError(f"--learning: the server did not start learning ({job.get('error') or job['state']})")
+                raise E2EError(f"--learning: the server did not start learning ({job.get('error') or job['state']})")
             time.sleep(0.5)
         yield
     finally:
@@ -131,9 +136,9 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
     """Every scenario at every --process-size, a fresh server per size (or the --url one)."""
     sizes = args.process_size.split(",")
     if args.url and len(sizes) > 1:
-        raise RuntimeError("--url benches the server already running there: give one --process-size (its own)")
+        raise E2EError("--url benches the server already running there: give one --process-size (its own)")
     if args.learning and not args.learning.is_file():
-        raise RuntimeError(f"--learning {args.learning}: no such painting")
+        raise E2EError(f"--learning {args.learning}: no such painting")
     results, health = [], {}
     for size in sizes:
         styles_dir = tempfile.TemporaryDirectory(prefix="stylecam-bench-styles-")  # a learnt style never reaches the user's folder
@@ -147,7 +152,7 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
             methods = [m["method"] for m in models if m["kind"] == "saliency"]
             style = args.style or (styles[0] if styles else None)
             if style is None:
-                raise RuntimeError(f"no style model under {args.models}; export one (stylecam export) or pass --models")
+                raise E2EError(f"no style model under {args.models}; export one (stylecam export) or pass --models")
             method = args.saliency or (methods[0] if methods else None)
             configs = [("style", {"style": style, "saliency": "off"})]
             if method:
@@ -155,7 +160,7 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
             lenses = [m["method"] for m in models if m["kind"] == "lens"]
             for lens in filter(None, args.lens.split(",")):
                 if lens not in lenses:
-                    raise RuntimeError(f"--lens {lens}: no such lens under {args.models}; loaded: {', '.join(lenses) or 'none'}")
+                    raise E2EError(f"--lens {lens}: no such lens under {args.models}; loaded: {', '.join(lenses) or 'none'}")
                 configs.append((f"style+{lens}", {"style": style, "saliency": "off", "lens": lens}))
             runs = [(label, config, contextlib.nullcontext) for label, config in configs]
             if args.learning:

@@ -24,11 +24,11 @@ from stylecam.export.cli import HelpFormatter
 from stylecam.export.saliency import check_frames, reference
 from stylecam.models.data import ImageError, read_rgb
 from stylecam.models.factory import create_model
-from stylecam.models.registry import WeightsUnavailable
+from stylecam.models.registry import UnknownModel, WeightsUnavailable
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
 from stylecam.server.ort_model import OrtModel
 
-USER_ERRORS = (ImageError, CardError, KeyError, WeightsUnavailable)
+USER_ERRORS = (ImageError, CardError, UnknownModel, WeightsUnavailable)
 
 
 @dataclass(frozen=True)

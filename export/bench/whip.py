@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 
 from stylecam.export.bench.e2e import _percentile
-from stylecam.server.client import CounterCamera, start_server
+from stylecam.server.client import CounterCamera, ServerStartError, start_server
 from stylecam.server.help import HelpFormatter
 from stylecam.server.model_card import DEFAULT_ZOO
-from stylecam.server.whip_client import WhepViewer, WhipPublisher
+from stylecam.server.whip_client import WhepViewer, WhipError, WhipPublisher
 
-USER_ERRORS = (OSError, RuntimeError)
+USER_ERRORS = (OSError, WhipError, ServerStartError)
 
 
 def cpu_seconds(pid: int) -> float:
