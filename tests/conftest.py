@@ -28,6 +28,20 @@ def tiny_zoo(tmp_path_factory) -> Path:
 
 
 REPO = Path(__file__).resolve().parent.parent
+TIERS = ("e2e", "browser", "slow", "gpu")  # pyproject.toml describes each; the rest is ``fast``
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test in no heavier tier is ``fast``: ``pytest -m fast`` is the loop to run while working."""
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.fast)
+
+
+def needs_tool(present: bool, package: str) -> pytest.MarkDecorator:
+    """Skip where a Debian tool is missing, but not in CI (``CI`` set), where ``.ci/install``
+    puts it in place: there a missing tool fails its tests instead of hiding them."""
+    return pytest.mark.skipif(not present and not os.environ.get("CI"), reason=f"{package} not installed (apt-get install {package})")
 SHIPPED = ("multistyle_rt.onnx", "multistyle_rt.json", "saliency_gradcam.onnx", "saliency_gradcam.json",
            "efficientnet_lite0.weights", "efficientnet_lite0.weights.index", "imagenet_classes.txt")
 

@@ -1,8 +1,11 @@
 import json
 
+import pytest
+
 from stylecam.export.bench.parity import main as bench_parity
 
 
+@pytest.mark.slow
 def test_gradcam_graph_matches_pytorch_at_every_pixel(tmp_path, capsys):
     """Grad-CAM's gradient stops at the last conv block, past every ReLU6 gate that float32
     rounding could flip, so the shipped graph must agree with PyTorch float32 and float64

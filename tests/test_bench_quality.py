@@ -57,6 +57,7 @@ def test_trained_style_size_rejects_a_list_of_the_wrong_length():
         trained_style_size(card, "a", 384)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_quality_of_known_models(tmp_path, capsys):
     """tint keeps red fully and a quarter of green and blue (red style), so its flicker lies

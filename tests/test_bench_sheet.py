@@ -30,6 +30,7 @@ def args(parts: dict[str, Path], out: Path, *extra: str) -> list[str]:
             "--content", str(CONTENT / "bsds"), "--size", "64", "--threads", "1", "--out", str(out), *extra]
 
 
+@pytest.mark.slow
 def test_sheet_grid(parts, tmp_path, capsys):
     """1 held-out photo + astronaut + chelsea rows of 64 px under a 44 px header; columns
     photo | red ours, red peer | blue ours, blue peer, a 6 px gap before each pair:

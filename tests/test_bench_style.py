@@ -44,6 +44,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {"foreign": foreign, "nhwc": nhwc, "fixed": fixed, "tint": directory / "tint.onnx"}
 
 
+@pytest.mark.slow
 def test_foreign_layout_is_read_from_the_graph(models):
     subject = foreign_subject(models["foreign"], "cpu", 1)
     frame = np.random.default_rng(1).integers(0, 256, (24, 40, 3), dtype=np.uint8)
@@ -95,6 +96,7 @@ def test_unknown_baseline_is_one_line(models, capsys):
     assert "--baseline nope: no such model; valid: tint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_style_never_imports_torch(models, tmp_path):
     code = ("import sys; from stylecam.export.bench.style import main; "
             f"main([{str(models['tint'])!r}, '--foreign', {str(models['foreign'])!r}, '--repeats', '1', "

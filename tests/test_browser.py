@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import needs_tool
 
 CHROMIUM = Path(os.environ.get("STYLECAM_CHROMIUM", "/usr/bin/chromium"))
 pytestmark = [
     pytest.mark.timeout(90),
-    # CI installs chromium (.ci/install), so there a missing browser fails rather than skips
-    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                       reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
+    pytest.mark.browser,
+    needs_tool(CHROMIUM.exists(), "chromium"),
 ]
 
 
@@ -232,7 +232,7 @@ def test_page_streams_over_https(tiny_zoo, tmp_path, monkeypatch):
 TURNSERVER = Path("/usr/bin/turnserver")
 
 
-@pytest.mark.skipif(not TURNSERVER.exists() and not os.environ.get("CI"), reason="coturn not installed (apt-get install coturn)")
+@needs_tool(TURNSERVER.exists(), "coturn")
 def test_page_streams_through_a_turn_relay(tiny_zoo, tmp_path):
     """--turn: the server and (through /api/config) the page use Debian's coturn on
     127.0.0.1; the page forced to relay-only candidates (?relay=1) still gets styled video."""

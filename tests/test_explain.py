@@ -21,6 +21,7 @@ def explain(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_round_trip_writes_the_overlay_and_prints_top5(zoo, tmp_path):
     done = explain(str(BEAR), "--method", "gradcam", "--models", str(zoo), "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
@@ -31,6 +32,7 @@ def test_round_trip_writes_the_overlay_and_prints_top5(zoo, tmp_path):
     assert 0.05 < changed.mean() < 0.9  # the bear is coloured, not the whole frame
 
 
+@pytest.mark.slow
 def test_target_by_name_and_class_list(zoo, tmp_path):
     done = explain(str(BEAR), "--method", "gradcam", "--models", str(zoo), "--out", str(tmp_path), "--target", "Zebra")
     assert done.returncode == 0 and "explains 'zebra'" in done.stdout
@@ -55,6 +57,7 @@ def test_unknown_method_lists_the_available_ones(zoo, tmp_path):
     one_line_error(explain(str(BEAR), "--method", "lime", "--models", str(zoo)), "'lime'", "gradcam")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["1000", "-3", "zebr"])
 def test_bad_class_says_how_to_list_them(zoo, target):
     one_line_error(explain(str(BEAR), "--method", "gradcam", "--models", str(zoo), "--target", target), "--list-classes")

@@ -42,6 +42,7 @@ def exported(request, export_net):
     return export_net(request.param)
 
 
+@pytest.mark.slow
 def test_export_parity_within_one_level_at_two_sizes(exported):
     ckpt_path, done = exported
     assert done.errors["stylized"] <= 1.0
@@ -88,6 +89,7 @@ def test_multistyle_graph_blends_by_weights(export_net):
     assert np.abs(outs[2] - outs[0]).mean() > 1 and np.abs(outs[2] - outs[1]).mean() > 1
 
 
+@pytest.mark.slow
 def test_ship_copies_a_half_precision_checkpoint_without_optimizer_state(tmp_path):
     ckpt = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
     full = Checkpoint.load(ckpt)
@@ -105,6 +107,7 @@ def test_ship_copies_a_half_precision_checkpoint_without_optimizer_state(tmp_pat
     assert load_card_for_onnx(tmp_path / "zoo" / "udnie_lite.onnx").source["checkpoint"] == "../kept/udnie_lite.pt"
 
 
+@pytest.mark.slow
 def test_failed_verification_writes_nothing(tmp_path, monkeypatch, capsys):
     ckpt = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
     monkeypatch.setattr(command, "TOLERANCE", -1.0)
@@ -140,6 +143,7 @@ def test_unknown_classifier_for_saliency_is_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_int8_export_is_quantised_calibrated_and_checked_on_held_out_photos(tmp_path, capsys):
     import onnx
     from style_helpers import CONTENT
@@ -187,6 +191,7 @@ def test_int8_export_is_quantised_calibrated_and_checked_on_held_out_photos(tmp_
     assert levels.max() > 0  # quantised: not the float32 graph under another name
 
 
+@pytest.mark.slow
 def test_int8_export_past_its_tolerance_writes_nothing(tmp_path, capsys):
     """A real mismatch: untrained weights quantise badly (about 16 levels mean here). A few
     photos of each split are enough to find it."""
@@ -214,6 +219,7 @@ def test_int8_export_without_photos_is_one_line(tmp_path, capsys):
     assert "pass --calibration DIR" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_fp16_graph_matches_the_float32_network_recomputed(tmp_path, capsys):
     """`export style --fp16` writes both graphs. Recomputed here, not read back from the
     card: onnxruntime runs the fp16 graph and torch the float32 network; at most 1 level
@@ -244,6 +250,7 @@ def test_fp16_graph_matches_the_float32_network_recomputed(tmp_path, capsys):
     assert card.source["parity_max_abs_error"]["stylized"] == max(at_export)  # ...and the card says so
 
 
+@pytest.mark.slow
 def test_fp16_export_of_a_network_past_half_precision_writes_nothing(tmp_path, capsys):
     """A real mismatch: first-layer weights past float16's largest value (65504) become
     inf in the fp16 graph, while float32 is unaffected (an instance norm follows them)."""
@@ -294,6 +301,7 @@ def test_export_subcommands_and_the_older_forms(tmp_path, capsys, monkeypatch):
     assert e.value.code == 2 and "invalid choice: 'lime'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_names_the_paintings_and_puts_their_thumbnails_beside_the_card(tmp_path, capsys):
     """The page's style picker shows each style by its painting: the card has every style's
     title (given, or from its name) and a thumbnail of each painting export could read."""

@@ -30,6 +30,7 @@ def read(path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
+@pytest.mark.slow
 def test_gatys_from_noise_lowers_style_and_content_losses(tmp_path, capsys):
     assert cli(["lab", "gatys", str(PHOTO), "--style", str(STYLES / "starry_night.jpg"), "--init", "noise", "--size", "64",
                 "--steps", "60", "--style-weight", "5", "--content-weight", "5", "--vgg", "hed", "--out", str(tmp_path), *QUICK]) == 0
@@ -39,6 +40,7 @@ def test_gatys_from_noise_lowers_style_and_content_losses(tmp_path, capsys):
     assert max(image.shape[:2]) == 64
 
 
+@pytest.mark.slow
 def test_gatys_blend_target_is_the_weighted_mean_and_colour_can_be_kept(tmp_path, capsys):
     a, b = {"relu1_2": torch.ones(1, 2, 2)}, {"relu1_2": torch.full((1, 2, 2), 5.0)}
     assert torch.equal(blend_grams([a, b], [3.0, 1.0])["relu1_2"], torch.full((1, 2, 2), 2.0))
@@ -54,6 +56,7 @@ def test_gatys_blend_target_is_the_weighted_mean_and_colour_can_be_kept(tmp_path
     assert "one non-negative number per style" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_texture_gram_loss_falls_tenfold_from_noise(tmp_path, capsys):
     assert cli(["lab", "texture", str(STYLES / "starry_night.jpg"), "--size", "64x48", "--steps", "80", "--source-size", "128",
                 "--vgg", "hed", "--out", str(tmp_path), *QUICK]) == 0
@@ -62,6 +65,7 @@ def test_texture_gram_loss_falls_tenfold_from_noise(tmp_path, capsys):
     assert read(tmp_path / "starry_night_texture_relu1_2+relu2_2+relu3_3+relu4_3.png").shape == (48, 64, 3)
 
 
+@pytest.mark.slow
 def test_invert_lower_layers_reconstruct_closer(tmp_path, capsys):
     assert cli(["lab", "invert", str(PHOTO), "--layer", "relu1_2", "relu4_3", "--size", "48", "--steps", "80",
                 "--vgg", "hed", "--out", str(tmp_path), *QUICK]) == 0
@@ -75,6 +79,7 @@ def test_invert_lower_layers_reconstruct_closer(tmp_path, capsys):
     assert errors["relu1_2"] < errors["relu4_3"], errors
 
 
+@pytest.mark.slow
 def test_classviz_makes_the_class_top1(tmp_path, capsys):
     assert cli(["lab", "classviz", "flamingo", "--size", "96", "--steps", "80", "--out", str(tmp_path), *QUICK]) == 0
     out = capsys.readouterr().out
@@ -96,6 +101,7 @@ def test_filters_grid_matches_the_first_layer(tmp_path, capsys, model, count, sh
     assert image[1:1 + tile, 1:1 + tile].std() > 0  # a drawn filter, not a blank tile
 
 
+@pytest.mark.slow
 def test_fool_makes_the_target_top1_within_its_budget(tmp_path, capsys):
     from stylecam.models.factory import create_model
 
@@ -124,6 +130,7 @@ def folder(tmp_path_factory):
     return root, photos[8]
 
 
+@pytest.mark.slow
 def test_patches_come_strongest_first(folder, tmp_path, capsys):
     root, _ = folder
     assert cli(["lab", "patches", str(root), "--layer", "relu3_3", "--channel", "5", "--top", "4", "--size", "128",
@@ -137,6 +144,7 @@ def test_patches_come_strongest_first(folder, tmp_path, capsys):
     assert "relu1_2 has channels 0..63" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_mirrored_copy_is_the_nearest_neighbour_in_feature_space(folder, tmp_path, capsys):
     root, query = folder
     assert cli(["lab", "neighbors", str(root), "--query", str(query), "--top", "3", "--size", "160",
@@ -146,6 +154,7 @@ def test_a_mirrored_copy_is_the_nearest_neighbour_in_feature_space(folder, tmp_p
     assert (tmp_path / f"{query.stem}_neighbors.png").is_file()
 
 
+@pytest.mark.slow
 def test_tsne_layout_is_the_same_under_a_fixed_seed(folder, tmp_path):
     from stylecam.models.lab.tsne import layout
 

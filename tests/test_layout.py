@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 FOLDERS = {"server": "stylecam.server", "models": "stylecam.models", "export": "stylecam.export"}
 
@@ -83,6 +85,7 @@ def test_the_cycle_finder_finds_a_lazy_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+@pytest.mark.slow
 def test_the_old_top_level_names_are_not_importable(tmp_path):
     """Only stylecam.* is installed: no second path to the same modules (run away from the
     repository, where the current folder would put them on sys.path)."""

@@ -60,6 +60,7 @@ def learnt_dir(learn_run):
     return learn_run[0]
 
 
+@pytest.mark.slow
 def test_learn_reports_its_start_before_the_first_step(learn_run):
     """A page shows the forming style as soon as the worker is ready, not after a first step
     that on a busy CPU outlasts a short budget: the start vector comes first, with no losses yet."""
@@ -156,6 +157,7 @@ def test_a_model_offers_only_the_learnt_styles_that_fit_its_network():
     assert styles_for(load_card(DEFAULT_ZOO / "saliency_gradcam.json"), [fits]) == []
 
 
+@pytest.mark.slow
 def test_the_server_offers_learnt_styles_beside_the_cards(tiny_zoo, tmp_path):
     """In the registry (catalog, runner) and through a real `stylecam serve --styles-dir`."""
     from stylecam.server.client import get_json, serving

@@ -42,6 +42,7 @@ def shipped(method: str) -> OrtModel:
     return model
 
 
+@pytest.mark.slow
 def test_a_fresh_activations_export_matches_torch_and_says_its_layers(tmp_path, lite0):
     path = lens.export_lens("activations", tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -63,6 +64,7 @@ def test_a_fresh_activations_export_matches_torch_and_says_its_layers(tmp_path, 
     assert got["activation_0"].shape == (32, 112, 112) and head.min() == 0.0 and head.max() <= 6.0 and (head == 0).mean() > 0.05
 
 
+@pytest.mark.slow
 def test_a_fresh_neighbors_export_keeps_its_gallery_inside(tmp_path, lite0):
     """Six photos: the gallery rides in the graph (not in the shared store), the sprite
     holds their thumbnails in order, and a photo finds itself first."""
@@ -109,6 +111,7 @@ def test_the_parity_rules_catch_a_wrong_graph():
     ("dream", ZEBRAS, {"layer_weights": np.array([0, 0, 1, 0], np.float32)}),
     ("neighbors", ZEBRAS, {}),
 ])
+@pytest.mark.slow
 def test_shipped_lens_matches_torch_on_a_photo(lite0, method, photo, inputs):
     """Each shipped gradient lens against its PyTorch reference on a real photo at its own
     size (the export's own check used synthetic frames), by the rules in export.lens."""
@@ -137,6 +140,7 @@ def test_neighbors_finds_a_gallery_photo_and_its_sprite_tile():
     assert np.abs(thumbnail - centre_square(read_rgb(BEAR), tile)).mean() < 8  # JPEG's loss only
 
 
+@pytest.mark.slow
 def test_fooling_images_reach_their_target_on_most_held_out_photos():
     """The issue's test: the target becomes top-1 within the 8-level budget on most
     held-out photos (rate stated above), and every pixel stays within the budget."""
@@ -157,6 +161,7 @@ def test_fooling_images_reach_their_target_on_most_held_out_photos():
     assert reached >= FOOL_SUCCESS * FOOL_PHOTOS
 
 
+@pytest.mark.slow
 def test_dream_weights_pick_layers_and_zero_weights_change_nothing():
     model = shipped("dream")
     assert [la["name"] for la in model.card.options["layers"]] == list(lens.Dream.LAYERS)

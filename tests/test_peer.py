@@ -56,6 +56,7 @@ async def ended_within(closed: list, seconds: float) -> float:
     return time.monotonic() - start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["never connected", "silent", "track ended", "frames flowing"])
 def test_the_watchdog_ends_a_peer_that_never_connects_goes_silent_or_loses_its_track(tiny_zoo, case):
     async def go():
@@ -94,6 +95,7 @@ def test_close_is_once_and_frees_everything(tiny_zoo):
     run(go())
 
 
+@pytest.mark.slow
 def test_stats_each_second_count_the_frames_in_and_out(tiny_zoo):
     async def go():
         async with lone_peer(tiny_zoo) as (peer, _):
@@ -146,6 +148,7 @@ def test_a_worker_calls_back_on_the_loop_and_not_after_it_closed(tiny_zoo):
     assert got == [{"from": "a thread"}]
 
 
+@pytest.mark.slow
 def test_a_connected_peer_takes_control_messages_and_says_what_is_wrong(tiny_zoo, monkeypatch):
     async def go():
         async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, url):

@@ -78,6 +78,7 @@ def int8_graph(float_graph, photos, tmp_path_factory):
     return out, quantize.quantize(float_graph[1], out, [photos], None)
 
 
+@pytest.mark.slow
 def test_quantize_calibrates_on_the_training_split_and_keeps_first_and_last_conv_float(int8_graph):
     path, count = int8_graph
     assert count == 28 < TRAINING
@@ -126,6 +127,7 @@ def ramp_error(int8_graph, photos) -> np.ndarray:
     return np.concatenate([np.abs(g - _ramp(f)).ravel() for g, f in zip(got, frames)])
 
 
+@pytest.mark.slow
 def test_int8_error_is_measured_on_held_out_photos_at_its_side(int8_graph, photos, ramp_error, monkeypatch):
     monkeypatch.setattr(quantize, "MEAN_TOLERANCE", 1e9)
     monkeypatch.setattr(quantize, "P99_TOLERANCE", 1e9)
@@ -137,6 +139,7 @@ def test_int8_error_is_measured_on_held_out_photos_at_its_side(int8_graph, photo
                                    "photos": 8, "long_side": 320})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", ["MEAN_TOLERANCE", "P99_TOLERANCE"])
 def test_int8_error_past_either_tolerance_is_refused_and_at_it_passes(int8_graph, photos, ramp_error, monkeypatch, limit):
     path, _ = int8_graph

@@ -115,6 +115,7 @@ CASES = {"vanilla": (PHOTOS[0], -1), "smoothgrad": (PHOTOS[0], -1), "guided": (P
          "occlusion": (PHOTOS[0], -1)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_exported_method_matches_torch_autograd(lite0, method):
     """Each shipped graph against torch autograd on a real photo (the export's own check
@@ -145,6 +146,7 @@ def run_graph(path: Path, rgb: np.ndarray, target: int) -> dict[str, np.ndarray]
     return dict(zip(names, session.run(names, {"frame": rgb, "target": np.array([target], np.int64)})))
 
 
+@pytest.mark.slow
 def test_a_fresh_export_writes_what_ships(tmp_path):
     """``export_saliency`` from scratch: graph, card and labels land together, the weights
     go to the shared store, and the graph answers as the shipped one does."""
@@ -166,6 +168,7 @@ def test_cards_record_the_verification():
     assert card["source"]["licence"] == "Apache-2.0"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1500)  # about 30 s on a quiet 2-core machine; minutes beside other work (2 threads each)
 def test_every_method_beats_random_on_deletion(lite0):
     photos = pick([CONTENT / "coco", CONTENT / "bsds"], 8)  # spread evenly, as the benchmark picks them
@@ -204,6 +207,7 @@ def test_the_gate_holds_exact_methods_to_every_pixel(exact):
     assert EXACT_METHODS == {"gradcam", "occlusion"}
 
 
+@pytest.mark.slow
 def test_bench_deletion_prints_its_table_and_writes_json(tmp_path, capsys):
     """`stylecam bench deletion` as docs/guides/explain.md gives it, on two photos and a short schedule."""
     from stylecam.export.cli import main as cli

@@ -4,7 +4,6 @@ left out). Needs /usr/sbin/haproxy (apt-get install haproxy; CI installs it)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -12,14 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run
+from conftest import needs_tool, run
 
 from stylecam.server.client import Client, get_json, start_server
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(not Path(HAPROXY).exists() and not os.environ.get("CI"), reason="haproxy not installed (apt-get install haproxy)"),
+    pytest.mark.e2e,
+    needs_tool(Path(HAPROXY).exists(), "haproxy"),
 ]
 
 # The recipe docs/guides/haproxy.md gives, with the ports filled in.

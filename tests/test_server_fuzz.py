@@ -19,7 +19,7 @@ from conftest import in_process, run
 from stylecam.server.client import Client, CounterCamera
 from stylecam.server.config import PEERS, ServerConfig
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 async def real_offer_sdp() -> str:

@@ -16,7 +16,7 @@ from conftest import AUDIO_ONLY_SDP, in_process, run
 
 from stylecam.server.client import Client, CounterCamera, get_json, scene, start_server
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 REPO = Path(__file__).resolve().parent.parent
 
 

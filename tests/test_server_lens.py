@@ -124,6 +124,7 @@ def extra_inputs(method: str, card) -> dict[str, np.ndarray]:
     return {}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("method", list(LENS_METHODS))
 def test_shipped_lens_matches_pytorch_on_one_photo(method, classifier):
@@ -145,6 +146,7 @@ def test_shipped_lens_matches_pytorch_on_one_photo(method, classifier):
     assert parity.ok, str(parity)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_lens_runners_say_what_to_show():
     frame = read_rgb(PHOTO)
@@ -165,6 +167,7 @@ def test_lens_runners_say_what_to_show():
     assert dreamed.image.shape == (224, 224, 3) and dreamed.info["layer_index"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_lenses_through_the_engine_beside_styling():
     """The shipped style network and lenses in one pipeline: the mosaic is drawn in the

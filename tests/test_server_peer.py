@@ -13,7 +13,7 @@ from tiny_models import slow_down
 from stylecam.server.client import Client
 from stylecam.server.config import ENGINE, ServerConfig
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 CAMERA_FPS = 15
 STYLE_SECONDS = 0.25  # the slow model: 4 frames a second against a 15 fps camera

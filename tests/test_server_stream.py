@@ -15,7 +15,7 @@ from tiny_models import expected_top5
 
 from stylecam.server.client import Client, CounterCamera, get_json, scene
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 
 def diff(a: np.ndarray, b: np.ndarray) -> float:

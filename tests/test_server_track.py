@@ -102,6 +102,7 @@ def test_buffers_reused_per_size_and_saliency_overlaid(tiny_zoo):
     run(go())
 
 
+@pytest.mark.slow
 def test_a_slow_saliency_model_does_not_slow_styling(tiny_zoo):
     """Saliency runs beside styling: with a saliency model 7.5x slower than the style model
     (and a saliency job wanted on every frame), styling keeps at least 90% of its rate
@@ -151,6 +152,7 @@ def test_saliency_threads_give_way_to_styling(tiny_zoo):
         assert nice - style == 10
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_real_saliency_graph_gives_a_map_and_top5():
     """The shipped multi-style network and Grad-CAM graph (models/zoo) through the engine:

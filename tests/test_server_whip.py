@@ -18,7 +18,7 @@ from stylecam.server.config import PEERS, ServerConfig
 from stylecam.server.whip import STREAMS
 from stylecam.server.whip_client import WhepViewer, WhipError, WhipPublisher, request
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 DEFAULT_STYLE = "multistyle_rt"  # the shipped default (first style model of real_zoo)
 

@@ -19,6 +19,8 @@ from stylecam.server.client import get_json, serving
 from stylecam.server.uploads import MAX_PIXELS, UploadError, decode_painting, picture_size
 from stylecam.server.user_styles import LearntStyle, write_style
 
+pytestmark = pytest.mark.e2e
+
 PAINTING = cv2.imencode(".png", (cv2.imread(str(sorted((CONTENT / "coco").glob("*.jpg"))[7])) // 80 * 80 + 40).astype(np.uint8))[1].tobytes()
 
 

@@ -19,6 +19,7 @@ def models():
     return DEFAULT_ZOO / "the_scream_johnson.onnx", DEFAULT_ZOO / "multistyle_rt.onnx"
 
 
+@pytest.mark.slow
 def test_image_round_trip_through_the_console_script(models, tmp_path):
     single, _ = models
     out = tmp_path / "styled.png"
@@ -64,6 +65,7 @@ def test_size_scales_the_long_side(models, tmp_path):
     assert cv2.imread(str(out)).shape[:2] == (round(h * 160 / max(h, w)), round(w * 160 / max(h, w)))
 
 
+@pytest.mark.slow
 def test_several_images_go_to_a_folder(models, tmp_path):
     single, _ = models
     photos = sorted((CONTENT / "bsds").glob("*.jpg"))[:2]

@@ -15,16 +15,19 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import needs_tool
 
 from stylecam.export.cli import main as cli
 from stylecam.server import stylize
 from stylecam.server.media_io import NewestFrame
 from stylecam.server.model_card import DEFAULT_ZOO
 
+pytestmark = pytest.mark.e2e
+
 MODEL = DEFAULT_ZOO / "multistyle_rt.onnx"  # the fastest shipped style network
 FRAMES, RATE, SIZE = 36, 24, (96, 64)
 FFMPEG = shutil.which("ffmpeg")
-needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="the ffmpeg command (Debian's ffmpeg, .ci/install) is the RTMP peer")
+needs_ffmpeg = needs_tool(FFMPEG is not None, "ffmpeg")  # the RTMP peer
 
 
 def make_clip(dst: Path | io.BytesIO, fmt: str | None = None) -> None:

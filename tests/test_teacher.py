@@ -39,6 +39,7 @@ def taught(stand_in_peer, tmp_path_factory):
     return content, out
 
 
+@pytest.mark.slow
 def test_teach_writes_each_training_photo_and_the_teachers_output_per_style(taught):
     _, out = taught
     manifest = json.loads((out / "teacher.json").read_text())
@@ -89,6 +90,7 @@ def test_pairs_are_cut_with_the_same_window_and_flip(taught):
     assert len({c.sum().item() for c in crops}) == len(crops)
 
 
+@pytest.mark.slow
 def test_distillation_pulls_the_output_toward_the_teacher(taught, tmp_path):
     content, out = taught
     config = tiny_config(content, tmp_path, styles=("wave", "udnie"), teacher=str(out), distill_weight=10.0,
@@ -128,6 +130,7 @@ def test_training_with_a_teacher_missing_a_style_names_it(taught, tmp_path):
         Trainer(tiny_config(content, tmp_path, styles=("wave", "the_scream"), teacher=str(out), distill_weight=1.0))
 
 
+@pytest.mark.slow
 def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_path):
     """The cheap step kind: the student's forward and backward alone, pulled toward the
     teacher's pixels and their Sobel gradients (the stand-in teacher draws the negative)."""
@@ -167,6 +170,7 @@ def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_pa
     assert ckpt.teacher["stroke_scale"] == {"udnie": 2.0, "wave": 1.0}  # what the card will record
 
 
+@pytest.mark.slow
 def test_perceptual_steps_resumed_as_teacher_steps_report_only_their_own_terms(taught, tmp_path):
     """Teacher steps for the bulk, perceptual steps to finish, in either order: a checkpoint's
     losses are those of the step kind that wrote it."""

@@ -41,6 +41,7 @@ def assert_same_weights(a: Trainer, b: Trainer) -> None:
         assert torch.equal(x, y), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_thirty_iterations_reduce_the_total_loss(four_photos, tmp_path, caplog, precision):
     trainer = Trainer(tiny_config(four_photos, tmp_path, precision=precision))
@@ -72,6 +73,7 @@ def test_per_style_norm_parameters_learn_at_their_own_rate(four_photos, tmp_path
     assert sum(p.numel() for g in (shared, per_style) for p in g["params"]) == sum(p.numel() for p in trainer.model.parameters())
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(four_photos, tmp_path):
     straight = Trainer(tiny_config(four_photos, tmp_path))
     for _ in range(4):
@@ -87,6 +89,7 @@ def test_resume_continues_exactly(four_photos, tmp_path):
     assert_same_weights(straight, resumed)
 
 
+@pytest.mark.slow
 def test_prefetched_batches_train_bit_identically(four_photos, tmp_path):
     """The background thread cuts the very batches the step would cut itself, starting at
     the trainer's step (here 1, as after a resume), in order."""
@@ -103,6 +106,7 @@ def test_prefetched_batches_train_bit_identically(four_photos, tmp_path):
     assert_same_weights(plain, prefetched)
 
 
+@pytest.mark.slow
 def test_bf16_loss_terms_agree_with_fp32(four_photos, tmp_path):
     """Same seed, weights and batches. Measured on an AMX CPU, bf16 autocast moves each term
     by at most 0.8 % (content 0.3 %, style 0.8 %, tv 0.1 %, range 0.2 %; 1.2 % for the style
@@ -125,6 +129,7 @@ def test_bf16_loss_terms_agree_with_fp32(four_photos, tmp_path):
     assert dtypes == [torch.bfloat16] * 3  # the network really ran in bf16
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_training_lowers_the_loss_and_its_checkpoint_loads_on_cpu(four_photos, tmp_path):
     trainer = Trainer(tiny_config(four_photos, tmp_path, device="cuda", precision="auto"))
@@ -178,6 +183,7 @@ def test_style_size_count_must_match_the_styles(four_photos, tmp_path, capsys, s
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_time_limit_stops_early_with_a_checkpoint(four_photos, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--style", str(STYLES / "wave.jpg"), "--content", str(four_photos), "--out", str(out),
@@ -191,6 +197,7 @@ def test_time_limit_stops_early_with_a_checkpoint(four_photos, tmp_path, capsys)
     assert f"--time-limit 0.5 s reached at step {step}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_cli_writes_self_describing_checkpoint_and_samples(four_photos, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--style", str(STYLES / "udnie.jpg"), "--content", str(four_photos), "--out", str(out),
@@ -232,6 +239,7 @@ def test_resume_from_another_architecture_is_refused(four_photos, tmp_path, caps
     assert "--resume checkpoint is lite" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_held_out_photos_never_reach_training():
     from stylecam.models.data import ContentImages, find_images, is_held_out
 
@@ -243,6 +251,7 @@ def test_held_out_photos_never_reach_training():
     assert len(ContentImages([CONTENT / "bsds"], 32, holdout=False)) == len(photos)
 
 
+@pytest.mark.slow
 def test_per_style_loss_weights_and_resume_history(four_photos, tmp_path, capsys):
     styles = [str(STYLES / "wave.jpg"), str(STYLES / "udnie.jpg")]
     base = ["train", "--styles", *styles, "--content", str(four_photos), "--out", str(tmp_path), "--size", "32",
@@ -257,6 +266,7 @@ def test_per_style_loss_weights_and_resume_history(four_photos, tmp_path, capsys
     assert ckpt.config["style_size"] == (40, 48)
 
 
+@pytest.mark.slow
 def test_bench_train_times_both_precisions_of_each_configuration(four_photos, tmp_path, capsys):
     """Both step kinds in one run: a teacher step (no VGG-16, against a stand-in teacher made of
     the photos) and a perceptual one, each in float32 and bf16."""
@@ -298,6 +308,7 @@ def test_a_wrong_count_of_per_style_options_is_refused_by_the_config(four_photos
         tiny_config(four_photos, tmp_path, styles=("wave", "udnie"), style_weight=(1.0, 2.0, 3.0))
 
 
+@pytest.mark.slow
 def test_resume_from_a_shipped_half_precision_checkpoint_trains_in_float32(four_photos, tmp_path):
     from stylecam.export.command import ship_checkpoint
 
@@ -345,6 +356,7 @@ def test_ctrl_c_saves_a_checkpoint_where_training_stopped(four_photos, tmp_path,
     assert f"interrupted at step 2; saved {out / 'checkpoint_000002.pt'}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_palette_term_holds_each_output_to_its_own_paintings_colours(four_photos, tmp_path):
     """``--palette-weight``: a sample is measured against the painting of its own style (the
     Wave's colours cost little as the Wave and much as Udnie), in perceptual and teacher steps alike."""

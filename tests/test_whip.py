@@ -155,6 +155,7 @@ def test_cors_on_every_whip_and_whep_answer_and_nowhere_else(tiny_zoo):
     run(go())
 
 
+@pytest.mark.slow
 def test_offers_that_never_connect_are_closed_by_their_watchdogs(tiny_zoo):
     async def go():
         async with in_process(ServerConfig(models=tiny_zoo, device="cpu", connect_timeout=0.5)) as (app, url):

@@ -43,6 +43,7 @@ def feeds_for(card) -> dict[str, np.ndarray]:
     return feeds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.stem)
 def test_shipped_model_matches_its_card_and_runs(card_path):
     model = OrtModel.load(ZOO / load_card(card_path).onnx, "cpu", threads=2)  # checks every sha256
@@ -66,6 +67,7 @@ def held_out_photos(count: int, long_side: int) -> list[np.ndarray]:
     return [scale_to_long_side(read_rgb(p), long_side) for p in paths]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("card_path", STYLE_CARDS, ids=lambda p: p.stem)
 def test_style_graph_is_its_checkpoint(card_path):
     """fp32 and fp16 graphs: at most 1 level from the float32 network on random frames at
