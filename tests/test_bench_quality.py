@@ -95,7 +95,7 @@ def test_quality_of_known_models(tmp_path, capsys):
         assert row["shimmer"] == 0.0
         assert row["content_loss"] > 0 and row["style_loss"] > 0 and row["photo_style_loss"] > 0
     identity = rows["identity", "red"]
-    assert identity["content_loss"] == 0.0 and identity["shimmer"] == 0.0
+    assert identity["content_loss"] == 0.0 and identity["shimmer"] == 0.0 and identity["flicker"] == 1.0  # it moves as the photo
     assert identity["detail"] == 1.0 and identity["structure"] == pytest.approx(1.0) and identity["palette"] > 1.0
     assert rows["tint", "red"]["palette"] != rows["tint", "blue"]["palette"]  # one output, two paintings
     for style in ("red", "blue"):  # a negative keeps every edge where it was; the stand-in works at a fixed
