@@ -1,7 +1,7 @@
 """``stylecam learn PAINTING --name NAME``: a new style for a shipped multi-style network, in minutes.
 
 In a conditional-instance-norm network a style is only its norms' (gamma, beta), a vector
-of D numbers (1,344 for ``multistyle_rt``), and the exported graph takes it as an input.
+of D numbers (592 for ``multistyle_paint``), and the exported graph takes it as an input.
 So learning a painting fits that one vector with every shared weight frozen: the
 perceptual losses the network trained with (VGG-16 Gram style loss on the painting,
 feature content loss, total variation, the luminance term), in bf16 where the CPU has it,

@@ -80,7 +80,7 @@ class Stylizer:
         if card.kind not in ("style", "multistyle"):
             raise StylizeError(f"{model.path} is a {card.kind} model; stylize needs a style model (use `stylecam explain` for saliency)")
         if card.kind == "style" and weights_text:
-            raise StylizeError(f"{model.path} has one style ({card.styles[0]}); --weights is only for multi-style models")
+            raise StylizeError(f"{model.path} is a single-style model; --weights is only for multi-style models")
         if long_side is not None and long_side < 16:
             raise StylizeError(f"--size {long_side}: must be at least 16 pixels")
         self.runner = StyleRunner(model, styles_for(card, list(learnt)))
@@ -191,9 +191,9 @@ def output_path(src: str, out: str, model_name: str, many: bool) -> str:
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog="examples: stylecam stylize photo.jpg --model models/zoo/multistyle_rt.onnx "
+        epilog="examples: stylecam stylize photo.jpg --model models/zoo/multistyle_paint.onnx "
                "--weights starry_night=0.5,wave=0.5 --out photo_styled.jpg; "
-               "stylecam stylize rtmp://127.0.0.1/live/in --model models/zoo/multistyle_rt.onnx --size 320 "
+               "stylecam stylize rtmp://127.0.0.1/live/in --model models/zoo/multistyle_paint.onnx --size 320 "
                "--out rtmp://127.0.0.1/live/out",
     )
     p.add_argument("inputs", nargs="+", metavar="IN",

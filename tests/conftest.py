@@ -42,7 +42,7 @@ def needs_tool(present: bool, package: str) -> pytest.MarkDecorator:
     """Skip where a Debian tool is missing, but not in CI (``CI`` set), where ``.ci/install``
     puts it in place: there a missing tool fails its tests instead of hiding them."""
     return pytest.mark.skipif(not present and not os.environ.get("CI"), reason=f"{package} not installed (apt-get install {package})")
-SHIPPED = ("multistyle_rt.onnx", "multistyle_rt.json", "saliency_gradcam.onnx", "saliency_gradcam.json",
+SHIPPED = ("multistyle_paint.onnx", "multistyle_paint.json", "saliency_gradcam.onnx", "saliency_gradcam.json",
            "efficientnet_lite0.weights", "efficientnet_lite0.weights.index", "imagenet_classes.txt")
 
 

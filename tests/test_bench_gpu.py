@@ -27,8 +27,8 @@ def test_placement_reads_onnxruntimes_profile(tmp_path):
     options = ort.SessionOptions()
     options.enable_profiling = True
     options.profile_file_prefix = os.path.join(tmp_path, "profile")
-    session = ort.InferenceSession(str(DEFAULT_ZOO / "multistyle_rt.onnx"), options, providers=["CPUExecutionProvider"])
-    session.run(None, {"frame": np.zeros((48, 64, 3), np.uint8), "style": load_card(DEFAULT_ZOO / "multistyle_rt.json").vector_table()[0]})
+    session = ort.InferenceSession(str(DEFAULT_ZOO / "multistyle_paint.onnx"), options, providers=["CPUExecutionProvider"])
+    session.run(None, {"frame": np.zeros((48, 64, 3), np.uint8), "style": load_card(DEFAULT_ZOO / "multistyle_paint.json").vector_table()[0]})
     counts = placement(Path(session.end_profiling()))
     assert set(counts) == {"CPUExecutionProvider"} and counts["CPUExecutionProvider"] >= 20  # every conv, norm, ...
     assert cuda_share(counts) == 0.0 < MIN_CUDA_SHARE  # the fallback the check refuses
@@ -65,7 +65,7 @@ def test_fp16_rows_come_from_the_zoo_or_from_the_twin_a_cuda_server_makes(tmp_pa
     from stylecam.export.bench.gpu import fp16_twins
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    styles = [(DEFAULT_ZOO / f"multistyle_rt{suffix}.onnx", load_card(DEFAULT_ZOO / f"multistyle_rt{suffix}.json")) for suffix in ("", "_fp16")]
-    assert fp16_twins(styles, "cpu") == []
-    (twin_path, twin), = fp16_twins(styles[:1], "cpu")
-    assert twin.precision == "fp16" and twin.name == "multistyle_rt" and twin_path.parent == tmp_path / "cache" / "stylecam" / "fp16"
+    styles = [(DEFAULT_ZOO / "multistyle_paint.onnx", load_card(DEFAULT_ZOO / "multistyle_paint.json"))]
+    (twin_path, twin), = fp16_twins(styles, "cpu")
+    assert twin.precision == "fp16" and twin.name == "multistyle_paint" and twin_path.parent == tmp_path / "cache" / "stylecam" / "fp16"
+    assert fp16_twins([*styles, (twin_path, twin)], "cpu") == []  # shipped beside its fp16 card: timed as shipped

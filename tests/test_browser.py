@@ -117,14 +117,14 @@ def test_page_runs_the_shipped_style_network_and_grad_cam(real_server_url, real_
     styles, each style visibly its own, real ImageNet classes in the top-5."""
     import json
 
-    card = json.loads((real_zoo / "multistyle_rt.json").read_text())
+    card = json.loads((real_zoo / "multistyle_paint.json").read_text())
     labels = set((real_zoo / "imagenet_classes.txt").read_text().splitlines())
     with chromium_page(tmp_path) as (page, errors):
         page.goto(real_server_url + "/")
         page.wait_for_selector("#styles .chip")
         assert page.locator("#styles .chip").all_inner_texts() == ["Original", f"Blend of {len(card['styles'])} paintings fp32"]
         start_streaming(page)
-        page.click("#styles .chip[data-model='multistyle_rt']")
+        page.click("#styles .chip[data-model='multistyle_paint']")
         sliders = page.locator("#blend-sliders input")
         assert [sliders.nth(i).get_attribute("data-style") for i in range(sliders.count())] == card["styles"]
         # each slider is named by its painting's title, with the painting's thumbnail loaded

@@ -49,12 +49,12 @@ def write_coarse(directory: Path) -> tuple[ModelCard, Path]:
 
 
 def test_the_shipped_style_net_gets_a_checked_fp16_twin_made_once(cache, caplog, monkeypatch):
-    card, onnx = shipped("multistyle_rt")
+    card, onnx = shipped("multistyle_paint")
     with caplog.at_level(logging.INFO, logger="stylecam.server.half"):
         twin, twin_onnx = half.half_of(card, onnx, "cpu")
     assert twin.precision == "fp16" and twin_onnx == cache / f"{card.sha256}.onnx" and twin.source["fp16_of"] == card.sha256
     assert twin.styles == card.styles and twin.name == card.name
-    assert [r.message for r in caplog.records if "made an fp16 graph of multistyle_rt" in r.message]
+    assert [r.message for r in caplog.records if "made an fp16 graph of multistyle_paint" in r.message]
     assert sorted(cache.iterdir()) == [twin_onnx.with_suffix(".json"), twin_onnx]  # nothing staged is left behind
     import onnx as onnx_package
 
@@ -84,15 +84,15 @@ def test_a_twin_that_breaks_the_parity_rule_is_not_served_nor_cached(cache, tmp_
 def test_only_a_cuda_server_converts_and_only_float32_style_graphs(cache, tmp_path):
     """``scan`` marks style graphs for a CUDA device (not for the CPU, not with --precision
     fp32, not saliency); the registry's first load of a marked one serves the twin."""
-    for path in [ZOO / "multistyle_rt.onnx", ZOO / "multistyle_rt.json", ZOO / "multistyle_rt_int8.onnx",
-                 ZOO / "multistyle_rt_int8.json", ZOO / "saliency_gradcam.onnx", ZOO / "saliency_gradcam.json"]:
+    for path in [ZOO / "multistyle_paint.onnx", ZOO / "multistyle_paint.json", ZOO / "multistyle_paint_int8.onnx",
+                 ZOO / "multistyle_paint_int8.json", ZOO / "saliency_gradcam.onnx", ZOO / "saliency_gradcam.json"]:
         (tmp_path / path.name).symlink_to(path)
     marked = {p: {n: e.half for n, e in scan(tmp_path, "cuda", p).items()} for p in ("auto", "fp16", "fp32")}
-    assert marked["auto"] == marked["fp16"] == {"multistyle_rt": True, "saliency_gradcam": False}
-    assert marked["fp32"] == {"multistyle_rt": False, "saliency_gradcam": False}
+    assert marked["auto"] == marked["fp16"] == {"multistyle_paint": True, "saliency_gradcam": False}
+    assert marked["fp32"] == {"multistyle_paint": False, "saliency_gradcam": False}
     assert not any(e.half for e in scan(tmp_path, "cpu").values())
     entries = scan(tmp_path, "cuda")
     registry = Registry(entries, "cpu", {})  # the CUDA device's choice, loaded on this machine's CPU
-    registry.model("multistyle_rt")
-    assert registry.entries["multistyle_rt"].card.precision == "fp16"
-    assert [d["precision"] for d in registry.describe() if d["name"] == "multistyle_rt"] == ["fp16"]
+    registry.model("multistyle_paint")
+    assert registry.entries["multistyle_paint"].card.precision == "fp16"
+    assert [d["precision"] for d in registry.describe() if d["name"] == "multistyle_paint"] == ["fp16"]

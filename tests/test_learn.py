@@ -25,7 +25,7 @@ from stylecam.server.user_styles import (
 )
 
 PHOTO = sorted((CONTENT / "bsds").glob("*.jpg"))[0]
-CARD = load_card(DEFAULT_ZOO / "multistyle_rt.json")
+CARD = load_card(DEFAULT_ZOO / "multistyle_paint.json")
 SIZE = CARD.input("style").shape[0]
 
 
@@ -79,7 +79,7 @@ def test_learn_writes_a_vector_for_the_shipped_network_with_its_provenance(learn
     assert style.name == "bold_poster" and style.network == network_of(CARD) and style.vector.shape == (SIZE,)
     assert not np.allclose(style.vector, CARD.vector_table().mean(0))  # it moved from the neutral start
     provenance = style.provenance
-    assert provenance["steps"] == 3 and provenance["model"] == "multistyle_rt" and provenance["wall_seconds"] > 0
+    assert provenance["steps"] == 3 and provenance["model"] == "multistyle_paint" and provenance["wall_seconds"] > 0
     assert provenance["painting"]["file"] == painting.name and len(provenance["painting"]["sha256"]) == 64
     assert provenance["command"].startswith("stylecam learn") and {"style", "content", "total"} <= set(provenance["losses"])
     assert cv2.imread(str(learnt_dir / "bold_poster.jpg")).shape[1] <= 160  # the page's thumbnail
@@ -90,7 +90,7 @@ def test_stylize_finds_a_learnt_style_by_name(learnt_dir, tmp_path):
     outs = {}
     for weights in ("bold_poster=1", "starry_night=1"):
         out = tmp_path / f"{weights}.png"
-        assert cli(["stylize", str(PHOTO), "--model", str(DEFAULT_ZOO / "multistyle_rt.onnx"), "--weights", weights,
+        assert cli(["stylize", str(PHOTO), "--model", str(DEFAULT_ZOO / "multistyle_paint.onnx"), "--weights", weights,
                     "--styles-dir", str(learnt_dir), "--out", str(out)]) == 0
         outs[weights] = cv2.imread(str(out)).astype(int)
     assert np.abs(outs["bold_poster=1"] - outs["starry_night=1"]).mean() > 2
@@ -99,7 +99,7 @@ def test_stylize_finds_a_learnt_style_by_name(learnt_dir, tmp_path):
 def test_learn_refuses_with_one_line_and_writes_nothing(learnt_dir, painting, tmp_path, capsys):
     cases = [
         (["--name", "bold_poster"], "exists"),  # without --force
-        (["--name", "starry_night"], "one of multistyle_rt's own styles"),
+        (["--name", "starry_night"], "one of multistyle_paint's own styles"),
         (["--name", "!!!"], "no letters or digits"),
         (["--name", "x", "--minutes", "0"], "--minutes must be above 0"),
         (["--name", "x", "--start", "monet"], "'mean' or one of"),
@@ -153,7 +153,7 @@ def test_a_model_offers_only_the_learnt_styles_that_fit_its_network():
     fits = learnt("fits")
     others = [learnt("other_net", network="0" * 64), learnt("short", vector=np.ones(8)), learnt("starry_night")]
     assert styles_for(CARD, [fits, *others]) == [fits]
-    assert styles_for(load_card(DEFAULT_ZOO / "multistyle_rt_int8.json"), [fits]) == [fits]  # every precision of the network
+    assert styles_for(load_card(DEFAULT_ZOO / "multistyle_paint_int8.json"), [fits]) == [fits]  # every precision of the network
     assert styles_for(load_card(DEFAULT_ZOO / "saliency_gradcam.json"), [fits]) == []
 
 

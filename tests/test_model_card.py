@@ -7,7 +7,7 @@ import pytest
 
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, TensorSpec, decode_vector, encode_vector, load_card
 
-ZOO_CARD = DEFAULT_ZOO / "multistyle_rt.json"
+ZOO_CARD = DEFAULT_ZOO / "multistyle_paint.json"
 
 
 def test_vectors_round_trip_exactly():

@@ -192,16 +192,16 @@ def test_lenses_through_the_engine_beside_styling():
         engine = make_engine(ZOO, process_size=(160, 120))
         errors, seen = [], []
         image = scene(160, 120)
-        pipeline = engine.pipeline(Settings(style="multistyle_rt"), errors.append, seen.append)
+        pipeline = engine.pipeline(Settings(style="multistyle_paint"), errors.append, seen.append)
         styled = (await pipeline.process(make_frame(image, 0))).to_ndarray(format="rgb24")
-        pipeline.update(Settings(style="multistyle_rt", lens="activations"))
+        pipeline.update(Settings(style="multistyle_paint", lens="activations"))
         with_mosaic = await until_view(pipeline, image, 1)
         h = int(120 * 0.35)
         corner = (slice(120 - MARGIN - h, 120 - MARGIN), slice(MARGIN, MARGIN + h))
         assert np.abs(with_mosaic[corner].astype(int) - styled[corner]).mean() > 20  # the mosaic
         assert np.abs(with_mosaic[:40, -40:].astype(int) - styled[:40, -40:]).mean() < 3  # the styled frame elsewhere
         assert seen and seen[-1]["lens"] == "activations" and len(seen[-1]["shown"]) == 16
-        pipeline.update(Settings(style="multistyle_rt", lens="fool", target=1))
+        pipeline.update(Settings(style="multistyle_paint", lens="fool", target=1))
         assert pipeline._lens_view is not None  # until the next frame sees the change
         fooled = await until_view(pipeline, image, 500)
         view = pipeline._lens_view

@@ -98,7 +98,7 @@ def test_shipped_models_style_and_explain_frames_through_the_server(real_server_
     from stylecam.server.ort_model import OrtModel
     from stylecam.server.runner import SaliencyRunner, StyleRunner
 
-    style = OrtModel.load(real_zoo / "multistyle_rt.onnx", "cpu", 1)
+    style = OrtModel.load(real_zoo / "multistyle_paint.onnx", "cpu", 1)
     runners = {name: StyleRunner(style).in_style(name) for name in ("starry_night", "wave")}
 
     def small(rgb: np.ndarray) -> np.ndarray:
@@ -119,7 +119,7 @@ def test_shipped_models_style_and_explain_frames_through_the_server(real_server_
         try:
             for name in runners:
                 other = next(n for n in runners if n != name)
-                config = {"style": "multistyle_rt", "weights": {name: 1.0, other: 0.0}, "saliency": "off"}
+                config = {"style": "multistyle_paint", "weights": {name: 1.0, other: 0.0}, "saliency": "off"}
                 frame = await settle(client, config, frames=8)
                 sent = client.sent_of_last()
                 near, far = (diff(frame[40:], expected(n, sent)[40:]) for n in (name, other))

@@ -162,7 +162,7 @@ def test_real_saliency_graph_gives_a_map_and_top5():
     async def go():
         engine = make_engine(ZOO, process_size=(128, 96))
         errors = []
-        pipeline = engine.pipeline(Settings(style="multistyle_rt", saliency="gradcam", opacity=0.6), errors.append)
+        pipeline = engine.pipeline(Settings(style="multistyle_paint", saliency="gradcam", opacity=0.6), errors.append)
         image = scene(256, 192)
         styled = (await pipeline.process(make_frame(image, 0))).to_ndarray(format="rgb24")
         while pipeline._saliency_task is not None:

@@ -20,7 +20,7 @@ from stylecam.server.whip_client import WhepViewer, WhipError, WhipPublisher, re
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
-DEFAULT_STYLE = "multistyle_rt"  # the shipped default (first style model of real_zoo)
+DEFAULT_STYLE = "multistyle_paint"  # the shipped default (first style model of real_zoo)
 
 
 async def _until(condition, timeout: float = 10.0) -> None:

@@ -132,7 +132,7 @@ def test_a_painting_learns_in_the_background_and_becomes_a_style(real_zoo, tmp_p
             if job["state"] == "learning":
                 assert job["losses"]["style"] > 0 if job["step"] else job["losses"] == {}  # step 0: the start, before a step
                 styles_now = {m["name"]: m["styles"] for m in get_json(f"{url}/api/models")["models"]}
-                seen_forming |= "red_study" in styles_now["multistyle_rt"]
+                seen_forming |= "red_study" in styles_now["multistyle_paint"]
             time.sleep(0.3)
         assert job["state"] == "done" and job["step"] >= 1 and seen_forming, job
         assert sorted(p.name for p in styles.iterdir()) == ["red_study.jpg", "red_study.style.json"]
@@ -148,10 +148,10 @@ def test_a_painting_learns_in_the_background_and_becomes_a_style(real_zoo, tmp_p
             time.sleep(0.2)
     assert sorted(p.name for p in styles.iterdir()) == ["red_study.jpg", "red_study.style.json"]  # the cancelled run left nothing
     with serving(real_zoo, ["--styles-dir", str(styles), "--device", "cpu"]) as url:  # a restart keeps the style
-        multistyle = next(m for m in get_json(f"{url}/api/models")["models"] if m["name"] == "multistyle_rt")
+        multistyle = next(m for m in get_json(f"{url}/api/models")["models"] if m["name"] == "multistyle_paint")
         assert multistyle["styles"][-1] == "red_study"
         # every style by its painting: the shipped ones' titles and thumbnails from the card, the learnt one's own
-        card = json.loads((real_zoo / "multistyle_rt.json").read_text())
+        card = json.loads((real_zoo / "multistyle_paint.json").read_text())
         assert multistyle["paintings"] == {**{s: {"title": p["title"], "thumbnail": f"/api/styles/{s}/thumbnail"}
                                               for s, p in card["paintings"].items()},
                                            "red_study": {"title": "A red study", "thumbnail": "/api/styles/red_study/thumbnail"}}

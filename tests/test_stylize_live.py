@@ -24,7 +24,7 @@ from stylecam.server.model_card import DEFAULT_ZOO
 
 pytestmark = pytest.mark.e2e
 
-MODEL = DEFAULT_ZOO / "multistyle_rt.onnx"  # the fastest shipped style network
+MODEL = DEFAULT_ZOO / "multistyle_paint.onnx"  # the fastest shipped style network
 FRAMES, RATE, SIZE = 36, 24, (96, 64)
 FFMPEG = shutil.which("ffmpeg")
 needs_ffmpeg = needs_tool(FFMPEG is not None, "ffmpeg")  # the RTMP peer

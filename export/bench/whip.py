@@ -81,7 +81,7 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None, prog: str = "stylecam bench whip") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="model directory the server loads (default: the shipped models)")
-    p.add_argument("--style", default="multistyle_rt", help="style the stream is switched to once the counter reads back")
+    p.add_argument("--style", default="multistyle_paint", help="style the stream is switched to once the counter reads back")
     p.add_argument("--viewers", type=lambda t: [int(x) for x in t.split(",")], default=[1, 3], metavar="N[,N...]",
                    help="viewer counts, one row each, viewers added between rows (default: 1,3)")
     p.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="the publisher's frame size (default: 640x480)")
