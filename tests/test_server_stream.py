@@ -123,7 +123,8 @@ def test_shipped_models_style_and_explain_frames_through_the_server(real_server_
                 frame = await settle(client, config, frames=8)
                 sent = client.sent_of_last()
                 near, far = (diff(frame[40:], expected(n, sent)[40:]) for n in (name, other))
-                assert near < 8 and near < far / 2.5, (name, near, far)  # up to the video codec's loss, both ways
+                # up to the video codec's loss, both ways: a painted frame's fine strokes lose more to it than a smooth one
+                assert near < 14 and near < far / 2.5, (name, near, far)
             await settle(client, {"saliency": "gradcam", "opacity": 0.8}, frames=10)
             stats = await client.wait_message("stats", since=len(client.messages))
             # ImageNet classes from the shipped labels, most probable first (which ones depends on
