@@ -27,6 +27,7 @@ BENCHMARKS: Table = {
     "parity": ("stylecam.export.bench.parity", "saliency graphs against PyTorch float32 and float64: how far float32 rounding moves the maps"),
     "train": ("stylecam.export.bench.train", "seconds per training step, fp32 against bf16 autocast + channels_last, per body and crop size"),
     "gpu": ("stylecam.export.bench.gpu", "the GPU path: checks onnxruntime really runs on CUDA, then times every graph and end-to-end peers at 1280x720"),
+    "page": ("stylecam.export.bench.page", "one JPEG: screenshots of the live page with a photo as the camera, one per --process-size"),
     "sheet": ("stylecam.export.bench.sheet", "one JPEG: held-out photos x our styles beside a peer's arbitrary-style network on the same paintings"),
 }
 
@@ -51,7 +52,7 @@ SUBCOMMANDS: Table = {
     "explain": ("stylecam.server.explain", "heat map overlays + top-5 classes for images with an exported saliency model"),
     "serve": ("stylecam.server.__main__", "serve the live webcam page: WebRTC in, stylized frames + saliency out"),
     "lab": (LAB, "the lecture's slow, optimisation-based methods, each a command that writes pictures (gatys, texture, ...)"),
-    "bench": (BENCHMARKS, "benchmarks that print a table and write JSON (style, train, quality, sheet, e2e, whip, deletion, parity, gpu)"),
+    "bench": (BENCHMARKS, "benchmarks that print a table and write JSON (style, train, quality, sheet, page, e2e, whip, deletion, parity, gpu)"),
 }
 
 

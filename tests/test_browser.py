@@ -305,3 +305,22 @@ def test_page_learns_a_dropped_painting_and_the_stream_shows_it_forming(real_zoo
         page.wait_for_selector(forming, state="detached", timeout=10000)
         assert not errors, errors
     assert not any(styles.iterdir())
+
+
+def test_bench_page_screenshots_the_stream_with_a_photo_as_the_camera(tiny_zoo, tmp_path, capsys):
+    """The README's crop of the page: the fake camera shows the photo, the page shows it styled
+    (the tiny zoo's tint keeps red and quarters green and blue)."""
+    import cv2
+    import numpy as np
+
+    from stylecam.export.cli import main as cli
+
+    photo = tmp_path / "grey.png"
+    cv2.imwrite(str(photo), np.full((240, 320, 3), 200, np.uint8))
+    out = tmp_path / "page.jpg"
+    assert cli(["bench", "page", "--photo", str(photo), "--models", str(tiny_zoo), "--process-size", "160x120",
+                "--camera", "320x240", "--settle", "1", "--chromium", str(CHROMIUM), "--out", str(out)]) == 0
+    shot = cv2.imread(str(out))[40:-10, 10:-10].reshape(-1, 3).mean(0)  # BGR, below the caption
+    assert shot[2] > 150 and shot[0] < 100 and shot[1] < 100, shot  # red kept, green and blue cut: styled, not the photo
+    assert cli(["bench", "page", "--photo", str(photo), "--camera", "wide", "--out", str(out)]) == 2
+    assert "--camera wide: give WIDTHxHEIGHT" in capsys.readouterr().err
