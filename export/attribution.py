@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylecam.models.builders import UnknownModel
 from stylecam.models.classifier import ImageClassifier
-from stylecam.models.registry import UnknownModel
 from stylecam.server.model_card import SALIENCY_METHODS
 
 METHODS = tuple(SALIENCY_METHODS)

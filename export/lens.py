@@ -35,10 +35,10 @@ from stylecam.export.onnx import OPSET, export_onnx, frame_dims
 from stylecam.export.saliency import DEFAULT_CLASSIFIER, check_frames, preprocess
 from stylecam.export.verify import verify
 from stylecam.export.weight_store import externalise
+from stylecam.models.builders import UnknownModel
 from stylecam.models.classifier import EfficientNetLite0, ImageClassifier
 from stylecam.models.data import ImageError, centre_square, find_images, read_rgb
 from stylecam.models.factory import create_model
-from stylecam.models.registry import UnknownModel
 from stylecam.server.model_card import (
     ACTIVATION,
     DREAMED,

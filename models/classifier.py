@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylecam.models.builders import WeightsUnavailable, register_model
 from stylecam.models.data import IMAGENET_MEAN, IMAGENET_STD
-from stylecam.models.registry import WeightsUnavailable, register_model
 
 LABELS_FILE = Path(__file__).with_name("imagenet_classes.txt")
 

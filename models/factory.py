@@ -1,7 +1,7 @@
 """``create_model(name)``: build any registered network by name.
 
 Every module that registers models is imported here, explicitly (as timm's
-``models/__init__.py`` does), so the registry itself imports none of them.
+``models/__init__.py`` does), so models.builders itself imports none of them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from stylecam.models import classifier, transformer
-from stylecam.models.registry import UnknownModel, registered
+from stylecam.models.builders import UnknownModel, registered
 
 MODULES = (classifier, transformer)  # every module whose import registers models
 

@@ -27,10 +27,10 @@ import torch
 from tqdm import tqdm
 
 from stylecam.models import losses
+from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ImageError, centre_square, find_images, load_style_image, read_rgb, to_tensor, write_thumbnail
 from stylecam.models.layers import with_style_input
-from stylecam.models.registry import WeightsUnavailable
 from stylecam.models.train import pick_device, stopped_like_ctrl_c, use_bf16
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 from stylecam.server.help import HelpFormatter

@@ -38,11 +38,11 @@ import torch
 from tqdm import tqdm
 
 from stylecam.models import losses
+from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ContentImages, ImageError, batch_rng, content_batch, load_style_image, to_uint8
 from stylecam.models.factory import create_model
 from stylecam.models.layers import ConditionalInstanceNorm2d
-from stylecam.models.registry import WeightsUnavailable
 from stylecam.models.teacher import TeacherPairs, read_manifest
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 

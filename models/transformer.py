@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylecam.models.builders import register_model
 from stylecam.models.layers import ConvNormAct, ResidualBlock, SubPixelConv
-from stylecam.models.registry import register_model
 
 
 class TransformerNet(nn.Module):

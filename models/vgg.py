@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.data import IMAGENET_MEAN, IMAGENET_STD
-from stylecam.models.registry import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import torch
 from skimage import data as skimage_data  # a declared dev dependency: missing is an install error, not a skip
 from style_helpers import CONTENT
 
+from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.classifier import imagenet_labels
 from stylecam.models.data import read_rgb, to_tensor
 from stylecam.models.factory import create_model, list_models
-from stylecam.models.registry import WeightsUnavailable
 
 # photo -> classes any of which is a right top-1 (the photos were looked at)
 PHOTOS = {

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from stylecam.export.attribution import METHODS, create_method
 from stylecam.export.saliency import DEFAULT_CLASSIFIER, preprocess
+from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.classifier import ImageClassifier
 from stylecam.models.data import ImageError, find_images, read_rgb, spread
 from stylecam.models.factory import create_model
-from stylecam.models.registry import UnknownModel, WeightsUnavailable
 
 USER_ERRORS = (ImageError, UnknownModel, WeightsUnavailable)
 RANDOM = "random"

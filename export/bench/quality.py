@@ -44,8 +44,8 @@ from tqdm import tqdm
 from stylecam.export.bench import paint
 from stylecam.export.cli import HelpFormatter
 from stylecam.models import losses
+from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.data import ImageError, find_images, load_style_image, read_rgb, split_photos, to_tensor
-from stylecam.models.registry import WeightsUnavailable
 from stylecam.models.teacher import ArbitraryStyle
 from stylecam.models.vgg import SOURCES, load_vgg
 from stylecam.server.images import scale_to_long_side

@@ -26,9 +26,9 @@ import torch
 from tqdm import tqdm
 
 from stylecam.export.cli import HelpFormatter
+from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.checkpoint import CheckpointError
 from stylecam.models.data import ContentImages, ImageError, centre_square, load_style_image, read_rgb, split_photos, write_png
-from stylecam.models.registry import WeightsUnavailable
 from stylecam.models.teacher import MANIFEST
 from stylecam.models.train import ARCHS, STEP_KINDS, TrainConfig, Trainer, cpu_has_fast_bf16
 from stylecam.models.vgg import LAYERS, SOURCES

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.classifier import imagenet_labels
 from stylecam.models.data import ImageError, find_images, load_style_image, to_uint8, write_png
 from stylecam.models.factory import create_model
-from stylecam.models.registry import UnknownModel, WeightsUnavailable
 from stylecam.models.vgg import SOURCES
 from stylecam.server.classes import UnknownClass, find_class
 

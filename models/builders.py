@@ -1,4 +1,4 @@
-"""Model registry: every network is built by name, so checkpoints can rebuild it from (arch, kwargs).
+"""Network builders by name: every network is built by name, so checkpoints can rebuild it from (arch, kwargs).
 
 Modules register their factories with ``@register_model``; ``models.factory`` imports them
 all and builds by name.
