@@ -18,7 +18,7 @@ from torch import nn
 from stylecam.models.builders import WeightsUnavailable, register_model
 from stylecam.models.data import IMAGENET_MEAN, IMAGENET_STD
 
-LABELS_FILE = Path(__file__).with_name("imagenet_classes.txt")
+LABELS_FILE = Path(__file__).parent / "zoo" / "imagenet_classes.txt"  # the one copy, which the server reads too
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,14 @@ import cv2
 import numpy as np
 import torch
 
+from stylecam.server import images
+from stylecam.server.images import IMAGE_SUFFIXES
+
 log = logging.getLogger(__name__)
 
 STYLE_VALUE_RANGE = (0.0, 1.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 HOLDOUT_MODULUS = 20  # about 1 photo in 20 is kept out of training, for measuring quality
 
 
@@ -30,14 +32,11 @@ class ImageError(ValueError):
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """uint8 HxWx3 RGB, or ImageError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageError(f"{path}: not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """uint8 HxWx3 RGB (``server.images.read_rgb``), or ImageError naming the file."""
+    try:
+        return images.read_rgb(path)
+    except images.ImageFileError as e:
+        raise ImageError(str(e)) from None
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
 
 class ImageFileError(ValueError):
     """An image that cannot be read or written; the message names the file."""

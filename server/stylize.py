@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from stylecam.server.help import HelpFormatter
-from stylecam.server.images import ImageFileError, read_rgb, scale_to_long_side, write_rgb
+from stylecam.server.images import IMAGE_SUFFIXES, ImageFileError, read_rgb, scale_to_long_side, write_rgb
 from stylecam.server.media_io import (
     STDIO,
     MediaError,
@@ -36,7 +36,6 @@ from stylecam.server.registry import Registry, scan
 from stylecam.server.runner import StyleRunner
 from stylecam.server.user_styles import LearntStyle, read_styles, styles_dir, styles_for
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".flv", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".3gp", ".ogv", ".wmv", ".y4m"})
 
 
