@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from stylecam.server.app import serve
 from stylecam.server.config import IceServer, ServerConfig, resolve_token
-from stylecam.server.help import HelpFormatter
+from stylecam.server.help import HelpFormatter, frame_size
 from stylecam.server.model_card import CardError
 from stylecam.server.registry import PRECISIONS
 from stylecam.server.tls import TLSError, cache_dir, self_signed, server_context
@@ -24,10 +23,10 @@ DEFAULTS = ServerConfig()
 def _size(text: str) -> tuple[int, int] | None | str:
     if text in ("auto", "full"):
         return None if text == "full" else "auto"
-    match = re.fullmatch(r"(\d+)x(\d+)", text)
-    if not match or min(int(match[1]), int(match[2])) < 16:
-        raise argparse.ArgumentTypeError(f"{text!r} is not auto, full or WIDTHxHEIGHT (e.g. 320x240, sides >= 16)")
-    return int(match[1]), int(match[2])
+    try:
+        return frame_size(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto, full or WIDTHxHEIGHT (e.g. 320x240, sides >= 16)") from None
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:

@@ -1,8 +1,10 @@
-"""The ``--help`` layout every stylecam command shares (torch-free, so the server's commands use it too)."""
+"""What every stylecam command line shares: the ``--help`` layout and the frame-size
+argument (torch-free, so the server's commands use them too)."""
 
 from __future__ import annotations
 
 import argparse
+import re
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -11,3 +13,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         return text if "(default" in text or action.default is None else super()._get_help_string(action) or ""
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """An argparse type: WIDTHxHEIGHT, each side at least 16 (what the exported graphs accept)."""
+    match = re.fullmatch(r"(\d+)x(\d+)", text.strip().lower())
+    if not match or min(int(match[1]), int(match[2])) < 16:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (e.g. 640x480, sides >= 16)")
+    return int(match[1]), int(match[2])

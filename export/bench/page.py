@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stylecam.export.cli import HelpFormatter
 from stylecam.server.client import ServerStartError, start_server
+from stylecam.server.help import HelpFormatter, frame_size
 from stylecam.server.images import ImageFileError, read_rgb, write_rgb
 from stylecam.server.model_card import DEFAULT_ZOO
 
@@ -94,16 +94,13 @@ def main(argv: list[str], prog: str = "stylecam bench page") -> int:
                    help="the server's --process-size, one screenshot each")
     p.add_argument("--style", help="style of the multi-style network to show alone (default: the page's first)")
     p.add_argument("--saliency", default="off", help="saliency method to overlay (off, vanilla, guided, smoothgrad, gradcam, occlusion)")
-    p.add_argument("--camera", default="640x480", help="the fake camera's WIDTHxHEIGHT")
+    p.add_argument("--camera", type=frame_size, default=(640, 480), metavar="WxH", help="the fake camera's size (default: 640x480)")
     p.add_argument("--settle", type=float, default=4.0, help="seconds of streaming before the screenshot")
     p.add_argument("--chromium", type=Path, default=Path("/usr/bin/chromium"), help="the browser to drive")
     p.add_argument("--device", default="cpu", help="the server's --device")
     p.add_argument("--out", type=Path, required=True, help="JPEG to write")
     args = p.parse_args(argv)
-    try:
-        width, height = (int(v) for v in args.camera.lower().split("x"))
-    except ValueError:
-        raise PageError(f"--camera {args.camera}: give WIDTHxHEIGHT, e.g. 640x480") from None
+    width, height = args.camera
     if not args.chromium.exists():
         raise PageError(f"--chromium {args.chromium}: not found (apt-get install chromium)")
     photo = read_rgb(args.photo)

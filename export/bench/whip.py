@@ -21,7 +21,7 @@ from pathlib import Path
 
 from stylecam.export.bench.e2e import _percentile
 from stylecam.server.client import CounterCamera, ServerStartError, start_server
-from stylecam.server.help import HelpFormatter
+from stylecam.server.help import HelpFormatter, frame_size
 from stylecam.server.model_card import DEFAULT_ZOO
 from stylecam.server.whip_client import WhepViewer, WhipError, WhipPublisher
 
@@ -71,20 +71,13 @@ async def _run(url: str, pid: int, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def _size(text: str) -> tuple[int, int]:
-    width, _, height = text.partition("x")
-    if not (width.isdigit() and height.isdigit()):
-        raise argparse.ArgumentTypeError(f"{text!r}: give WIDTHxHEIGHT, e.g. 640x480")
-    return int(width), int(height)
-
-
 def main(argv: list[str] | None = None, prog: str = "stylecam bench whip") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="model directory the server loads (default: the shipped models)")
     p.add_argument("--style", default="multistyle_paint", help="style the stream is switched to once the counter reads back")
     p.add_argument("--viewers", type=lambda t: [int(x) for x in t.split(",")], default=[1, 3], metavar="N[,N...]",
                    help="viewer counts, one row each, viewers added between rows (default: 1,3)")
-    p.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="the publisher's frame size (default: 640x480)")
+    p.add_argument("--size", type=frame_size, default=(640, 480), metavar="WxH", help="the publisher's frame size (default: 640x480)")
     p.add_argument("--fps", type=float, default=30.0, help="the publisher's frame rate")
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per row")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds before each row is measured")
