@@ -92,6 +92,19 @@ class Settings:
         return [w / total for w in raw]
 
 
+def weight_items(text: str) -> list[tuple[str, str]]:
+    """``"a=0.5,b=1"`` -> ``[("a", "0.5"), ("b", "1")]``, names and values stripped, as
+    ``stylize --weights`` and a WHIP URL's ``weights=`` write blends; ValueError(item) for
+    the first item without ``=``."""
+    items = []
+    for item in filter(None, text.split(",")):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(item)
+        items.append((name.strip(), value.strip()))
+    return items
+
+
 def _shown(value: Any) -> str:
     """A bad value as an error message quotes it: its repr, cut at 40 characters."""
     text = repr(value)

@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from stylecam.server.control import weight_items
 from stylecam.server.help import HelpFormatter
 from stylecam.server.images import IMAGE_SUFFIXES, ImageFileError, read_rgb, scale_to_long_side, write_rgb
 from stylecam.server.media_io import (
@@ -55,11 +56,14 @@ def parse_weights(text: str | None, styles: tuple[str, ...]) -> np.ndarray:
     if not text:
         weights[0] = 1.0
         return weights
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or name not in styles:
-            raise StylizeError(f"--weights item {item!r}: expected STYLE=FLOAT with STYLE one of {', '.join(styles)}")
+    expected = f"expected STYLE=FLOAT with STYLE one of {', '.join(styles)}"
+    try:
+        items = weight_items(text)
+    except ValueError as e:
+        raise StylizeError(f"--weights item {e.args[0]!r}: {expected}") from None
+    for name, value in items:
+        if name not in styles:
+            raise StylizeError(f"--weights item {name + '=' + value!r}: {expected}")
         try:
             weights[styles.index(name)] = float(value)
         except ValueError:

@@ -29,7 +29,7 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from stylecam.server.config import CONFIG, ENGINE, PEERS, ServerConfig
-from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message
+from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message, weight_items
 from stylecam.server.fanout import SharedEncoder, h264_codecs
 from stylecam.server.peer import Peer, rtc_configuration
 from stylecam.server.sdp import offer_problem, why_refused
@@ -87,10 +87,11 @@ def settings_from_query(query: dict[str, str], catalog: Catalog) -> Settings:
     if "saliency" in query:
         data["saliency"] = query["saliency"]
     if "weights" in query:
-        pairs = [item.partition("=") for item in query["weights"].split(",") if item]
-        if any(not sep for _, sep, _ in pairs):
-            raise ControlError(f"weights must read STYLE=W,STYLE=W (W from 0 to 1), got {query['weights']!r}")
-        data["weights"] = {name: _number(f"the weight of {name}", value) for name, _, value in pairs}
+        try:
+            pairs = weight_items(query["weights"])
+        except ValueError:
+            raise ControlError(f"weights must read STYLE=W,STYLE=W (W from 0 to 1), got {query['weights']!r}") from None
+        data["weights"] = {name: _number(f"the weight of {name}", value) for name, value in pairs}
     return apply_config(data, Settings(style=catalog.default_style()), catalog)
 
 

@@ -239,3 +239,13 @@ def test_a_short_bad_value_is_quoted_as_is():
     with pytest.raises(ControlError) as e:
         apply('{"type": "config", "strength": "1"}')
     assert str(e.value) == "'strength' must be a number from 0 to 1, got '1'"
+
+
+def test_weight_items_split_a_blend_as_stylize_and_whip_write_it():
+    from stylecam.server.control import weight_items
+
+    assert weight_items(" wave = 0.5,udnie=1,") == [("wave", "0.5"), ("udnie", "1")]
+    assert weight_items("") == []
+    with pytest.raises(ValueError) as refused:
+        weight_items("wave=1,udnie")
+    assert refused.value.args == ("udnie",)  # the item to quote in the caller's message
