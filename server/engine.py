@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 
 SALIENCY_NICE = 10  # CFS weight 110 against styling's 1024: a tenth of a contended core, all of an idle one
+RETRY_FIRST_S = 1.0  # a model that failed is tried again after 1 s, then 2, 4, ... up to RETRY_MAX_S
+RETRY_MAX_S = 60.0
 
 
 def _renice(nice: int) -> None:
@@ -141,6 +143,30 @@ class PipelineStats:
     lens_info: dict | None = None  # the newest lens run's, for the page
 
 
+class Backoff:
+    """When each failed model may be tried again: each failure doubles its wait, a success
+    forgets it. A passing fault (a GPU out of memory, a file being replaced) heals by itself;
+    a lasting one costs one try a minute."""
+
+    def __init__(self) -> None:
+        self._wait: dict[str, float] = {}
+        self._until: dict[str, float] = {}
+
+    def resting(self, name: str) -> bool:
+        return time.monotonic() < self._until.get(name, 0.0)
+
+    def failed(self, name: str) -> float:
+        """Seconds until ``name`` is tried again."""
+        wait = min(RETRY_MAX_S, 2 * self._wait[name]) if name in self._wait else RETRY_FIRST_S
+        self._wait[name], self._until[name] = wait, time.monotonic() + wait
+        return wait
+
+    def worked(self, name: str) -> bool:
+        """Forget ``name``'s failures; True when it had any (the page hears it is back)."""
+        self._until.pop(name, None)
+        return self._wait.pop(name, None) is not None
+
+
 class Pipeline:
     """One peer's models, buffers, settings and timings. ``process`` is called by one
     track at a time; worker threads only read ``settings`` (replaced whole by ``update``)."""
@@ -153,7 +179,7 @@ class Pipeline:
         self._on_lens = on_lens  # called from a worker thread with each new lens view's info
         self._buffers: _Buffers | None = None
         self._bindings: dict[str, Binding] = {}
-        self._failed: set[str] = set()
+        self._backoff = Backoff()
         self._overlay = Overlay()
         self._saliency_input: np.ndarray | None = None
         self._saliency_map: np.ndarray | None = None  # newest map, float32 0..1 at the model's size
@@ -239,6 +265,13 @@ class Pipeline:
         log.warning(message)
         self._on_error(message)
 
+    def _failed(self, name: str, message: str) -> None:
+        self.report(f"{message} (trying it again in {self._backoff.failed(name):g} s)")
+
+    def _worked(self, name: str) -> None:
+        if self._backoff.worked(name):
+            self.report(f"model {name!r} works again")
+
     def _time(self, stage: str, start: float) -> float:
         now = time.perf_counter()
         ms = (now - start) * 1000.0
@@ -248,13 +281,12 @@ class Pipeline:
 
     # -- worker thread side --------------------------------------------------------------
     def _runner(self, name: str) -> Any:  # StyleRunner or SaliencyRunner, as the name's card says
-        if name in self._failed:
+        if self._backoff.resting(name):
             return None
         try:
             return self.engine.registry.runner(name)
         except Exception as e:  # CardError, onnxruntime errors: degrade to pass-through
-            self._failed.add(name)
-            self.report(f"model {name!r} cannot be used ({e}); frames pass through unstyled")
+            self._failed(name, f"model {name!r} cannot be used ({e}); frames pass through unstyled")
             return None
 
     def _buffers_for(self, width: int, height: int) -> _Buffers:
@@ -293,9 +325,9 @@ class Pipeline:
         try:
             runner.run_into(binding, b.stylized_small, b.small, runner.style(settings.weight_vector))
         except Exception as e:
-            self._failed.add(name)
-            self.report(f"model {name!r} failed on a {b.small_size[0]}x{b.small_size[1]} frame ({str(e).splitlines()[0]}); frames pass through unstyled")
+            self._failed(name, f"model {name!r} failed on a {b.small_size[0]}x{b.small_size[1]} frame ({str(e).splitlines()[0]}); frames pass through unstyled")
             return False
+        self._worked(name)
         return True
 
     def _style_job(self, frame: av.VideoFrame, settings: Settings, want_saliency: bool, want_lens: bool = False) -> av.VideoFrame:
@@ -347,9 +379,9 @@ class Pipeline:
         try:
             result = runner(self._saliency_input)  # target -1: explain the top class
         except Exception as e:
-            self._failed.add(name)
-            self.report(f"saliency model {name!r} failed ({str(e).splitlines()[0]}); saliency is off")
+            self._failed(name, f"saliency model {name!r} failed ({str(e).splitlines()[0]}); saliency is off")
             return
+        self._worked(name)
         if self._settings.saliency == method:  # the choice may have changed meanwhile
             self._saliency_map = result.map
             self._top5 = runner.top5(result.logits)
@@ -365,9 +397,9 @@ class Pipeline:
         try:
             view = runner(fed_back(self._lens_input, previous), settings.layer, settings.channel, settings.target)
         except Exception as e:
-            self._failed.add(name)
-            self.report(f"lens {name!r} failed ({str(e).splitlines()[0]}); the lens is off")
+            self._failed(name, f"lens {name!r} failed ({str(e).splitlines()[0]}); the lens is off")
             return
+        self._worked(name)
         if _lens_key(self._settings) == _lens_key(settings):  # the choice may have changed meanwhile
             self._lens_view = view
             self.lens_runs += 1

@@ -174,7 +174,7 @@ class Failing:
         return getattr(self._session, name)
 
 
-def test_a_failing_style_or_saliency_model_is_reported_once_and_left_off(tiny_zoo):
+def test_a_failing_style_or_saliency_model_is_reported_once_and_left_off_for_a_while(tiny_zoo):
     async def go():
         engine = engine_for(tiny_zoo, process_size=(32, 24))
         for name in ("invert", "fake-vanilla"):
@@ -186,8 +186,38 @@ def test_a_failing_style_or_saliency_model_is_reported_once_and_left_off(tiny_zo
             out = rgb(await pipeline.process(make_frame(70, i)))
             assert np.abs(out - 70).max() <= 2  # passed through
             await settle(pipeline)
-        assert errors == ["model 'invert' failed on a 32x24 frame (out of memory); frames pass through unstyled",
-                          "saliency model 'fake-vanilla' failed (out of memory); saliency is off"]
+        assert errors == ["model 'invert' failed on a 32x24 frame (out of memory); frames pass through unstyled (trying it again in 1 s)",
+                          "saliency model 'fake-vanilla' failed (out of memory); saliency is off (trying it again in 1 s)"]
+        engine.close()
+
+    run(go())
+
+
+def test_a_failed_model_is_tried_again_after_a_doubling_wait_and_the_page_hears_it_is_back(tiny_zoo, monkeypatch):
+    """A passing fault heals: styling comes back by itself, after 0.2 s, then 0.4 s, ... of
+    pass-through (RETRY_FIRST_S shortened here), and the peer is told both ways."""
+    from stylecam.server import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "RETRY_FIRST_S", 0.2)
+
+    async def go():
+        engine = engine_for(tiny_zoo, process_size=(32, 24))
+        model = engine.registry.model("invert")
+        working = model.session
+        model.session = Failing(working)
+        errors: list[str] = []
+        pipeline = engine.pipeline(Settings(style="invert"), errors.append)
+        start = time.monotonic()
+        while len(errors) < 2:  # fails, rests 0.2 s, fails again, rests 0.4 s
+            assert np.abs(rgb(await pipeline.process(make_frame(70, 0))) - 70).max() <= 2
+            await asyncio.sleep(0.02)
+        assert 0.2 <= time.monotonic() - start < 0.4
+        assert [e.rsplit("(", 1)[1] for e in errors] == ["trying it again in 0.2 s)", "trying it again in 0.4 s)"]
+        model.session = working
+        assert np.abs(rgb(await pipeline.process(make_frame(70, 1))) - 70).max() <= 2  # still resting
+        await asyncio.sleep(0.45)
+        assert np.abs(rgb(await pipeline.process(make_frame(70, 2))) - 185).max() <= 3  # inverted again
+        assert errors[2:] == ["model 'invert' works again"]
         engine.close()
 
     run(go())
@@ -299,7 +329,7 @@ def test_a_slow_lens_runs_one_job_at_a_time_at_its_rate_and_a_failing_one_is_lef
         for i in range(3):
             assert np.abs(rgb(await pipeline.process(make_frame(100, i))) - 155).max() <= 3
             await settle(pipeline)
-        assert errors == ["lens 'fake-lens' failed (bad layer); the lens is off"]
+        assert errors == ["lens 'fake-lens' failed (bad layer); the lens is off (trying it again in 1 s)"]
         engine.close()
 
     run(go())
