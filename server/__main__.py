@@ -13,10 +13,11 @@ from stylecam.server.app import serve
 from stylecam.server.config import IceServer, ServerConfig, resolve_token
 from stylecam.server.help import HelpFormatter, frame_size
 from stylecam.server.model_card import CardError
+from stylecam.server.ort_model import DeviceError
 from stylecam.server.registry import PRECISIONS
 from stylecam.server.tls import TLSError, cache_dir, self_signed, server_context
 
-USER_ERRORS = (CardError, TLSError, OSError)  # OSError: port in use, address not available
+USER_ERRORS = (CardError, DeviceError, TLSError, OSError)  # OSError: port in use, address not available
 DEFAULTS = ServerConfig()
 
 

@@ -44,6 +44,10 @@ def cuda_device_name() -> str | None:
     return name.value.decode()
 
 
+class DeviceError(Exception):
+    """The asked-for device cannot run models here (no CUDA provider, no GPU); the message says what to use."""
+
+
 def providers_for(device: str) -> list[str]:
     """Execution providers for a device choice; ``auto`` takes CUDA when onnxruntime has it
     and the driver sees a GPU."""
@@ -53,9 +57,9 @@ def providers_for(device: str) -> list[str]:
         raise ValueError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if device == "cuda" and not has_cuda:
-        raise CardError("--device cuda: this onnxruntime has no CUDA provider; install onnxruntime-gpu or use --device cpu")
+        raise DeviceError("--device cuda: this onnxruntime has no CUDA provider; install onnxruntime-gpu or use --device cpu")
     if device == "cuda" and cuda_device_count() == 0:
-        raise CardError("--device cuda: the CUDA driver sees no GPU on this machine; use --device cpu or auto")
+        raise DeviceError("--device cuda: the CUDA driver sees no GPU on this machine; use --device cpu or auto")
     if device in ("auto", "cuda") and has_cuda and cuda_device_count() > 0:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
@@ -87,7 +91,7 @@ class OrtModel:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = providers_for(device)  # its CardError says what the device lacks: not wrapped below
+        providers = providers_for(device)  # its DeviceError says what the device lacks: not wrapped below
         try:
             session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types

@@ -32,7 +32,7 @@ from stylecam.server.media_io import (
     stream_name,
 )
 from stylecam.server.model_card import DEFAULT_ZOO, CardError
-from stylecam.server.ort_model import OrtModel, providers_for
+from stylecam.server.ort_model import DeviceError, OrtModel, providers_for
 from stylecam.server.registry import Registry, scan
 from stylecam.server.runner import StyleRunner
 from stylecam.server.user_styles import LearntStyle, read_styles, styles_dir, styles_for
@@ -44,7 +44,7 @@ class StylizeError(ValueError):
     """Bad input to stylize; the message names the value and the fix."""
 
 
-USER_ERRORS = (CardError, StylizeError, ImageFileError, MediaError)
+USER_ERRORS = (CardError, DeviceError, StylizeError, ImageFileError, MediaError)
 
 
 def parse_weights(text: str | None, styles: tuple[str, ...]) -> np.ndarray:

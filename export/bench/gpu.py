@@ -35,7 +35,7 @@ import numpy as np
 from stylecam.export.cli import HelpFormatter
 from stylecam.server import half
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards, load_card_for_onnx
-from stylecam.server.ort_model import OrtModel, cuda_device_name, providers_for
+from stylecam.server.ort_model import DeviceError, OrtModel, cuda_device_name, providers_for
 from stylecam.server.registry import same_model
 from stylecam.server.runner import SaliencyRunner, StyleRunner
 
@@ -48,7 +48,7 @@ class GpuError(RuntimeError):
     """No usable CUDA path; the message says what is missing."""
 
 
-USER_ERRORS = (GpuError, CardError, OSError)
+USER_ERRORS = (GpuError, CardError, DeviceError, OSError)
 
 
 def placement(profile: Path) -> Counter:
@@ -70,7 +70,7 @@ def check_cuda(model: Path) -> dict:
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise GpuError(f"this onnxruntime ({ort.__version__}) has no CUDA provider: pip install onnxruntime-gpu")
-    providers = providers_for("cuda")  # CardError when the driver sees no GPU
+    providers = providers_for("cuda")  # DeviceError when the driver sees no GPU
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.enable_profiling = True

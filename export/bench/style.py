@@ -28,7 +28,7 @@ from tqdm import tqdm
 from stylecam.export.cli import HelpFormatter
 from stylecam.server.config import CPU_PROCESS_SIZE
 from stylecam.server.model_card import CardError
-from stylecam.server.ort_model import OrtModel, providers_for
+from stylecam.server.ort_model import DeviceError, OrtModel, providers_for
 from stylecam.server.runner import StyleRunner
 
 SIZES = ((240, 320), CPU_PROCESS_SIZE[::-1], (480, 640))  # (h, w); the middle one is the CPU server's default
@@ -40,7 +40,7 @@ class BenchInputError(ValueError):
     """A foreign file or option the bench cannot use; the message names it."""
 
 
-USER_ERRORS = (CardError, BenchInputError)
+USER_ERRORS = (CardError, DeviceError, BenchInputError)
 
 
 @dataclass(frozen=True)
