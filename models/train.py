@@ -45,11 +45,12 @@ from stylecam.models.factory import create_model
 from stylecam.models.layers import ConditionalInstanceNorm2d
 from stylecam.models.teacher import TeacherPairs, read_manifest
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
+from stylecam.server.help import UsageError
 
 log = logging.getLogger(__name__)
 ARCHS = ("rt", "lite", "johnson", "paint")
 STEP_KINDS = ("perceptual", "teacher")
-USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable)
+USER_ERRORS = (ImageError, UsageError, CheckpointError, WeightsUnavailable)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class TrainConfig:
         for name in ("style_weight", "style_size", "texture_weight"):
             count = len(getattr(self, name))
             if count not in (1, len(self.styles)):
-                raise ImageError(f"--{name.replace('_', '-')} takes one value or one per style ({len(self.styles)}), got {count}")
+                raise UsageError(f"--{name.replace('_', '-')} takes one value or one per style ({len(self.styles)}), got {count}")
 
     @property
     def style_names(self) -> list[str]:
@@ -520,28 +521,28 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     styles = [args.style] if args.style else args.styles
     if args.styles is not None and len(args.styles) < 2:
-        raise ImageError("--styles needs two or more images; use --style for one")
+        raise UsageError("--styles needs two or more images; use --style for one")
     for path in styles:
         load_style_image(path, 8)  # fails now, with the file's name, rather than after VGG loads
     if not args.content and args.teacher is None:
-        raise ImageError("--content is required: folder(s) of photos to train on (or --teacher DIR)")
+        raise UsageError("--content is required: folder(s) of photos to train on (or --teacher DIR)")
     for folder in args.content:
         if not folder.is_dir():
-            raise ImageError(f"--content {folder}: not a folder of images")
+            raise UsageError(f"--content {folder}: not a folder of images")
     if (args.distill_weight > 0 or args.edge_weight > 0 or max(args.texture_weight) > 0 or args.fine_weight > 0 or args.step_kind == "teacher") \
             and args.teacher is None:
-        raise ImageError("--distill-weight, --edge-weight, --texture-weight, --fine-weight and --step-kind teacher need --teacher DIR "
+        raise UsageError("--distill-weight, --edge-weight, --texture-weight, --fine-weight and --step-kind teacher need --teacher DIR "
                          "(a folder written by `stylecam teach`)")
     if args.step_kind == "teacher" and args.distill_weight <= 0:
-        raise ImageError("--step-kind teacher learns from the teacher alone: give --distill-weight above 0 (e.g. 1)")
+        raise UsageError("--step-kind teacher learns from the teacher alone: give --distill-weight above 0 (e.g. 1)")
     lo, hi = args.teacher_crop
     if not 0 < lo <= hi <= 1:
-        raise ImageError(f"--teacher-crop {lo:g} {hi:g}: needs 0 < LO <= HI <= 1")
+        raise UsageError(f"--teacher-crop {lo:g} {hi:g}: needs 0 < LO <= HI <= 1")
     if args.teacher is not None:
         read_manifest(args.teacher)
     for name in ("iterations", "size", "batch_size", "checkpoint_every"):
         if getattr(args, name) < 1:
-            raise ImageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     return TrainConfig(
         styles=tuple(str(p) for p in styles), content=tuple(str(p) for p in args.content), out=str(args.out),
         arch=args.arch, iterations=args.iterations, size=args.size, batch_size=args.batch_size,

@@ -7,6 +7,10 @@ import argparse
 import re
 
 
+class UsageError(ValueError):
+    """Flags that do not fit together, or that name what is not there; the message names the flag and the fix."""
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends each option's default to its help, unless the help already says it or there is none."""
 

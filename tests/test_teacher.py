@@ -123,10 +123,10 @@ def test_train_refuses_a_distill_weight_without_a_teacher_and_a_folder_without_a
 
 
 def test_training_with_a_teacher_missing_a_style_names_it(taught, tmp_path):
-    from stylecam.models.data import ImageError
+    from stylecam.server.help import UsageError
 
     content, out = taught
-    with pytest.raises(ImageError, match="has no the_scream"):
+    with pytest.raises(UsageError, match="has no the_scream"):
         Trainer(tiny_config(content, tmp_path, styles=("wave", "the_scream"), teacher=str(out), distill_weight=1.0))
 
 

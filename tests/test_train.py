@@ -300,11 +300,11 @@ def test_a_failing_batch_reaches_the_training_loop(four_photos, tmp_path):
 
 
 def test_a_wrong_count_of_per_style_options_is_refused_by_the_config(four_photos, tmp_path):
-    from stylecam.models.data import ImageError
+    from stylecam.server.help import UsageError
 
-    with pytest.raises(ImageError, match="--style-size takes one value or one per style"):
+    with pytest.raises(UsageError, match="--style-size takes one value or one per style"):
         tiny_config(four_photos, tmp_path, styles=("wave", "udnie"), style_size=(64, 96, 128))
-    with pytest.raises(ImageError, match="--style-weight takes one value or one per style"):
+    with pytest.raises(UsageError, match="--style-weight takes one value or one per style"):
         tiny_config(four_photos, tmp_path, styles=("wave", "udnie"), style_weight=(1.0, 2.0, 3.0))
 
 

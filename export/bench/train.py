@@ -32,8 +32,9 @@ from stylecam.models.data import ContentImages, ImageError, centre_square, load_
 from stylecam.models.teacher import MANIFEST
 from stylecam.models.train import ARCHS, STEP_KINDS, TrainConfig, Trainer, cpu_has_fast_bf16
 from stylecam.models.vgg import LAYERS, SOURCES
+from stylecam.server.help import UsageError
 
-USER_ERRORS = (ImageError, CheckpointError, WeightsUnavailable)  # as `stylecam train`'s
+USER_ERRORS = (ImageError, UsageError, CheckpointError, WeightsUnavailable)  # as `stylecam train`'s
 PRECISIONS = ("fp32", "bf16")
 
 
