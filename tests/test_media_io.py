@@ -263,10 +263,11 @@ def test_a_file_that_sorts_before_stdin_is_read_and_written_as_a_file(tmp_path, 
 def test_the_first_video_stream_is_the_one_read(tmp_path):
     clip = tmp_path / "two.mkv"
     with av.open(str(clip), "w") as out:
-        for width, height in ((64, 48), (32, 24)):
-            v = out.add_stream("mpeg4", rate=10)
+        streams = [out.add_stream("mpeg4", rate=10) for _ in range(2)]
+        for v, (width, height) in zip(streams, ((64, 48), (32, 24))):
             v.width, v.height, v.pix_fmt = width, height, "yuv420p"
-            out.mux(v.encode(av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")))
+        for v in streams:
+            out.mux(v.encode(av.VideoFrame.from_ndarray(np.zeros((v.height, v.width, 3), np.uint8), format="rgb24")))
             out.mux(v.encode(None))
     source = open_source(str(clip), 5.0)
     assert (source.video.index, source.video.width, source.video.height) == (0, 64, 48)
