@@ -59,7 +59,7 @@ def real_zoo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_server_url(real_zoo):
     """Base URL of a server on the shipped graphs, CPU, processing at 320x240."""
-    from stylecam.server.client import serving
+    from stylecam.server.testing.client import serving
 
     with serving(real_zoo, ["--device", "cpu", "--process-size", "320x240", "--max-peers", "2"]) as url:
         yield url
@@ -68,7 +68,7 @@ def real_server_url(real_zoo):
 @pytest.fixture(scope="session")
 def server_url(tiny_zoo):
     """Base URL of a server on the tiny zoo, CPU, silence timeout 2 s."""
-    from stylecam.server.client import serving
+    from stylecam.server.testing.client import serving
 
     with serving(tiny_zoo, ["--device", "cpu", "--silence-timeout", "2", "--max-peers", "4"]) as url:
         yield url
@@ -96,7 +96,7 @@ async def video_offer(direction: str, codec: str | None = None) -> str:
     ``codec`` (e.g. ``video/VP8``) leaves only that one."""
     from aiortc import RTCPeerConnection, RTCRtpSender
 
-    from stylecam.server.client import CounterCamera
+    from stylecam.server.testing.client import CounterCamera
 
     pc = RTCPeerConnection()
     transceiver = pc.addTransceiver(CounterCamera() if direction == "sendonly" else "video", direction=direction)

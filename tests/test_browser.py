@@ -23,7 +23,7 @@ def write_y4m(path: Path, frames: int = 30, width: int = 640, height: int = 480)
     """A short 4:2:0 clip: the bench's test scene with a bar moving across it."""
     import cv2
 
-    from stylecam.server.client import scene
+    from stylecam.server.testing.client import scene
 
     base = scene(width, height)
     with open(path, "wb") as f:
@@ -183,7 +183,7 @@ def test_page_switches_through_every_lens_and_frames_keep_arriving(real_server_u
 
 
 def _wait_no_peers(url: str, timeout: float = 5.0) -> None:
-    from stylecam.server.client import get_json
+    from stylecam.server.testing.client import get_json
 
     deadline = time.monotonic() + timeout
     while get_json(url + "/api/health")["peers"]:
@@ -192,7 +192,7 @@ def _wait_no_peers(url: str, timeout: float = 5.0) -> None:
 
 
 def test_page_says_so_when_the_server_has_no_models(tmp_path):
-    from stylecam.server.client import serving
+    from stylecam.server.testing.client import serving
 
     with serving(tmp_path / "no-models", ["--device", "cpu"]) as url, chromium_page(tmp_path) as (page, errors):
         page.goto(url + "/")
@@ -204,7 +204,7 @@ def test_page_says_so_when_the_server_has_no_models(tmp_path):
 
 def test_page_forwards_its_token(tiny_zoo, tmp_path):
     """A server with a token: the page opened at the printed URL (…/?token=T) streams."""
-    from stylecam.server.client import serving
+    from stylecam.server.testing.client import serving
 
     with serving(tiny_zoo, ["--device", "cpu", "--token", "t0ken"]) as url, chromium_page(tmp_path) as (page, errors):
         page.goto(url + "/?token=t0ken")
@@ -217,7 +217,7 @@ def test_page_forwards_its_token(tiny_zoo, tmp_path):
 def test_page_streams_over_https(tiny_zoo, tmp_path, monkeypatch):
     """--https with its self-signed certificate (accepted here as a user accepts the warning):
     the page is a secure origin, gets the camera and streams."""
-    from stylecam.server.client import serving
+    from stylecam.server.testing.client import serving
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with serving(tiny_zoo, ["--device", "cpu", "--https"]) as url, \
@@ -239,7 +239,7 @@ def test_page_streams_through_a_turn_relay(tiny_zoo, tmp_path):
     import socket
     import subprocess
 
-    from stylecam.server.client import serving
+    from stylecam.server.testing.client import serving
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -269,7 +269,7 @@ def test_page_learns_a_dropped_painting_and_the_stream_shows_it_forming(real_zoo
     import numpy as np
     from style_helpers import CONTENT
 
-    from stylecam.server.client import serving
+    from stylecam.server.testing.client import serving
 
     painting = tmp_path / "poster.png"
     photo = cv2.imread(str(sorted((CONTENT / "coco").glob("*.jpg"))[7]))

@@ -132,3 +132,12 @@ def test_a_bench_refusal_is_one_line(tmp_path, capsys):
     assert main(["bench", "e2e", "--learning", str(tmp_path / "none.jpg")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"stylecam bench e2e: error: --learning {tmp_path / 'none.jpg'}: no such painting"
+
+
+def test_the_server_never_imports_its_test_clients():
+    """server/testing/ drives a running server from outside; serving code that imported it
+    would ship a test client inside the server (and aiortc test tracks in its import time)."""
+    serving = [p for p in (REPO / "server").glob("*.py")]
+    assert len(serving) > 20
+    users = [p.name for p in serving if "stylecam.server.testing" in p.read_text()]
+    assert users == []

@@ -160,8 +160,8 @@ def test_a_model_offers_only_the_learnt_styles_that_fit_its_network():
 @pytest.mark.slow
 def test_the_server_offers_learnt_styles_beside_the_cards(tiny_zoo, tmp_path):
     """In the registry (catalog, runner) and through a real `stylecam serve --styles-dir`."""
-    from stylecam.server.client import get_json, serving
     from stylecam.server.registry import Registry, scan
+    from stylecam.server.testing.client import get_json, serving
 
     green = LearntStyle("green", "tint", np.array([0.25, 1.0, 0.25], np.float32))  # the tiny tint's network: its name
     registry = Registry(scan(tiny_zoo, "cpu"), "cpu", {}, [green, learnt("elsewhere")])

@@ -17,9 +17,9 @@ from aiortc import AudioStreamTrack
 from conftest import in_process, run
 
 from stylecam.server import peer as peer_module
-from stylecam.server.client import Client
 from stylecam.server.config import ENGINE, PEERS, IceServer, ServerConfig
 from stylecam.server.peer import LENS_MESSAGE_INTERVAL, Peer, rtc_configuration
+from stylecam.server.testing.client import Client
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_tool, run
 
-from stylecam.server.client import Client, get_json, start_server
+from stylecam.server.testing.client import Client, get_json, start_server
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 pytestmark = [

@@ -16,8 +16,8 @@ from aiohttp import ClientSession
 from aiortc import RTCPeerConnection
 from conftest import in_process, run
 
-from stylecam.server.client import Client, CounterCamera
 from stylecam.server.config import PEERS, ServerConfig
+from stylecam.server.testing.client import Client, CounterCamera
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

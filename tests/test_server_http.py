@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import AUDIO_ONLY_SDP, in_process, run
 
-from stylecam.server.client import Client, CounterCamera, get_json, scene, start_server
+from stylecam.server.testing.client import Client, CounterCamera, get_json, scene, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 REPO = Path(__file__).resolve().parent.parent
@@ -225,7 +225,7 @@ def test_https_with_a_self_signed_certificate_made_once_and_pinned(tmp_path, mon
     the page; the certificate is made once and reused; plain HTTP gets nothing."""
     import ssl
 
-    from stylecam.server.client import serving
+    from stylecam.server.testing.client import serving
     from stylecam.server.tls import fingerprint
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -178,7 +178,7 @@ def test_lenses_through_the_engine_beside_styling():
     from conftest import run
     from test_server_track import make_engine, make_frame
 
-    from stylecam.server.client import scene
+    from stylecam.server.testing.client import scene
 
     async def until_view(pipeline, image, pts):
         for i in range(400):

@@ -10,8 +10,8 @@ import pytest
 from conftest import in_process, run
 from tiny_models import slow_down
 
-from stylecam.server.client import Client
 from stylecam.server.config import ENGINE, ServerConfig
+from stylecam.server.testing.client import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -65,7 +65,7 @@ def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
     import random
     import time
 
-    from stylecam.server.client import get_json, start_server
+    from stylecam.server.testing.client import get_json, start_server
 
     def rss_kib(pid: int) -> int:
         status = open(f"/proc/{pid}/status").read()

@@ -13,7 +13,7 @@ import pytest
 from conftest import run
 from tiny_models import expected_top5
 
-from stylecam.server.client import Client, CounterCamera, get_json, scene
+from stylecam.server.testing.client import Client, CounterCamera, get_json, scene
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 

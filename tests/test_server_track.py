@@ -17,11 +17,11 @@ from aiortc.mediastreams import MediaStreamError
 from conftest import run
 from tiny_models import slow_down
 
-from stylecam.server.client import scene
 from stylecam.server.control import Settings
 from stylecam.server.engine import Engine, ThreadPlan, fit_within
 from stylecam.server.registry import Registry, scan
 from stylecam.server.runner import top5
+from stylecam.server.testing.client import scene
 from stylecam.server.track import NewestFrame, StyledTrack
 
 pytestmark = pytest.mark.timeout(30)

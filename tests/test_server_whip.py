@@ -13,10 +13,10 @@ import pytest
 from conftest import in_process, run, video_offer
 
 from stylecam.export.bench.whip import cpu_seconds
-from stylecam.server.client import CounterCamera, start_server
 from stylecam.server.config import PEERS, ServerConfig
+from stylecam.server.testing.client import CounterCamera, start_server
+from stylecam.server.testing.whip_client import WhepViewer, WhipError, WhipPublisher, request
 from stylecam.server.whip import STREAMS
-from stylecam.server.whip_client import WhepViewer, WhipError, WhipPublisher, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from style_helpers import CONTENT
 
-from stylecam.server.client import get_json, serving
+from stylecam.server.testing.client import get_json, serving
 from stylecam.server.uploads import MAX_PIXELS, UploadError, decode_painting, picture_size
 from stylecam.server.user_styles import LearntStyle, write_style
 

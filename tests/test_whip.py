@@ -16,8 +16,8 @@ from conftest import in_process, run, video_offer
 from stylecam.server import whip
 from stylecam.server.config import PEERS, ServerConfig
 from stylecam.server.control import Catalog, ControlError, Settings
+from stylecam.server.testing.whip_client import request
 from stylecam.server.whip import CORS, STREAMS, settings_from_query
-from stylecam.server.whip_client import request
 
 pytestmark = pytest.mark.timeout(60)
 CATALOG = Catalog(styles=("invert",), multistyles={"tint": ("red", "blue")}, saliency=("vanilla", "gradcam"))

@@ -1,6 +1,6 @@
 """``stylecam bench e2e``: real aiortc clients against a real ``stylecam serve`` process.
 
-Each client (``stylecam.server.client``) sends a synthetic 640x480 camera at 30 fps.
+Each client (``stylecam.server.testing.client``) sends a synthetic 640x480 camera at 30 fps.
 Glass-to-glass latency runs from the moment the client's camera handed a frame to its
 encoder to the moment the styled frame came out of the client's decoder, matched by pts.
 
@@ -27,8 +27,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from stylecam.server.client import HEIGHT, WIDTH, Client, ServerStartError, get_json, start_server
 from stylecam.server.model_card import DEFAULT_ZOO
+from stylecam.server.testing.client import HEIGHT, WIDTH, Client, ServerStartError, get_json, start_server
 
 
 class E2EError(Exception):

@@ -140,7 +140,7 @@ def udp_receive_errors(snmp: Path = Path("/proc/net/snmp")) -> int | None:
 def e2e(models: Path, peers: list[int], seconds: float, warmup: float) -> list[dict]:
     """Each client in its own process, as each browser is; every peer count with style +
     Grad-CAM, then with style alone, which shows what the saliency overlay costs."""
-    from stylecam.server.client import get_json, start_server
+    from stylecam.server.testing.client import get_json, start_server
 
     proc, url = start_server(models, ["--device", "cuda", "--process-size", "full", "--max-peers", str(2 * max(peers)),
                                       "--max-pending", str(2 * max(peers))])  # room while the last row's peers close

@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stylecam.server.client import ServerStartError, start_server
 from stylecam.server.help import HelpFormatter, frame_size
 from stylecam.server.images import ImageFileError, read_rgb, write_rgb
 from stylecam.server.model_card import DEFAULT_ZOO
+from stylecam.server.testing.client import ServerStartError, start_server
 
 LABEL = 28  # pixels of caption above each screenshot
 

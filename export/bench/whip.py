@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from stylecam.export.bench.e2e import _percentile
-from stylecam.server.client import CounterCamera, ServerStartError, start_server
 from stylecam.server.help import HelpFormatter, frame_size
 from stylecam.server.model_card import DEFAULT_ZOO
-from stylecam.server.whip_client import WhepViewer, WhipError, WhipPublisher
+from stylecam.server.testing.client import CounterCamera, ServerStartError, start_server
+from stylecam.server.testing.whip_client import WhepViewer, WhipError, WhipPublisher
 
 USER_ERRORS = (OSError, WhipError, ServerStartError)
 

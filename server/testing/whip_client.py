@@ -16,7 +16,7 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from yarl import URL
 
-from stylecam.server.client import Client, CounterCamera, Received
+from stylecam.server.testing.client import Client, CounterCamera, Received
 
 SDP = "application/sdp"
 

@@ -257,7 +257,7 @@ def start_server(models: Path, extra: list[str], timeout: float = 60.0, log: Pat
     to ``log`` when given, else to this process's stderr."""
     cmd = [sys.executable, "-m", "stylecam.server", "--port", "0", "--models", str(models), "--log-level", "warning", *extra]
     with open(log, "w") if log else contextlib.nullcontext() as stderr:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=Path(__file__).resolve().parent.parent)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=Path(__file__).resolve().parents[2])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline() if proc.stdout else ""
