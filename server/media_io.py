@@ -2,7 +2,7 @@
 
 A source yields decoded video frames and the audio packets around them, in stream order.
 A live source (a camera, a URL, a pipe) is read
-by ``NewestFrame`` in a thread that keeps only the newest frame, so a model slower than
+by ``LiveReader`` in a thread that keeps only the newest frame, so a model slower than
 the source drops frames instead of falling ever further behind. A sink encodes the styled
 frames and copies the audio packets untouched, keeping their timestamps, so sound and
 picture stay in sync even when frames are dropped. A file sink writes to a staging name
@@ -216,7 +216,7 @@ def open_source(spec: str, timeout: float) -> Source:
     return Source(spec, container, container.streams.video[0], list(container.streams.audio), relay)
 
 
-class NewestFrame:
+class LiveReader:
     """Reads a live source in a thread and keeps only its newest frame (audio packets all
     queue: they are small and must not be lost); ``dropped`` counts the frames overwritten
     before the styling loop took them."""

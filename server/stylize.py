@@ -23,8 +23,8 @@ from stylecam.server.help import HelpFormatter
 from stylecam.server.images import IMAGE_SUFFIXES, ImageFileError, read_rgb, scale_to_long_side, write_rgb
 from stylecam.server.media_io import (
     STDIO,
+    LiveReader,
     MediaError,
-    NewestFrame,
     Sink,
     check_encoder,
     is_stream,
@@ -136,10 +136,10 @@ def stylize_video(stylizer: Stylizer, src: str, dst: str, options: VideoOptions)
     except BaseException:
         source.close()
         raise
-    reader: NewestFrame | None = None
+    reader: LiveReader | None = None
     frames, note, start, interrupted = 0, "", time.monotonic(), False
     try:  # from here on every way out, a Ctrl-C at any point included, closes or aborts both ends
-        reader = NewestFrame(source.items()) if source.live and not options.all_frames else None
+        reader = LiveReader(source.items()) if source.live and not options.all_frames else None
         label = stream_name(src) if is_stream(src) else Path(src).name
         with tqdm(total=source.frames, desc=label, unit="frame", dynamic_ncols=True) as bar:
             for item in reader if reader is not None else source.items():

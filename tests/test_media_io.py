@@ -24,8 +24,8 @@ import pytest
 from stylecam.server.images import staging_path
 from stylecam.server.media_io import (
     AUDIO_LEAD,
+    LiveReader,
     MediaError,
-    NewestFrame,
     Relay,
     Sink,
     Source,
@@ -218,7 +218,7 @@ def test_the_reader_keeps_the_newest_frame_and_every_sound_packet():
         gate.wait(5)
         yield frame(9)
 
-    reader = NewestFrame(items())
+    reader = LiveReader(items())
     time.sleep(0.2)
     got = iter(reader)
     first = [next(got), next(got)]
@@ -233,7 +233,7 @@ def test_the_reader_keeps_a_source_error_and_stops_when_asked():
         yield frame(1)
         raise MediaError("in.mp4: Invalid data found when processing input")
 
-    reader = NewestFrame(broken())
+    reader = LiveReader(broken())
     assert [f.pts for f in reader] == [1] and reader.error == "in.mp4: Invalid data found when processing input"
 
     def endless():
@@ -243,7 +243,7 @@ def test_the_reader_keeps_a_source_error_and_stops_when_asked():
             i += 1
             yield frame(i % 200)
 
-    reader = NewestFrame(endless())
+    reader = LiveReader(endless())
     time.sleep(0.1)
     assert reader.stop(2) and reader.error is None
 
@@ -384,7 +384,7 @@ def test_the_reader_hands_each_item_on_as_soon_as_it_comes():
 
     began = time.monotonic()
     got = []
-    for item in NewestFrame(items()):  # one item at a time: the next comes once this one is taken
+    for item in LiveReader(items()):  # one item at a time: the next comes once this one is taken
         got.append(item)
         taken.release()
     assert time.monotonic() - began < 1.5  # not half a second (the reader's wake-up period) an item
@@ -397,7 +397,7 @@ def test_a_stalled_source_is_waited_for_without_spinning_and_without_ending():
         time.sleep(0.7)  # longer than the reader's wake-up period
         yield frame(2)
 
-    reader = NewestFrame(stalling())
+    reader = LiveReader(stalling())
     readers = [t.daemon for t in threading.enumerate() if t.name == "stylize-reader"]
     assert readers and all(readers)  # a stuck read never holds the process at exit
     cpu = time.thread_time()

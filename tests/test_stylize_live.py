@@ -19,7 +19,7 @@ from conftest import needs_tool
 
 from stylecam.export.cli import main as cli
 from stylecam.server import stylize
-from stylecam.server.media_io import NewestFrame
+from stylecam.server.media_io import LiveReader
 from stylecam.server.model_card import DEFAULT_ZOO
 
 pytestmark = pytest.mark.e2e
@@ -173,7 +173,7 @@ def test_newest_frame_wins_and_audio_is_never_dropped(clip):
     with av.open(clip) as container:
         items = [f for p in container.demux() for f in (p.decode() if p.stream.type == "video" else [p] if p.size else [])]
     frames = [i for i in items if isinstance(i, av.VideoFrame)]
-    reader = NewestFrame(iter(items))
+    reader = LiveReader(iter(items))
     assert reader.stop(timeout=5)  # the reader ran through everything before anyone took a frame
     taken = list(reader)
     assert [i for i in taken if isinstance(i, av.VideoFrame)] == [frames[-1]]
