@@ -349,7 +349,11 @@ class Sink:
                     self.copy(packet)
 
     def close(self) -> None:
-        """Flush the encoder, finish the container and, for a file, move it into place."""
+        """Flush the encoder, finish the container and, for a file, move it into place; a
+        sink given no frame leaves nothing and says so (there is no video to finish)."""
+        if self._last_pts is None:
+            self.abort()
+            raise MediaError(f"{self.target}: no frames to write (the source gave none); nothing written")
         try:
             with named(self.target):
                 self._out.mux(self._video.encode(None))

@@ -128,6 +128,17 @@ def test_a_file_goes_through_with_its_sound_and_appears_only_once_complete(tmp_p
         assert sum(p.dts is not None for p in done.demux(done.streams.audio[0])) == audio  # every packet copied
 
 
+def test_a_sink_given_no_frame_says_so_and_leaves_nothing(tmp_path):
+    clip = tmp_path / "in.mp4"
+    make_clip(clip, frames=3, audio=False)
+    source = open_source(str(clip), 5.0)
+    sink = Sink(str(tmp_path / "empty.mp4"), source, "mpeg4", None, 5.0)
+    with pytest.raises(MediaError, match=r"empty.mp4: no frames to write \(the source gave none\); nothing written"):
+        sink.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    source.close()
+
+
 def test_an_aborted_file_leaves_nothing_and_an_odd_size_is_cut_to_even(tmp_path):
     clip = tmp_path / "in.mp4"
     make_clip(clip, frames=3, audio=False)
