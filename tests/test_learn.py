@@ -61,6 +61,34 @@ def learnt_dir(learn_run):
 
 
 @pytest.mark.slow
+def test_with_a_peer_its_renders_are_a_target_beside_the_perceptual_losses(painting, tmp_path):
+    """``--peer``: the peer renders every photo in the painting's style once, before the first
+    step (the stand-in draws the photo's negative), and each step pulls toward the renders of
+    the very photos it drew, flipped alike; the provenance records the weight."""
+    from style_helpers import write_stand_in_peer
+
+    from stylecam.models.learn import Learner, LearnOptions
+
+    options = LearnOptions(steps=2, batch_size=2, peer=write_stand_in_peer(tmp_path / "peer"), distill_weight=3.0)
+    learner = Learner(CARD, DEFAULT_ZOO / "multistyle_paint.json", painting, options)
+    assert learner.taught.shape == learner.photos.shape
+    assert (learner.taught - (1 - learner.photos)).abs().mean() < 0.02  # each photo's own render (up to resampling to 384 and back)
+    for _ in range(3):
+        x, taught = learner.batch()
+        assert (taught - (1 - x)).abs().mean() < 0.02 < (taught - (1 - x.flip(-1))).abs().mean()  # the same photos, flipped alike
+    terms = learner.terms(x, learner.vector, taught)
+    assert {"distill", "style", "content"} <= set(terms)
+    y = learner.net(x, learner.vector).float()
+    assert terms["distill"].item() == pytest.approx(3.0 * (y - taught).abs().mean().item(), rel=0.05)
+    assert "distill" not in Learner(CARD, DEFAULT_ZOO / "multistyle_paint.json", painting, LearnOptions(steps=1)).terms(x, learner.vector)
+    styles = tmp_path / "styles"
+    assert cli(["learn", str(painting), "--name", "negative", "--steps", "2", "--batch-size", "1", "--peer", str(tmp_path / "peer"),
+                "--distill-weight", "3", "--styles-dir", str(styles), "--threads", "2"]) == 0
+    provenance = json.loads((styles / "negative.style.json").read_text())["provenance"]
+    assert provenance["distill_weight"] == 3.0 and "distill" in provenance["losses"]
+
+
+@pytest.mark.slow
 def test_learn_reports_its_start_before_the_first_step(learn_run):
     """A page shows the forming style as soon as the worker is ready, not after a first step
     that on a busy CPU outlasts a short budget: the start vector comes first, with no losses yet."""
