@@ -60,7 +60,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="time a painting uploaded from the page is learnt for (one at a time, at the lowest CPU priority)")
     p.add_argument("--max-peers", type=_positive(int), default=d.max_peers, help="peers served at once; further offers get 503")
     p.add_argument("--process-size", type=_size, default=d.process_size, metavar="auto|full|WxH",
-                   help="largest size frames are styled at (then scaled back up); auto: 480x360 on CPU (the largest at which "
+                   help="largest size frames are styled at (then scaled back up); auto: 400x300 on CPU (the largest at which "
                         "`stylecam bench e2e` kept 24 fps or more with Grad-CAM on 2 cores), full size on GPU")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="which exported variant of each model runs: auto = the fastest verified one (int8 on CPU, "

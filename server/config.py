@@ -19,9 +19,9 @@ from stylecam.server.model_card import DEFAULT_ZOO
 
 WEB = Path(str(resources.files("stylecam.web")))
 # largest size frames are styled at on CPU: the largest that kept one peer's 640x480 camera
-# at 24 fps or more, style + Grad-CAM, on 2 cores (`stylecam bench e2e --process-size
-# 256x192,320x240,480x360,640x480`, the README's table)
-CPU_PROCESS_SIZE = (480, 360)
+# at 24 fps or more, style + Grad-CAM, on 2 cores, with the paint network (`stylecam bench e2e
+# --process-size 480x360,400x300 --saliency gradcam`: 16.9 and 27.1 fps; docs/results/benchmarks.md)
+CPU_PROCESS_SIZE = (400, 300)
 
 
 @dataclass(frozen=True)

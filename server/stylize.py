@@ -214,7 +214,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="output file (one input), folder (several), rtmp:// or srt:// URL, or - (stdout, MPEG-TS)")
     p.add_argument("--size", type=int, default=None, metavar="N",
                    help="scale inputs so their long side is N pixels first (brush strokes keep the size they were "
-                        "trained at, so a smaller input looks more painted; the CPU server styles at 480x360); default: as is")
+                        "trained at, so a smaller input looks more painted; the CPU server styles at 400x300); default: as is")
     p.add_argument("--codec", default=None,
                    help="video encoder, e.g. libx264, libx265, libvpx-vp9, mpeg4 (default: libx264, yuv420p; "
                         "libvpx-vp9 for .webm); audio is always copied untouched")

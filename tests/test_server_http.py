@@ -167,12 +167,12 @@ def test_an_offer_that_never_connects_frees_its_slot_after_the_connect_timeout(t
     run(go(), timeout=30)
 
 
-def test_default_process_size_is_480x360_on_cpu_and_full_size_on_gpu():
+def test_default_process_size_is_400x300_on_cpu_and_full_size_on_gpu():
     from stylecam.server.__main__ import build_parser
     from stylecam.server.config import ServerConfig
 
     auto = ServerConfig(process_size=build_parser("serve").parse_args([]).process_size)
-    assert auto.resolved_process_size("cpu") == (480, 360) and auto.resolved_process_size("cuda") is None
+    assert auto.resolved_process_size("cpu") == (400, 300) and auto.resolved_process_size("cuda") is None
     chosen = ServerConfig(process_size=build_parser("serve").parse_args(["--process-size", "320x240"]).process_size)
     assert chosen.resolved_process_size("cpu") == chosen.resolved_process_size("cuda") == (320, 240)
     assert ServerConfig(process_size=None).resolved_process_size("cpu") is None  # --process-size full
