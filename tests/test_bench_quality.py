@@ -109,3 +109,16 @@ def test_quality_of_known_models(tmp_path, capsys):
     assert "| style px | style loss (photo) | relu3_3 (photo) | relu4_3 (photo) |" in printed
     assert "| flicker | shimmer | detail | palette | structure |" in printed
     assert "| tint | red | 160 |" in printed and "| identity | red | 320 |" in printed
+
+
+def test_missing_peer_folder_is_one_line(tmp_path, capsys):
+    from stylecam.export.cli import main as cli
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "quality.json"
+    assert cli(["bench", "quality", "--models", str(tmp_path), "--styles", str(STYLES), "--content", str(CONTENT / "bsds"),
+                "--peer", str(empty), "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no arbitrary_predict.onnx or arbitrary_transform.onnx there" in err and len(err.splitlines()) == 1
+    assert not out.exists()

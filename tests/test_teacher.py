@@ -17,7 +17,7 @@ from style_helpers import CONTENT, STYLES, write_stand_in_peer
 from test_train import tiny_config
 
 from stylecam.export.cli import main as cli
-from stylecam.models.data import read_rgb
+from stylecam.models.data import centre_square, read_rgb
 from stylecam.models.teacher import TeacherPairs
 from stylecam.models.train import Trainer
 
@@ -66,8 +66,21 @@ def test_a_stroke_scale_shows_the_predictor_the_centre_of_the_painting_enlarged(
     assert whole == pytest.approx(0.75 / 3, abs=0.005) and centre == pytest.approx(0.0, abs=0.005)
 
 
+def test_finer_strokes_render_the_photo_larger_then_scale_it_down(stand_in_peer):
+    """Scale 0.5 at side 96 runs the transform (fixed at 384 in its graph) on the photo's
+    centre square at 192: the inverting stand-in's output, scaled down, is the negative of
+    the photo's square at 96."""
+    from stylecam.models.teacher import ArbitraryStyle
+
+    teacher = ArbitraryStyle(stand_in_peer, 1)
+    photo = read_rgb(sorted((CONTENT / "coco").glob("*.jpg"))[0])
+    fine = teacher.stylize_fine(photo, teacher.style_vector(photo), 96, 0.5)
+    assert fine.shape == (96, 96, 3)
+    assert np.abs(255 - centre_square(photo, 96).astype(int) - fine).mean() < 1.5
+
+
 @pytest.mark.parametrize("scales, message", [
-    (["0.5"], "--stroke-scale 0.5: needs 1 to 4"),
+    (["0.4"], "--stroke-scale 0.4: needs 0.5 to 4"),
     (["1", "2", "3"], "--stroke-scale takes one value or one per painting (1), got 3"),
 ])
 def test_bad_stroke_scales_are_refused_before_any_work(stand_in_peer, tmp_path, capsys, scales, message):

@@ -48,12 +48,13 @@ from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.data import ImageError, find_images, load_style_image, read_rgb, split_photos, to_tensor
 from stylecam.models.teacher import ArbitraryStyle
 from stylecam.models.vgg import SOURCES, load_vgg
+from stylecam.server.help import UsageError
 from stylecam.server.images import scale_to_long_side
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards
 from stylecam.server.ort_model import OrtModel
 from stylecam.server.runner import StyleRunner
 
-USER_ERRORS = (ImageError, CardError, WeightsUnavailable)
+USER_ERRORS = (ImageError, CardError, WeightsUnavailable, UsageError)
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 CONTENT_LAYER = "relu2_2"
 CLIP_FRAMES = 24
@@ -145,6 +146,7 @@ def peer_runner(teacher: ArbitraryStyle, painting: np.ndarray) -> Callable[[np.n
 
 def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
     torch.set_num_threads(args.threads)
+    teacher = None if args.peer is None else ArbitraryStyle(args.peer, args.threads)  # a wrong folder fails first
     vgg = load_vgg(args.vgg, STYLE_LAYERS)
     style_paths = {p.stem: p for p in find_images(args.styles)}
     photos = [scale_to_long_side(read_rgb(p), args.size) for p in photo_paths]
@@ -161,8 +163,7 @@ def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
     if missing:
         raise ImageError(f"no style image named {', '.join(missing)} under {args.styles}")
     paintings = {s: scale_to_long_side(read_rgb(style_paths[s]), losses.PALETTE_SIDE) for _, s, _, _ in jobs}
-    if args.peer is not None:
-        teacher = ArbitraryStyle(args.peer, args.threads)
+    if teacher is not None:
         ours: dict[str, int] = {}  # the peer against our targets: the first model's, for each style
         for _, s, size, _ in jobs:
             ours.setdefault(s, size)

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from stylecam.export.cli import HelpFormatter
 from stylecam.models.data import ImageError, find_images, read_rgb, split_photos
 from stylecam.models.teacher import PEER_FILES, ArbitraryStyle
+from stylecam.server.help import UsageError
 from stylecam.server.images import ImageFileError, scale_to_long_side, write_rgb
 from stylecam.server.model_card import DEFAULT_ZOO, CardError
 from stylecam.server.ort_model import OrtModel
@@ -48,7 +49,7 @@ class SheetError(ValueError):
     """Bad input to the sheet; the message names it and the fix."""
 
 
-USER_ERRORS = (ImageError, ImageFileError, CardError, SheetError)
+USER_ERRORS = (ImageError, ImageFileError, CardError, SheetError, UsageError)
 
 
 def pick_photos(roots: list[Path], count: int) -> list[Path]:
