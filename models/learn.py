@@ -31,6 +31,7 @@ from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ImageError, centre_square, find_images, load_style_image, read_rgb, to_tensor, to_uint8, write_thumbnail
 from stylecam.models.layers import with_style_input
+from stylecam.models.teacher import ArbitraryStyle, check_peer
 from stylecam.models.train import pick_device, stopped_like_ctrl_c, use_bf16
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 from stylecam.server.help import HelpFormatter, UsageError
@@ -141,8 +142,6 @@ class Learner:
         """The peer's renders of every photo in the painting's style (``stylecam teach`` for one
         painting, in memory): a per-pixel target that carries the strokes, which the network
         trained with too; a Gram loss alone can be met by a vector that only tints."""
-        from stylecam.models.teacher import ArbitraryStyle
-
         teacher = ArbitraryStyle(self.options.peer, max(1, torch.get_num_threads()))
         vector = teacher.style_vector(read_rgb(painting))
         return torch.stack([to_tensor(teacher.stylize(to_uint8(photo[None]), vector, TILE, TILE))[0] for photo in self.photos])
@@ -313,6 +312,8 @@ def main(argv: list[str], prog: str = "stylecam learn") -> int:
         raise UsageError("--minutes must be above 0, --steps and --batch-size at least 1, --style-size at least 16")
     name = clean_name(args.name)
     read_rgb(args.painting)  # a bad painting fails now, before the networks load
+    if args.peer is not None:
+        check_peer(args.peer)
     card_path = args.model or default_card()
     card = load_card(card_path)
     if card.kind != "multistyle":

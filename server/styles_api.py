@@ -29,7 +29,7 @@ def _error(status: int, message: str) -> web.Response:
 
 async def learning_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    app[LEARNING] = Learning(app[ENGINE].registry, styles_dir(config.styles_dir), config.learn_minutes)
+    app[LEARNING] = Learning(app[ENGINE].registry, styles_dir(config.styles_dir), config.learn_minutes, config.learn_peer)
     yield
     await app[LEARNING].close()
 

@@ -180,3 +180,19 @@ def test_bench_e2e_measures_the_stream_while_a_style_learns(real_zoo, tmp_path, 
     assert {"style", "style, learning"} <= set(rows) and rows["style, learning"]["fps_per_peer"] > 1, rows
     assert "| style, learning | 1 |" in capsys.readouterr().out
     assert not styles.exists() or not any(styles.iterdir())
+
+
+def test_a_learn_peer_reaches_the_worker(tiny_zoo, tmp_path):
+    """``serve --learn-peer DIR`` hands the folder to the learning worker (``learn --peer``):
+    one without the peer's graphs fails the run with its one-line reason, before any network loads."""
+    styles, empty = tmp_path / "styles", tmp_path / "empty"
+    empty.mkdir()
+    with serving(tiny_zoo, ["--styles-dir", str(styles), "--learn-peer", str(empty)]) as url:
+        status, job = call("POST", f"{url}/api/styles?name=peered", PAINTING)
+        assert status == 202, job
+        deadline = time.monotonic() + 60
+        while (job := get_json(f"{url}/api/styles/learning"))["state"] in ("starting", "learning"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+    assert job["state"] == "failed" and job["error"].startswith(f"stylecam learn: error: --peer {empty}: no arbitrary_predict.onnx"), job
+    assert not styles.exists() or not any(styles.iterdir())
