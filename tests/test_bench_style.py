@@ -54,9 +54,9 @@ def test_foreign_layout_is_read_from_the_graph(models):
 
 
 def test_card_and_foreign_models_in_one_run(models, tmp_path, capsys):
-    out = tmp_path / "style.json"
+    out, markdown = tmp_path / "style.json", tmp_path / "t.md"
     assert bench_style([str(models["tint"]), "--foreign", str(models["foreign"]), "--threads", "1",
-                        "--repeats", "3", "--json", str(out)]) == 0
+                        "--repeats", "3", "--json", str(out), "--markdown", str(markdown)]) == 0
     result = json.loads(out.read_text())
     assert result["baseline"] == "tint" and result["repeats"] == 3
     rows = {(r["model"], r["width"], r["height"]): r for r in result["results"]}
@@ -67,9 +67,12 @@ def test_card_and_foreign_models_in_one_run(models, tmp_path, capsys):
         expected = 1.0 if model == "tint" else row["median_ms"] / rows["tint", w, h]["median_ms"]
         assert row["ratio"] == pytest.approx(expected)
     printed = capsys.readouterr().out
-    assert "ratio" in printed.splitlines()[0] and "ratio: median ms / median ms of tint" in printed
-    assert sum(line.startswith(("tint ", "flip ")) for line in printed.splitlines()) == 6  # 2 models x 3 sizes
-    assert f"wrote {out}" in printed
+    header = "| model | source | provider | size | median ms | min ms | fps | ratio |"
+    assert printed.splitlines()[0] == header and "ratio: median ms / median ms of tint" in printed
+    assert sum(line.startswith(("| tint |", "| flip |")) for line in printed.splitlines()) == 6  # 2 models x 3 sizes
+    assert f"wrote {out}" in printed and f"wrote {markdown}" in printed
+    written = markdown.read_text()
+    assert header in written.splitlines() and "Made by `stylecam bench style " in written
 
 
 def test_chosen_baseline(models, tmp_path):

@@ -219,5 +219,5 @@ def test_bench_deletion_prints_its_table_and_writes_json(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert set(result["summary"]) == {"gradcam", RANDOM} and len(result["images"]) == 2
     for name, row in result["summary"].items():
-        assert 0 <= row["mean_auc"] <= 1 and f"{name:<12}{row['mean_auc']:>8.3f}" in printed
+        assert 0 <= row["mean_auc"] <= 1 and f"| {name} | {row['mean_auc']:.3f} |" in printed
     assert "deletion AUC (lower is better), 2 photos, efficientnet_lite0, 4 steps" in printed

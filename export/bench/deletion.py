@@ -8,7 +8,6 @@ fall fast, so a lower area under the curve (AUC) is better; a random map is the 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from torchvision.transforms.functional import gaussian_blur
 from tqdm import tqdm
 
 from stylecam.export.attribution import METHODS, create_method
+from stylecam.export.bench.report import add_output_flags, publish
 from stylecam.export.saliency import DEFAULT_CLASSIFIER, preprocess
 from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.classifier import ImageClassifier
@@ -111,7 +111,7 @@ def main(argv: list[str], prog: str = "stylecam bench deletion") -> int:
     parser.add_argument("--patch", type=int, default=8, help="side of the squares deleted together, pixels (default: 8)")
     parser.add_argument("--fill", choices=FILLS, default="blur", help="what replaces deleted pixels (default: blur)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline maps (default: 0)")
-    parser.add_argument("--json", type=Path, default=Path("bench-results/deletion.json"), help="where to write the results")
+    add_output_flags(parser, "deletion")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -119,15 +119,13 @@ def main(argv: list[str], prog: str = "stylecam bench deletion") -> int:
     start = time.perf_counter()
     results = run(pick(args.images, args.count), args.classifier, methods, args.steps, args.seed, args.patch, args.fill)
     table = summary(results)
-    print(f"deletion AUC (lower is better), {len(results)} photos, {args.classifier}, {args.steps} steps, "
-          f"{args.patch}px squares, {args.fill} fill")
-    print(f"{'method':<12}{'mean':>8}{'median':>8}{'beats random':>14}")
-    for name, row in table.items():
-        print(f"{name:<12}{row['mean_auc']:>8.3f}{row['median_auc']:>8.3f}{row['beats_random']:>13.0%}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"classifier": args.classifier, "steps": args.steps, "seed": args.seed,
-                                     "patch": args.patch, "fill": args.fill,
-                                     "seconds": time.perf_counter() - start, "summary": table,
-                                     "images": [vars(r) for r in results]}, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    lines = [f"deletion AUC (lower is better), {len(results)} photos, {args.classifier}, {args.steps} steps, "
+             f"{args.patch}px squares, {args.fill} fill",
+             "| method | mean | median | beats random |",
+             "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {name} | {row['mean_auc']:.3f} | {row['median_auc']:.3f} | {row['beats_random']:.0%} |" for name, row in table.items()]
+    publish(args, prog, argv, lines, {"classifier": args.classifier, "steps": args.steps, "seed": args.seed,
+                                      "patch": args.patch, "fill": args.fill,
+                                      "seconds": time.perf_counter() - start, "summary": table,
+                                      "images": [vars(r) for r in results]})
     return 0

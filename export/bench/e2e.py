@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from stylecam.export.bench.report import add_output_flags, publish
 from stylecam.server.model_card import DEFAULT_ZOO
 from stylecam.server.testing.client import HEIGHT, WIDTH, Client, ServerStartError, get_json, start_server
 
@@ -199,21 +200,19 @@ def main(argv: list[str] | None = None, prog: str = "stylecam bench e2e") -> int
     p.add_argument("--process-size", default="auto", metavar="auto|full|WxH[,...]",
                    help="--process-size for the started server; several (comma-separated) are measured in one run, "
                         "a fresh server each (default: auto, the server's own choice)")
-    p.add_argument("--json", type=Path, default=Path("bench-results/e2e.json"), help="where to write the results (default: bench-results/e2e.json)")
+    add_output_flags(p, "e2e")
     args = p.parse_args(argv)
     health, results = _run_sizes(args)
-    print(f"device: {health['device']}  ({args.seconds:.0f} s per row, {args.fps:.0f} fps sent at 640x480; "
-          "stage times: the server's per-frame means, ms, first peer)")
-    print("| process size | scenario | peers | fps/peer | sent | latency p50 | p95 | dropped | lens runs/s | lens ms | " + " | ".join(STAGES) + " |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " |")
+    lines = [f"device: {health['device']}  ({args.seconds:.0f} s per row, {args.fps:.0f} fps sent at 640x480; "
+             "stage times: the server's per-frame means, ms, first peer)",
+             "| process size | scenario | peers | fps/peer | sent | latency p50 | p95 | dropped | lens runs/s | lens ms | " + " | ".join(STAGES) + " |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " |"]
     for r in results:
         stages = " | ".join(_fmt(r["server_ms_peer0"].get(stage), ".1f") for stage in STAGES)
-        print(f"| {r['process_size']} | {r['scenario']} | {r['peers']} | {r['fps_per_peer']:.1f} | {r['sent_fps_per_peer']:.1f} | "
-              f"{_fmt(r['latency_ms_median'], '.0f')} | {_fmt(r['latency_ms_p95'], '.0f')} | {r['dropped_ratio']:.1%} | "
-              f"{_fmt(r.get('lens_fps_per_peer'), '.1f')} | {_fmt(r['server_ms_peer0'].get('lens'), '.0f')} | {stages} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"device": health["device"], "results": results}, indent=2))
-    print(f"wrote {args.json}")
+        lines.append(f"| {r['process_size']} | {r['scenario']} | {r['peers']} | {r['fps_per_peer']:.1f} | {r['sent_fps_per_peer']:.1f} | "
+                     f"{_fmt(r['latency_ms_median'], '.0f')} | {_fmt(r['latency_ms_p95'], '.0f')} | {r['dropped_ratio']:.1%} | "
+                     f"{_fmt(r.get('lens_fps_per_peer'), '.1f')} | {_fmt(r['server_ms_peer0'].get('lens'), '.0f')} | {stages} |")
+    publish(args, prog, argv or [], lines, {"device": health["device"], "results": results})
     return 0
 
 

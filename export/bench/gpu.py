@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stylecam.export.bench.report import add_output_flags, publish
 from stylecam.export.cli import HelpFormatter
 from stylecam.server import half
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards, load_card_for_onnx
@@ -179,7 +180,7 @@ def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
     p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per end-to-end row")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds per end-to-end row before measuring, while sessions open and rates settle")
     p.add_argument("--no-e2e", action="store_true", help="graphs only: skip the end-to-end rows")
-    p.add_argument("--json", type=Path, default=Path("bench-results/gpu.json"), help="where to write the results")
+    add_output_flags(p, "gpu")
     args = p.parse_args(argv)
     cards = [(path.parent / card.onnx, card) for path, card in iter_cards(args.models)]
     styles = [(path, card) for path, card in cards if card.kind in ("style", "multistyle") and card.precision in ("fp32", "fp16")]
@@ -200,17 +201,15 @@ def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
         what = f"e2e {r['peers']} peers, {r['config']['style']}" + (" + Grad-CAM" if r["config"]["saliency"] == "gradcam" else " alone")
         rows.append({"what": what, "size": "1280x720", **{k: r[k] for k in ("fps_per_peer", "latency_ms_p95", "dropped_ratio",
                                                                           "server_ms_peer0", "udp_receive_errors")}})
-    print(f"GPU: {check['gpu']}; CUDA check: {check['cuda_share']:.0%} of {check['model']}'s nodes ran on CUDA (onnxruntime {check['onnxruntime']})")
-    print("| what | size | ms per frame | fps per peer | p95 latency | dropped | UDP drops |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    lines = [f"GPU: {check['gpu']}; CUDA check: {check['cuda_share']:.0%} of {check['model']}'s nodes ran on CUDA (onnxruntime {check['onnxruntime']})",
+             "| what | size | ms per frame | fps per peer | p95 latency | dropped | UDP drops |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         ms = f"{r['ms']:.2f}" if "ms" in r else ""
         fps = f"{r['fps_per_peer']:.1f}" if "fps_per_peer" in r else ""
         p95 = f"{r['latency_ms_p95']:.0f} ms" if r.get("latency_ms_p95") is not None else ""
         dropped = f"{r['dropped_ratio']:.1%}" if r.get("dropped_ratio") is not None else ""
         udp = "" if r.get("udp_receive_errors") is None else str(r["udp_receive_errors"])
-        print(f"| {r['what']} | {r['size']} | {ms} | {fps} | {p95} | {dropped} | {udp} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"check": check, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {args.json}")
+        lines.append(f"| {r['what']} | {r['size']} | {ms} | {fps} | {p95} | {dropped} | {udp} |")
+    publish(args, prog, argv, lines, {"check": check, "rows": rows})
     return 0

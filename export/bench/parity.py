@@ -10,7 +10,6 @@ one implementation and not the other; this table measures how far that goes.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from stylecam.export.attribution import create_method
 from stylecam.export.bench.deletion import pick
+from stylecam.export.bench.report import add_output_flags, publish
 from stylecam.export.cli import HelpFormatter
 from stylecam.export.saliency import check_frames, reference
 from stylecam.models.builders import UnknownModel, WeightsUnavailable
@@ -73,19 +73,16 @@ def main(argv: list[str], prog: str = "stylecam bench parity") -> int:
     parser.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="folder of saliency graphs and their cards (default: the shipped ones)")
     parser.add_argument("--methods", help="comma-separated methods (default: every graph found)")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
-    parser.add_argument("--json", type=Path, default=Path("bench-results/parity.json"), help="where to write the results")
+    add_output_flags(parser, "parity")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     photos = {p.name: read_rgb(p) for p in (pick(args.images, args.count) if args.images else [])}
     methods = set(args.methods.split(",")) if args.methods else None
     rows = measure(args.models, photos, methods, args.threads)
-    print("map differences as fractions of the map's range (largest pixel; median pixel)")
-    print("| method | frame | ort vs fp32 max | ort vs fp32 median | ort vs fp64 max | fp32 vs fp64 max |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        print(f"| {r.method} | {r.frame} | {r.ort_vs_fp32_max:.2g} | {r.ort_vs_fp32_median:.2g} "
-              f"| {r.ort_vs_fp64_max:.2g} | {r.fp32_vs_fp64_max:.2g} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"rows": [asdict(r) for r in rows]}, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    lines = ["map differences as fractions of the map's range (largest pixel; median pixel)",
+             "| method | frame | ort vs fp32 max | ort vs fp32 median | ort vs fp64 max | fp32 vs fp64 max |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r.method} | {r.frame} | {r.ort_vs_fp32_max:.2g} | {r.ort_vs_fp32_median:.2g} "
+              f"| {r.ort_vs_fp64_max:.2g} | {r.fp32_vs_fp64_max:.2g} |" for r in rows]
+    publish(args, prog, argv, lines, {"rows": [asdict(r) for r in rows]})
     return 0

