@@ -106,12 +106,17 @@ def test_stats_each_second_count_the_frames_in_and_out(tiny_zoo):
             await asyncio.sleep(0.5)
             peer.source.frames_in, peer.track.frames_out, peer.pipeline.lens_runs = 20, 10, 4
             await asyncio.sleep(0.7)
-            task.cancel()
             assert len(sent) == 1
             stats = sent[0]
             assert stats == {"type": "stats", "fps_in": pytest.approx(20, abs=2), "fps_out": pytest.approx(10, abs=1),
                              "dropped": 3, "ms": {}, "top5": [], "style": "tint", "saliency": "off", "lens": "off",
                              "lens_fps": pytest.approx(4, abs=0.5), "lens_info": None}
+            peer.source.frames_in, peer.track.frames_out, peer.pipeline.lens_runs = 26, 13, 5  # the next second: rates, not totals
+            await asyncio.sleep(1.0)
+            task.cancel()
+            assert len(sent) == 2
+            assert (sent[1]["fps_in"], sent[1]["fps_out"], sent[1]["lens_fps"]) == (pytest.approx(6, abs=1), pytest.approx(3, abs=0.5),
+                                                                                 pytest.approx(1, abs=0.3))
             await peer.close()
 
     run(go())

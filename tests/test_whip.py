@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
+from aiortc import RTCPeerConnection
 from conftest import in_process, run, video_offer
 
 from stylecam.server import whip
@@ -73,6 +76,16 @@ def test_a_stream_over_http_from_publish_to_delete(tiny_zoo, monkeypatch):
                               "settings": {"style": "tint", "weights": {"red": 1.0}, "strength": 1.0, "saliency": "off",
                                            "opacity": 0.3, "lens": "off", "layer": None, "channel": -1, "target": None}}
             assert json.loads((await request("GET", f"{url}/whip"))[1]) == {"streams": [stream]}
+            live = app[STREAMS][sid]
+            source, track = live.peer.source, live.peer.track
+            live.peer.source = SimpleNamespace(frames_in=9, dropped=2, stop=source.stop)
+            live.peer.track = SimpleNamespace(frames_out=7, stop=track.stop)
+            live.encoder.frames, live.encoder.bytes, live.encoder.ms = 6, 4321, 12.34
+            counted = json.loads((await request("GET", f"{url}/whip/{sid}"))[1])
+            assert {k: counted[k] for k in ("frames_in", "dropped", "frames_styled", "frames_encoded", "bytes_encoded", "ms")} == {
+                "frames_in": 9, "dropped": 2, "frames_styled": 7, "frames_encoded": 6, "bytes_encoded": 4321, "ms": {"h264": 12.3}}
+            live.peer.source, live.peer.track = source, track
+            live.encoder.frames = live.encoder.bytes = 0
             status, text, _ = await post(f"{url}/whip/{sid}/control", '{"type": "config", "strength": 0.5}', "application/json")
             assert status == 200 and json.loads(text)["strength"] == 0.5
             status, error, _ = await post(f"{url}/whip/{sid}/control", '{"type": "config", "strength": 5}', "application/json")
@@ -83,15 +96,20 @@ def test_a_stream_over_http_from_publish_to_delete(tiny_zoo, monkeypatch):
             assert status == 201 and "H264" in answer
             vid = re.fullmatch(rf"/whep/{sid}/([\w-]{{12}})", location).group(1)
             assert list(app[STREAMS][sid].viewers) == [vid]
+            viewer = app[STREAMS][sid].viewers[vid]
             status, error, _ = await post(f"{url}/whep/{sid}", await video_offer("recvonly"))
             assert (status, error) == (503, f"stream {sid!r} has 1 viewers, the most it takes; try again later")
             assert (await request("DELETE", f"{url}/whep/{sid}/{vid}"))[0] == 200
-            assert app[STREAMS][sid].viewers == {}
+            assert app[STREAMS][sid].viewers == {} and viewer._watchdog.cancelled()  # a viewer that leaves takes its watchdog along
             status, text, _ = await request("DELETE", f"{url}/whep/{sid}/{vid}")
             assert (status, json.loads(text)["error"]) == (404, f"stream {sid!r} has no viewer {vid!r}")
 
             assert (await request("DELETE", f"{url}/whip/{sid}"))[0] == 200
-            assert app[STREAMS] == {} and app[PEERS] == set()
+            assert app[STREAMS] == {} and app[PEERS] == set() and live.encoder.ended
+            _, _, location = await post(url + "/whip", await video_offer("sendonly"))  # never watched: its encoder
+            unwatched = next(iter(app[STREAMS].values()))                            # waits for a viewer, not a frame
+            assert (await request("DELETE", url + location))[0] == 200
+            assert unwatched.encoder._task.done() and app[STREAMS] == {}
             gone = f"no stream {sid!r} is being published here (it ended, or the URL is wrong)"
             for method, path, body in [("GET", f"/whip/{sid}", None), ("DELETE", f"/whip/{sid}", None),
                                        ("POST", f"/whip/{sid}/control", "{}"), ("DELETE", f"/whep/{sid}/x", None),
@@ -170,5 +188,24 @@ def test_offers_that_never_connect_are_closed_by_their_watchdogs(tiny_zoo):
                 await asyncio.sleep(0.05)
             assert app[STREAMS] == {} and app[PEERS] == set() and stream.viewers == {}
             assert viewer.close().done() and viewer.pc.connectionState == "closed"
+
+    run(go())
+
+
+@pytest.mark.slow
+def test_a_connected_viewer_outlives_its_watchdog(tiny_zoo, monkeypatch):
+    """The viewer's watchdog closes only a viewer still unconnected at connect_timeout (the
+    test above); one connected by then stays (its state reads "connected")."""
+    async def go():
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu", connect_timeout=0.3)) as (app, url):
+            _, _, location = await post(url + "/whip", await video_offer("sendonly"))
+            stream = next(iter(app[STREAMS].values()))
+            stream.peer.connected_at = time.monotonic()  # the publisher's own watchdog leaves it be
+            monkeypatch.setattr(RTCPeerConnection, "connectionState", property(lambda pc: "connected"))
+            status, _, _ = await post(url + location.replace("whip", "whep"), await video_offer("recvonly"))
+            assert status == 201
+            viewer = next(iter(stream.viewers.values()))
+            await asyncio.sleep(0.8)
+            assert viewer._watchdog.done() and viewer._closing is None and list(stream.viewers) == [viewer.id]
 
     run(go())
