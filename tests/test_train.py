@@ -285,6 +285,12 @@ def test_bench_train_times_both_precisions_of_each_configuration(four_photos, tm
     for kind in ("perceptual", "teacher"):
         fp32, bf16 = (r["median_s"] for r in result["rows"] if r["kind"] == kind)
         assert f"| rt | 32 | {kind} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |" in printed
+    assert cli([*args, "--kinds", "teacher", "--precisions", "fp32"]) == 0  # bf16 left out where it is only emulated
+    result = json.loads(out.read_text())
+    assert [(r["kind"], r["precision"]) for r in result["rows"]] == [("teacher", "fp32")]
+    printed = capsys.readouterr().out
+    assert "| body | size | step | fp32 s/step |\n" in printed
+    assert f"| rt | 32 | teacher | {result['rows'][0]['median_s']:.3f} |\n" in printed
 
 
 def test_a_failing_batch_reaches_the_training_loop(four_photos, tmp_path):

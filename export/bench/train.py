@@ -85,12 +85,17 @@ def measure(trainers: dict[Key, Trainer], warmup: int, steps: int) -> list[Row]:
 
 
 def table(rows: list[Row]) -> list[str]:
-    by_key = {(r.arch, r.size, r.kind, r.precision): r for r in rows}
-    lines = ["| body | size | step | fp32 s/step | bf16 s/step | bf16 speed-up |",
-             "| --- | ---: | --- | ---: | ---: | ---: |"]
+    """A row per body, crop size and step kind; a column per precision timed, and bf16's
+    speed-up where both were."""
+    precisions = [p for p in PRECISIONS if any(r.precision == p for r in rows)]
+    both = len(precisions) == len(PRECISIONS)
+    by_key = {(r.arch, r.size, r.kind, r.precision): r.median_s for r in rows}
+    lines = ["| body | size | step | " + " | ".join(f"{p} s/step" for p in precisions) + (" | bf16 speed-up" if both else "") + " |",
+             "| --- | ---: | --- | " + " | ".join("---:" for _ in precisions) + (" | ---:" if both else "") + " |"]
     for arch, size, kind in dict.fromkeys((r.arch, r.size, r.kind) for r in rows):
-        fp32, bf16 = by_key[arch, size, kind, "fp32"].median_s, by_key[arch, size, kind, "bf16"].median_s
-        lines.append(f"| {arch} | {size} | {kind} | {fp32:.3f} | {bf16:.3f} | {fp32 / bf16:.2f}x |")
+        seconds = [by_key[arch, size, kind, p] for p in precisions]
+        cells = [f"{s:.3f}" for s in seconds] + ([f"{seconds[0] / seconds[1]:.2f}x"] if both else [])
+        lines.append(f"| {arch} | {size} | {kind} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -126,7 +131,7 @@ def make_trainers(args: argparse.Namespace, teacher: Path | None) -> dict[Key, T
     for arch in args.archs:
         for size in args.sizes:
             for kind in args.kinds:
-                for precision in PRECISIONS:
+                for precision in args.precisions:
                     taught = dict(teacher=str(teacher), distill_weight=1.0, edge_weight=1.0) if kind == "teacher" else {}
                     config = TrainConfig(styles=(str(args.style),), content=tuple(map(str, args.content)), out="",
                                          arch=arch, size=size, batch_size=args.batch_size, style_layers=LAYERS,
@@ -149,6 +154,9 @@ def main(argv: list[str], prog: str = "stylecam bench train") -> int:
                    help="step kinds: perceptual (VGG-16 losses) and teacher (the pull toward a teacher's render alone)")
     p.add_argument("--teacher", type=Path, metavar="DIR",
                    help="a folder written by `stylecam teach` with the --style painting (default: a stand-in of the photos)")
+    p.add_argument("--precisions", choices=PRECISIONS, nargs="+", default=list(PRECISIONS),
+                   help="fp32 and bf16 autocast; leave bf16 out where the CPU only emulates it (no AVX512-BF16 or AMX: "
+                        "a step takes minutes)")
     p.add_argument("--steps", type=positive, default=5, help="timed steps per configuration")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per configuration first")
     p.add_argument("--content", type=Path, nargs="+", default=[Path("../shared/data/content")],
