@@ -97,9 +97,9 @@ def test_close_is_once_and_frees_everything(tiny_zoo):
 
 @pytest.mark.slow
 def test_stats_each_second_count_the_frames_in_and_out(tiny_zoo, monkeypatch):
-    """Rates over the span each message covers, read from the peer's clock (held here, 2 s a
-    message, so that a rate is not its count): zeros before the video arrives, then the
-    frames in, out and lens runs of each span."""
+    """Rates over the span each message covers, read from the peer's clock (held here: 3 s,
+    3 s, then 0.5 s, so that a rate is neither its count nor a whole number): zeros before the
+    video arrives, then the frames in, out and lens runs of each span, to one decimal."""
     clock = [1000.0]
     monkeypatch.setattr(peer_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
 
@@ -108,19 +108,19 @@ def test_stats_each_second_count_the_frames_in_and_out(tiny_zoo, monkeypatch):
             sent = messages_of(peer)
             task = asyncio.create_task(peer._stats())
             await asyncio.sleep(0.5)
-            clock[0] = 1002.0
+            clock[0] = 1003.0
             await asyncio.sleep(1.0)  # the first message: no source or track yet
             peer.source = SimpleNamespace(frames_in=40, dropped=3, stop=lambda: None)
             peer.track = SimpleNamespace(frames_out=20, stop=lambda: None)
-            peer.pipeline.lens_runs, clock[0] = 8, 1004.0
+            peer.pipeline.lens_runs, clock[0] = 7, 1006.0
             await asyncio.sleep(1.0)
-            peer.source.frames_in, peer.track.frames_out, peer.pipeline.lens_runs, clock[0] = 47, 23, 9, 1006.0
+            peer.source.frames_in, peer.track.frames_out, peer.pipeline.lens_runs, clock[0] = 50, 25, 11, 1006.5
             await asyncio.sleep(1.0)
             task.cancel()
             assert len(sent) == 3, sent
             assert sent[0] == {"type": "stats", "fps_in": 0.0, "fps_out": 0.0, "dropped": 0, "ms": {}, "top5": [], "style": "tint",
                                "saliency": "off", "lens": "off", "lens_fps": 0.0, "lens_info": None}
-            assert [(m["fps_in"], m["fps_out"], m["lens_fps"], m["dropped"]) for m in sent[1:]] == [(20.0, 10.0, 4.0, 3), (3.5, 1.5, 0.5, 3)]
+            assert [(m["fps_in"], m["fps_out"], m["lens_fps"], m["dropped"]) for m in sent[1:]] == [(13.3, 6.7, 2.3, 3), (20.0, 10.0, 8.0, 3)]
             await peer.close()
 
     run(go())
@@ -214,11 +214,37 @@ def test_the_connection_state_marks_a_peer_connected_or_ends_it(tiny_zoo, monkey
     run(go())
 
 
-def test_an_ended_track_drains_quietly():
+class CountedAudio(AudioStreamTrack):
+    reads = 0
+
+    async def recv(self):
+        self.reads += 1
+        return await super().recv()
+
+
+def test_a_track_is_drained_until_it_ends_quietly():
+    """Audio (or a second video) is read as it comes, so nothing queues, until the track ends:
+    its MediaStreamError ends the drain and nothing escapes."""
     async def go():
-        track = AudioStreamTrack()
+        track = CountedAudio()  # 20 ms a frame
+        drain = asyncio.create_task(Peer._drain(track))
+        await asyncio.sleep(0.2)
         track.stop()
-        await asyncio.wait_for(Peer._drain(track), 2)  # MediaStreamError ends the drain, nothing escapes
+        await asyncio.wait_for(drain, 2)
+        assert track.reads >= 5
+
+    run(go())
+
+
+@pytest.mark.parametrize("state, sent", [("connecting", False), ("open", True), ("closing", False), ("closed", False), (None, False)])
+def test_messages_go_only_down_an_open_channel(tiny_zoo, state, sent):
+    async def go():
+        async with lone_peer(tiny_zoo) as (peer, _):
+            got: list[str] = []
+            peer.channel = None if state is None else SimpleNamespace(readyState=state, send=got.append)
+            peer._send({"type": "stats"})
+            assert got == (['{"type": "stats"}'] if sent else [])
+            await peer.close()
 
     run(go())
 
