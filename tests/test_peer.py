@@ -163,15 +163,16 @@ def test_a_connected_peer_takes_control_messages_and_says_what_is_wrong(tiny_zoo
         async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, url):
             client = Client(url, fps=15)
             client.pc.addTrack(AudioStreamTrack())  # sound is read and dropped, the video is styled
-            other = client.pc.createDataChannel("metadata")  # sorts after "control": != is not <
-            closed = asyncio.Event()
-            other.on("close", closed.set)
+            others = [client.pc.createDataChannel(label) for label in ("chat", "metadata")]  # before and after "control"
+            closed = [asyncio.Event() for _ in others]
+            for other, event in zip(others, closed):
+                other.on("close", event.set)
             try:
                 await client.connect()
                 peer = next(iter(app[PEERS]))
                 await client.wait_frames(3)
                 assert not peer.pending and len(peer._drains) == 1
-                await asyncio.wait_for(closed.wait(), 5)  # a channel not named "control" is closed
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in closed)), 5)  # channels not named "control" are closed
                 stats = await client.wait_message("stats")
                 assert stats["fps_in"] > 0 and stats["style"] == "tint"
                 client.send({"type": "config", "style": "invert"})
