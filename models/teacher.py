@@ -77,6 +77,14 @@ def fit_and_pad(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray, i
     return np.pad(fitted, ((0, height - fh), (0, width - fw), (0, 0)), mode="reflect"), fh, fw
 
 
+def _transform(session, content: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """A uint8 RGB picture through a transform session (the fixed-size one or its free-size
+    copy) in the peer's 0..1 float NHWC, back to uint8."""
+    names = [i.name for i in session.get_inputs()]
+    y = session.run(None, {names[0]: (content.astype(np.float32) / 255.0)[None], names[1]: vector})[0][0]
+    return (np.clip(y, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def check_peer(directory: Path) -> Path:
     """The folder, when it holds the peer's two graphs; else UsageError, before any work starts."""
     missing = [name for name in PEER_FILES if not (Path(directory) / name).is_file()]
@@ -91,8 +99,8 @@ class ArbitraryStyle:
 
     def __init__(self, directory: Path, threads: int) -> None:
         self.directory, self.threads = check_peer(directory), threads
-        self.predict = _session(Path(directory) / PEER_FILES[0], threads)
-        self.transform = _session(Path(directory) / PEER_FILES[1], threads)
+        self.predict = _session(self.directory / PEER_FILES[0], threads)
+        self.transform = _session(self.directory / PEER_FILES[1], threads)
         self._free_transform = None  # loaded at the first finer-stroke render
         self.style_hw = _fixed_hw(self.predict.get_inputs()[0].shape) or (PEER_STYLE_SIDE, PEER_STYLE_SIDE)
         self.content_hw = _fixed_hw(self.transform.get_inputs()[0].shape)
@@ -116,10 +124,7 @@ class ArbitraryStyle:
             content, fh, fw = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA), height, width
         else:
             content, fh, fw = fit_and_pad(photo, *self.content_hw)
-        names = [i.name for i in self.transform.get_inputs()]
-        x = (content.astype(np.float32) / 255.0)[None]
-        y = self.transform.run(None, {names[0]: x, names[1]: vector})[0][0][:fh, :fw]
-        out = (np.clip(y, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        out = _transform(self.transform, content, vector)[:fh, :fw]
         return cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)
 
     def stylize_fine(self, photo: np.ndarray, vector: np.ndarray, side: int, stroke_scale: float) -> np.ndarray:
@@ -128,10 +133,7 @@ class ArbitraryStyle:
         if self._free_transform is None:
             self._free_transform = _session(self.directory / PEER_FILES[1], self.threads, free_size=True)
         large = max(1, round(side / stroke_scale / TRANSFORM_STRIDE)) * TRANSFORM_STRIDE
-        names = [i.name for i in self._free_transform.get_inputs()]
-        x = (centre_square(photo, large).astype(np.float32) / 255.0)[None]
-        y = self._free_transform.run(None, {names[0]: x, names[1]: vector})[0][0]
-        out = (np.clip(y, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        out = _transform(self._free_transform, centre_square(photo, large), vector)
         return cv2.resize(out, (side, side), interpolation=cv2.INTER_AREA)
 
 
