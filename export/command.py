@@ -21,14 +21,13 @@ import numpy as np
 import torch
 
 from stylecam.export import lens_command, quantize, saliency_command
-from stylecam.export.cli import HelpFormatter
 from stylecam.export.onnx import export_onnx, frame_dims
 from stylecam.export.style import example_inputs, style_graph, style_vectors
 from stylecam.export.verify import VerificationError, max_error, verify
 from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ImageError, write_thumbnail
-from stylecam.server.help import UsageError
+from stylecam.server.help import HelpFormatter, UsageError
 from stylecam.server.model_card import FRAME, PARITY_LEVELS, PARITY_SIZES, STYLE, STYLIZED, ModelCard, TensorSpec, encode_vector, sha256_of, write_card
 
 # the saliency path (export.saliency_command) raises the last two

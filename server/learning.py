@@ -108,7 +108,7 @@ class Learning:
     async def _run(self, painting: Path, work: Path, card: ModelCard, card_path: Path) -> None:
         job = self.job
         assert job is not None
-        command = [sys.executable, "-m", "stylecam.export.cli", "learn", str(painting), "--model", str(card_path), "--name", job.name, "--title", job.title,
+        command = [sys.executable, "-m", "stylecam", "learn", str(painting), "--model", str(card_path), "--name", job.name, "--title", job.title,
                    "--styles-dir", str(self.directory), "--minutes", str(job.minutes), "--progress", "jsonl",
                    *(["--peer", str(self.peer)] if self.peer is not None else [])]
         size = card.vector_table().shape[1]

@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from stylecam.export.bench.gpu import MIN_CUDA_SHARE, cuda_share, placement
-from stylecam.export.cli import main as cli
+from stylecam.bench.gpu import MIN_CUDA_SHARE, cuda_share, placement
+from stylecam.cli import main as cli
 from stylecam.server.model_card import DEFAULT_ZOO, load_card
 from stylecam.server.ort_model import cuda_device_count
 
@@ -36,7 +36,7 @@ def test_placement_reads_onnxruntimes_profile(tmp_path):
 
 
 def test_pooled_row_means_rates_and_keeps_the_worst_peers_p95():
-    from stylecam.export.bench.gpu import _pooled
+    from stylecam.bench.gpu import _pooled
 
     peers = [{"config": {"style": "s"}, "fps_per_peer": fps, "latency_ms_p95": p95, "dropped_ratio": drop, "server_ms_peer0": {"style": i}}
              for i, (fps, p95, drop) in enumerate([(30.0, 120.0, 0.0), (27.0, 180.0, 0.1), (24.0, None, 0.2)])]
@@ -46,7 +46,7 @@ def test_pooled_row_means_rates_and_keeps_the_worst_peers_p95():
 
 
 def test_udp_receive_errors_reads_the_kernels_counter(tmp_path):
-    from stylecam.export.bench.gpu import udp_receive_errors
+    from stylecam.bench.gpu import udp_receive_errors
 
     snmp = tmp_path / "snmp"
     snmp.write_text("Ip: Forwarding DefaultTTL\nIp: 1 64\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n"
@@ -62,7 +62,7 @@ def test_udp_receive_errors_reads_the_kernels_counter(tmp_path):
 def test_fp16_rows_come_from_the_zoo_or_from_the_twin_a_cuda_server_makes(tmp_path, monkeypatch):
     """A float32 style graph shipped with its fp16 card is timed as shipped; one without gets
     the twin ``server/half.py`` makes (on the CPU here, where onnxruntime runs fp16 too)."""
-    from stylecam.export.bench.gpu import fp16_twins
+    from stylecam.bench.gpu import fp16_twins
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     styles = [(DEFAULT_ZOO / "multistyle_paint.onnx", load_card(DEFAULT_ZOO / "multistyle_paint.json"))]

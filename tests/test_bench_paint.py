@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stylecam.export.bench import paint
+from stylecam.bench import paint
 
 
 def grey(values: np.ndarray) -> np.ndarray:

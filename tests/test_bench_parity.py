@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from stylecam.export.bench.parity import main as bench_parity
+from stylecam.bench.parity import main as bench_parity
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ import pytest
 from style_helpers import CONTENT, STYLES, write_stand_in_peer
 from tiny_models import FRAME, STYLIZED, write_tint
 
-from stylecam.export.bench.quality import main as bench_quality
-from stylecam.export.bench.quality import pan_clip, trained_style_size
+from stylecam.bench.quality import main as bench_quality
+from stylecam.bench.quality import pan_clip, trained_style_size
 from stylecam.server.model_card import CardError, ModelCard, sha256_of, write_card
 
 
@@ -112,7 +112,7 @@ def test_quality_of_known_models(tmp_path, capsys):
 
 
 def test_missing_peer_folder_is_one_line(tmp_path, capsys):
-    from stylecam.export.cli import main as cli
+    from stylecam.cli import main as cli
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -1,4 +1,4 @@
-"""The tail every table-printing bench shares (``stylecam.export.bench.report``): the table on
+"""The tail every table-printing bench shares (``stylecam.bench.report``): the table on
 stdout, the JSON, and with ``--markdown FILE`` the table for docs/results under its made-by line."""
 
 import argparse
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stylecam.export.bench.report import add_output_flags, made_by, publish
-from stylecam.export.cli import main as cli
+from stylecam.bench.report import add_output_flags, made_by, publish
+from stylecam.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHES = ("deletion", "e2e", "gpu", "parity", "quality", "style", "train", "whip")

@@ -7,8 +7,8 @@ from skimage import data
 from style_helpers import CONTENT, STYLES, write_stand_in_peer
 from tiny_models import write_tint
 
-from stylecam.export.bench.sheet import main as bench_sheet
-from stylecam.export.cli import main as cli
+from stylecam.bench.sheet import main as bench_sheet
+from stylecam.cli import main as cli
 from stylecam.server.images import read_rgb, scale_to_long_side
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from tiny_models import write_tint
 
-from stylecam.export.bench.style import foreign_subject
-from stylecam.export.bench.style import main as bench_style
-from stylecam.export.cli import main as cli
+from stylecam.bench.style import foreign_subject
+from stylecam.bench.style import main as bench_style
+from stylecam.cli import main as cli
 from stylecam.export.onnx import export_onnx
 from stylecam.server.config import CPU_PROCESS_SIZE
 
@@ -102,7 +102,7 @@ def test_unknown_baseline_is_one_line(models, capsys):
 
 @pytest.mark.slow
 def test_bench_style_never_imports_torch(models, tmp_path):
-    code = ("import sys; from stylecam.export.bench.style import main; "
+    code = ("import sys; from stylecam.bench.style import main; "
             f"main([{str(models['tint'])!r}, '--foreign', {str(models['foreign'])!r}, '--repeats', '1', "
             f"'--threads', '1', '--json', {str(tmp_path / 's.json')!r}]); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

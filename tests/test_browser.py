@@ -313,7 +313,7 @@ def test_bench_page_screenshots_the_stream_with_a_photo_as_the_camera(tiny_zoo, 
     import cv2
     import numpy as np
 
-    from stylecam.export.cli import main as cli
+    from stylecam.cli import main as cli
 
     photo = tmp_path / "grey.png"
     cv2.imwrite(str(photo), np.full((240, 320, 3), 200, np.uint8))

@@ -7,8 +7,8 @@ import pytest
 import torch
 from style_helpers import CONTENT, STYLES, make_checkpoint
 
+from stylecam.cli import main as cli
 from stylecam.export import command
-from stylecam.export.cli import main as cli
 from stylecam.export.style import StyleGraph, example_inputs, style_graph
 from stylecam.models.checkpoint import Checkpoint
 from stylecam.models.layers import style_table

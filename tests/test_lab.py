@@ -11,7 +11,7 @@ import pytest
 import torch
 from style_helpers import CONTENT, STYLES
 
-from stylecam.export.cli import main as cli
+from stylecam.cli import main as cli
 from stylecam.models.lab.filters import grid_shape
 from stylecam.models.lab.gatys import blend_grams
 

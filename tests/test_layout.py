@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FOLDERS = {"server": "stylecam.server", "models": "stylecam.models", "export": "stylecam.export"}
+FOLDERS = {"stylecam": "stylecam", "server": "stylecam.server", "models": "stylecam.models", "export": "stylecam.export",
+           "bench": "stylecam.bench"}
+BARE = set(FOLDERS) - {"stylecam"}  # a folder imported by its own name, not as stylecam.NAME
 
 
 def module_name(path: Path) -> str:
@@ -39,7 +41,7 @@ def imports(path: Path, known: set[str]) -> tuple[set[str], list[str]]:
             imported = names = [a.name for a in node.names]
         else:
             continue
-        bare += [n for n in imported if n.split(".")[0] in FOLDERS]
+        bare += [n for n in imported if n.split(".")[0] in BARE]
         found |= {n for n in names if n in known}
     return found, bare
 
@@ -69,7 +71,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_every_import_is_under_stylecam_and_none_is_circular():
     modules = sources()
-    assert {"stylecam.server.app", "stylecam.models.train", "stylecam.export.cli"} <= set(modules)
+    assert {"stylecam.server.app", "stylecam.models.train", "stylecam.cli"} <= set(modules)
     graph, bare = {}, {}
     for name, path in modules.items():
         graph[name], wrong = imports(path, set(modules))
@@ -89,8 +91,8 @@ def test_the_cycle_finder_finds_a_lazy_cycle():
 def test_the_old_top_level_names_are_not_importable(tmp_path):
     """Only stylecam.* is installed: no second path to the same modules (run away from the
     repository, where the current folder would put them on sys.path)."""
-    code = ("import importlib.util as u; import stylecam.server.app, stylecam.models.data, stylecam.export.cli; "
-            "print([n for n in ('server', 'models', 'export', 'web') if u.find_spec(n)])")
+    code = ("import importlib.util as u; import stylecam.server.app, stylecam.models.data, stylecam.cli; "
+            "print([n for n in ('server', 'models', 'export', 'bench', 'web') if u.find_spec(n)])")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -117,17 +119,17 @@ def test_no_command_counts_a_bug_as_bad_input():
     print a real bug (a KeyError from a typo, a RuntimeError from torch) as the user's fault."""
     import importlib
 
-    from stylecam.export.cli import SUBCOMMANDS
+    from stylecam.cli import SUBCOMMANDS
 
     broad = {Exception, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError}
     modules = _command_modules(SUBCOMMANDS)
-    assert len(modules) >= 25 and "stylecam.export.bench.e2e" in modules
+    assert len(modules) >= 25 and "stylecam.bench.e2e" in modules
     offenders = {m: [t.__name__ for t in importlib.import_module(m).__dict__.get("USER_ERRORS", ()) if t in broad] for m in modules}
     assert {m: names for m, names in offenders.items() if names} == {}
 
 
 def test_a_bench_refusal_is_one_line(tmp_path, capsys):
-    from stylecam.export.cli import main
+    from stylecam.cli import main
 
     assert main(["bench", "e2e", "--learning", str(tmp_path / "none.jpg")]) == 2
     err = capsys.readouterr().err.strip()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from style_helpers import CONTENT
 
-from stylecam.export.cli import main as cli
+from stylecam.cli import main as cli
 from stylecam.server.model_card import DEFAULT_ZOO, decode_vector, load_card
 from stylecam.server.user_styles import (
     MAX_STYLES,

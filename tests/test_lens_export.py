@@ -11,8 +11,8 @@ import pytest
 import torch
 from style_helpers import CONTENT
 
+from stylecam.cli import main as cli
 from stylecam.export import lens
-from stylecam.export.cli import main as cli
 from stylecam.export.command import flag_forms
 from stylecam.models.data import centre_square, read_rgb, split_photos
 from stylecam.models.factory import create_model

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from style_helpers import CONTENT
 from torch import nn
 
+from stylecam.bench.deletion import RANDOM, pick, run, summary
 from stylecam.export.attribution import METHODS, GuidedBackprop, Occlusion, Vanilla, as_target, create_method, normalise_map
-from stylecam.export.bench.deletion import RANDOM, pick, run, summary
 from stylecam.export.gradients import trace_joint
 from stylecam.export.saliency import EXACT_METHODS, Parity, compare, export_saliency, reference
 from stylecam.models.data import read_rgb
@@ -210,7 +210,7 @@ def test_the_gate_holds_exact_methods_to_every_pixel(exact):
 @pytest.mark.slow
 def test_bench_deletion_prints_its_table_and_writes_json(tmp_path, capsys):
     """`stylecam bench deletion` as docs/guides/explain.md gives it, on two photos and a short schedule."""
-    from stylecam.export.cli import main as cli
+    from stylecam.cli import main as cli
 
     out = tmp_path / "deletion.json"
     assert cli(["bench", "deletion", str(CONTENT / "bsds"), "--count", "2", "--steps", "4", "--methods", "gradcam",

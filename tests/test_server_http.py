@@ -110,7 +110,7 @@ def test_server_imports_no_torch():
 
 
 def test_help_names_every_option_and_default():
-    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "stylecam", "serve", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())
     for option in ("--host", "--port", "--models", "--device", "--max-peers", "--process-size", "--max-frame-pixels", "--saliency-fps", "--silence-timeout", "--threads"):
@@ -120,7 +120,7 @@ def test_help_names_every_option_and_default():
 
 def test_port_in_use_is_one_line_exit_2(server_url):
     port = server_url.rsplit(":", 1)[1]
-    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--port", port, "--models", "/nonexistent"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "stylecam", "serve", "--port", port, "--models", "/nonexistent"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("stylecam serve: error:") and "Traceback" not in out.stderr
@@ -131,7 +131,7 @@ def test_cuda_without_a_gpu_is_one_line_exit_2(tmp_path):
 
     if cuda_device_count() > 0:
         pytest.skip("this machine has a GPU")
-    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--device", "cuda", "--port", "0", "--models", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "stylecam", "serve", "--device", "cuda", "--port", "0", "--models", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("stylecam serve: error: --device cuda:"), out.stderr
 
 
@@ -250,11 +250,11 @@ def test_https_with_a_self_signed_certificate_made_once_and_pinned(tmp_path, mon
 def test_unusable_certificates_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
-    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--port", "0", "--models", str(tmp_path),
+    out = subprocess.run([sys.executable, "-m", "stylecam", "serve", "--port", "0", "--models", str(tmp_path),
                           "--cert", str(bad), "--key", str(bad)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--cert" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
-    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--cert", str(bad)],
+    out = subprocess.run([sys.executable, "-m", "stylecam", "serve", "--cert", str(bad)],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--cert and --key go together" in out.stderr
 
@@ -266,7 +266,7 @@ def test_unusable_certificates_are_one_line_errors(tmp_path):
     (["--precision", "int4"], "invalid choice: 'int4'"),
 ])
 def test_bad_ice_and_precision_options_are_one_line_errors(tmp_path, flags, message):
-    out = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "serve", "--models", str(tmp_path), *flags],
+    out = subprocess.run([sys.executable, "-m", "stylecam", "serve", "--models", str(tmp_path), *flags],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
 

@@ -209,7 +209,7 @@ def test_silent_peer_is_closed(server_url):
 
 def test_bench_e2e_prints_its_table_and_writes_json(server_url, tmp_path, capsys):
     """`stylecam bench e2e` against a running server, one short scenario per row."""
-    from stylecam.export.cli import main as cli
+    from stylecam.cli import main as cli
 
     out = tmp_path / "e2e.json"
     assert cli(["bench", "e2e", "--url", server_url, "--peers", "1", "--seconds", "2", "--warmup", "1", "--json", str(out)]) == 0

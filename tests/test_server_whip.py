@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import in_process, run, video_offer
 
-from stylecam.export.bench.whip import cpu_seconds
+from stylecam.bench.whip import cpu_seconds
 from stylecam.server.config import PEERS, ServerConfig
 from stylecam.server.testing.client import CounterCamera, start_server
 from stylecam.server.testing.whip_client import WhepViewer, WhipError, WhipPublisher, request
@@ -307,7 +307,7 @@ def test_publisher_gone_ends_viewers(tiny_zoo):
 @pytest.mark.timeout(90)
 def test_bench_whip_prints_its_table_and_writes_json(tiny_zoo, tmp_path, capsys):
     """`stylecam bench whip` on the tiny zoo: one row per viewer count, frames encoded once."""
-    from stylecam.export.cli import main as cli
+    from stylecam.cli import main as cli
 
     out = tmp_path / "whip.json"
     assert cli(["bench", "whip", "--models", str(tiny_zoo), "--style", "invert", "--viewers", "1,2",

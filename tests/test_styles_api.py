@@ -168,7 +168,7 @@ def test_a_painting_learns_in_the_background_and_becomes_a_style(real_zoo, tmp_p
 def test_bench_e2e_measures_the_stream_while_a_style_learns(real_zoo, tmp_path, capsys):
     """`bench e2e --learning PAINTING` adds a row measured while the server learns the
     painting, and cancels the run after it, so nothing is left in the styles folder."""
-    from stylecam.export.cli import main as cli
+    from stylecam.cli import main as cli
 
     painting, styles, out = tmp_path / "painting.png", tmp_path / "styles", tmp_path / "e2e.json"
     painting.write_bytes(PAINTING)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from style_helpers import CONTENT
 
-from stylecam.export.cli import main as cli
+from stylecam.cli import main as cli
 from stylecam.server.model_card import DEFAULT_ZOO, load_card_for_onnx, sha256_of, write_card
 
 PHOTO = sorted((CONTENT / "bsds").glob("*.jpg"))[0]
@@ -23,7 +23,7 @@ def models(tiny_zoo):
 def test_image_round_trip_through_the_console_script(models, tmp_path):
     single, _ = models
     out = tmp_path / "styled.png"
-    done = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "stylize", str(PHOTO), "--model", str(single),
+    done = subprocess.run([sys.executable, "-m", "stylecam.cli", "stylize", str(PHOTO), "--model", str(single),
                            "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     original, styled = cv2.imread(str(PHOTO)), cv2.imread(str(out))

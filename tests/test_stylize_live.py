@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import needs_tool
 
-from stylecam.export.cli import main as cli
+from stylecam.cli import main as cli
 from stylecam.server import stylize
 from stylecam.server.media_io import LiveReader
 from stylecam.server.model_card import DEFAULT_ZOO
@@ -185,7 +185,7 @@ def test_stdin_to_stdout(tmp_path):
     """``-`` in and out: MPEG-TS through pipes, every frame with --all-frames, the audio copied."""
     source = io.BytesIO()
     make_clip(source, "mpegts")
-    done = subprocess.run([sys.executable, "-m", "stylecam.export.cli", "stylize", "-", "--model", str(MODEL),
+    done = subprocess.run([sys.executable, "-m", "stylecam", "stylize", "-", "--model", str(MODEL),
                            "--all-frames", "--out", "-"], input=source.getvalue(), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     assert f"- -> - ({FRAMES} frames".encode() in done.stderr
@@ -199,7 +199,7 @@ def test_ctrl_c_ends_a_live_input_with_its_output_complete(tmp_path):
     source = io.BytesIO()
     make_clip(source, "mpegts")
     out = tmp_path / "recorded.mp4"
-    run = subprocess.Popen([sys.executable, "-m", "stylecam.export.cli", "stylize", "-", "--model", str(MODEL),
+    run = subprocess.Popen([sys.executable, "-m", "stylecam", "stylize", "-", "--model", str(MODEL),
                             "--timeout", "2", "--out", str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE,  # a terminal's Ctrl-C reaches a foreground job, whose SIGINT is not ignored
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -16,7 +16,7 @@ import torch
 from style_helpers import CONTENT, STYLES, write_stand_in_peer
 from test_train import tiny_config
 
-from stylecam.export.cli import main as cli
+from stylecam.cli import main as cli
 from stylecam.models.data import centre_square, read_rgb
 from stylecam.models.teacher import TeacherPairs
 from stylecam.models.train import Trainer

@@ -5,7 +5,7 @@ import pytest
 import torch
 from style_helpers import CONTENT, STYLES
 
-from stylecam.export.cli import main as cli
+from stylecam.cli import main as cli
 from stylecam.models.checkpoint import Checkpoint
 from stylecam.models.data import content_batch, load_style_image
 from stylecam.models.losses import gram

@@ -3,7 +3,7 @@
 The text comes from the argparse parsers themselves, in this process (no subprocess): a
 module's ``build_parser(prog)`` where it has one; otherwise its ``main(["--help"], prog)``
 is run with argparse's parse methods stopped at their first call, which hands over the
-parser main built. The command table is ``stylecam.export.cli.SUBCOMMANDS``, so a new
+parser main built. The command table is ``stylecam.cli.SUBCOMMANDS``, so a new
 subcommand appears here without touching this file. Any parser that cannot be built fails
 the build. The help is formatted at a fixed width (COLUMNS=100) so the page is stable.
 """
@@ -80,7 +80,7 @@ def _shown(parser: argparse.ArgumentParser, zoo: str) -> argparse.ArgumentParser
 
 
 def _usage(table: dict, prog: str) -> str:
-    from stylecam.export.cli import dispatch
+    from stylecam.cli import dispatch
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -117,7 +117,7 @@ def reference() -> str:
     saved = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = COLUMNS
     try:
-        from stylecam.export.cli import SUBCOMMANDS
+        from stylecam.cli import SUBCOMMANDS
         from stylecam.server.model_card import DEFAULT_ZOO
 
         parts = ["## stylecam\n", _block(_usage(SUBCOMMANDS, "stylecam"))]

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 from tqdm import tqdm
 
+from stylecam.bench.report import add_output_flags, publish
 from stylecam.export.attribution import METHODS, create_method
-from stylecam.export.bench.report import add_output_flags, publish
 from stylecam.export.saliency import DEFAULT_CLASSIFIER, preprocess
 from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.classifier import ImageClassifier

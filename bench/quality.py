@@ -40,15 +40,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stylecam.export.bench import paint
-from stylecam.export.bench.report import add_output_flags, publish
-from stylecam.export.cli import HelpFormatter
+from stylecam.bench import paint
+from stylecam.bench.report import add_output_flags, publish
 from stylecam.models import losses
 from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.data import ImageError, find_images, load_style_image, read_rgb, split_photos, to_tensor
 from stylecam.models.teacher import ArbitraryStyle
 from stylecam.models.vgg import SOURCES, load_vgg
-from stylecam.server.help import UsageError
+from stylecam.server.help import HelpFormatter, UsageError
 from stylecam.server.images import scale_to_long_side
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards
 from stylecam.server.ort_model import OrtModel

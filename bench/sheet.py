@@ -28,10 +28,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stylecam.export.cli import HelpFormatter
 from stylecam.models.data import ImageError, find_images, read_rgb, split_photos
 from stylecam.models.teacher import PEER_FILES, ArbitraryStyle
-from stylecam.server.help import UsageError
+from stylecam.server.help import HelpFormatter, UsageError
 from stylecam.server.images import ImageFileError, scale_to_long_side, write_rgb
 from stylecam.server.model_card import DEFAULT_ZOO, CardError
 from stylecam.server.ort_model import OrtModel

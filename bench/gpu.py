@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stylecam.export.bench.report import add_output_flags, publish
-from stylecam.export.cli import HelpFormatter
+from stylecam.bench.report import add_output_flags, publish
 from stylecam.server import half
+from stylecam.server.help import HelpFormatter
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards, load_card_for_onnx
 from stylecam.server.ort_model import DeviceError, OrtModel, cuda_device_name, providers_for
 from stylecam.server.registry import same_model
@@ -114,7 +114,7 @@ def time_saliency(path: Path, repeats: int) -> float:
 
 
 def _one_client(url: str, config: dict, seconds: float, warmup: float, start_at: float) -> dict:
-    from stylecam.export.bench.e2e import _scenario  # aiortc and PyAV: only the end-to-end rows need them
+    from stylecam.bench.e2e import _scenario  # aiortc and PyAV: only the end-to-end rows need them
 
     return asyncio.run(_scenario(url, 1, config, seconds, 30.0, warmup, size=SIZES[1], start_at=start_at))
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stylecam.export.bench.report import add_output_flags, publish
-from stylecam.export.cli import HelpFormatter
+from stylecam.bench.report import add_output_flags, publish
 from stylecam.server.config import CPU_PROCESS_SIZE
+from stylecam.server.help import HelpFormatter
 from stylecam.server.model_card import CardError
 from stylecam.server.ort_model import DeviceError, OrtModel, providers_for
 from stylecam.server.runner import StyleRunner

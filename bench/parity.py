@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stylecam.bench.deletion import pick
+from stylecam.bench.report import add_output_flags, publish
 from stylecam.export.attribution import create_method
-from stylecam.export.bench.deletion import pick
-from stylecam.export.bench.report import add_output_flags, publish
-from stylecam.export.cli import HelpFormatter
 from stylecam.export.saliency import check_frames, reference
 from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.data import ImageError, read_rgb
 from stylecam.models.factory import create_model
+from stylecam.server.help import HelpFormatter
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
 from stylecam.server.ort_model import OrtModel
 

@@ -11,24 +11,22 @@ from __future__ import annotations
 import importlib
 import sys
 
-from stylecam.server.help import HelpFormatter
-
-__all__ = ["HelpFormatter", "dispatch", "main"]
+__all__ = ["dispatch", "main"]
 
 
 Table = dict[str, tuple["str | Table", str]]  # name -> (module, or a table of its own subcommands; one-line help)
 
 BENCHMARKS: Table = {
-    "style": ("stylecam.export.bench.style", "onnxruntime ms per frame of style models (ours, and --foreign ONNX files) at 320x240 and 640x480"),
-    "e2e": ("stylecam.export.bench.e2e", "real WebRTC peers against a real server: fps, glass-to-glass latency, drops"),
-    "quality": ("stylecam.export.bench.quality", "style and content losses on held-out photos, and video flicker, of shipped styles"),
-    "whip": ("stylecam.export.bench.whip", "a WHIP publisher and WHEP viewers against a real server: fps, latency, server CPU per viewer count"),
-    "deletion": ("stylecam.export.bench.deletion", "saliency faithfulness: deletion AUC of each method against a random map"),
-    "parity": ("stylecam.export.bench.parity", "saliency graphs against PyTorch float32 and float64: how far float32 rounding moves the maps"),
-    "train": ("stylecam.export.bench.train", "seconds per training step, fp32 against bf16 autocast + channels_last, per body and crop size"),
-    "gpu": ("stylecam.export.bench.gpu", "the GPU path: checks onnxruntime really runs on CUDA, then times every graph and end-to-end peers at 1280x720"),
-    "page": ("stylecam.export.bench.page", "one JPEG: screenshots of the live page with a photo as the camera, one per --process-size"),
-    "sheet": ("stylecam.export.bench.sheet", "one JPEG: held-out photos x our styles beside a peer's arbitrary-style network on the same paintings"),
+    "style": ("stylecam.bench.style", "onnxruntime ms per frame of style models (ours, and --foreign ONNX files) at 320x240 and 640x480"),
+    "e2e": ("stylecam.bench.e2e", "real WebRTC peers against a real server: fps, glass-to-glass latency, drops"),
+    "quality": ("stylecam.bench.quality", "style and content losses on held-out photos, and video flicker, of shipped styles"),
+    "whip": ("stylecam.bench.whip", "a WHIP publisher and WHEP viewers against a real server: fps, latency, server CPU per viewer count"),
+    "deletion": ("stylecam.bench.deletion", "saliency faithfulness: deletion AUC of each method against a random map"),
+    "parity": ("stylecam.bench.parity", "saliency graphs against PyTorch float32 and float64: how far float32 rounding moves the maps"),
+    "train": ("stylecam.bench.train", "seconds per training step, fp32 against bf16 autocast + channels_last, per body and crop size"),
+    "gpu": ("stylecam.bench.gpu", "the GPU path: checks onnxruntime really runs on CUDA, then times every graph and end-to-end peers at 1280x720"),
+    "page": ("stylecam.bench.page", "one JPEG: screenshots of the live page with a photo as the camera, one per --process-size"),
+    "sheet": ("stylecam.bench.sheet", "one JPEG: held-out photos x our styles beside a peer's arbitrary-style network on the same paintings"),
 }
 
 LAB: Table = {
@@ -89,6 +87,3 @@ def dispatch(commands: Table, argv: list[str], prog: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     return dispatch(SUBCOMMANDS, sys.argv[1:] if argv is None else argv, "stylecam")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

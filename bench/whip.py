@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from stylecam.export.bench.e2e import _percentile
-from stylecam.export.bench.report import add_output_flags, publish
+from stylecam.bench.e2e import _percentile
+from stylecam.bench.report import add_output_flags, publish
 from stylecam.server.help import HelpFormatter, frame_size
 from stylecam.server.model_card import DEFAULT_ZOO
 from stylecam.server.testing.client import CounterCamera, ServerStartError, start_server

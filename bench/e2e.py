@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from stylecam.export.bench.report import add_output_flags, publish
+from stylecam.bench.report import add_output_flags, publish
 from stylecam.server.model_card import DEFAULT_ZOO
 from stylecam.server.testing.client import HEIGHT, WIDTH, Client, ServerStartError, get_json, start_server
 

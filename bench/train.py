@@ -25,15 +25,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from stylecam.export.bench.report import add_output_flags, publish
-from stylecam.export.cli import HelpFormatter
+from stylecam.bench.report import add_output_flags, publish
 from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.checkpoint import CheckpointError
 from stylecam.models.data import ContentImages, ImageError, centre_square, load_style_image, read_rgb, split_photos, write_png
 from stylecam.models.teacher import MANIFEST
 from stylecam.models.train import ARCHS, STEP_KINDS, TrainConfig, Trainer, cpu_has_fast_bf16
 from stylecam.models.vgg import LAYERS, SOURCES
-from stylecam.server.help import UsageError
+from stylecam.server.help import HelpFormatter, UsageError
 
 USER_ERRORS = (ImageError, UsageError, CheckpointError, WeightsUnavailable)  # as `stylecam train`'s
 PRECISIONS = ("fp32", "bf16")

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]  # export/bench/report.py -> the checkout (stylecam.export is export/)
+REPO = Path(__file__).resolve().parents[1]  # bench/report.py -> the checkout (stylecam.bench is bench/)
 
 
 def add_output_flags(parser: argparse.ArgumentParser, name: str) -> None:
