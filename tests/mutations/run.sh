@@ -23,12 +23,11 @@ tree=$scratch/tree
 mkdir "$tree"
 (cd "$root" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$tree" 2>/dev/null)
 ln -s "$(cd "$root/.." && pwd)/shared" "$scratch/shared"  # tests find ../shared/data beside the tree
-# stylecam.* must import from the copy, not from the editable install's folders: a package
-# folder on PYTHONPATH whose subpackages are the copy's folders comes first
-mkdir -p "$scratch/path/stylecam"
-for folder in server models export web; do ln -s "$tree/$folder" "$scratch/path/stylecam/$folder"; done
-where=$(cd "$tree" && PYTHONPATH="$scratch/path" "$python" -c "import stylecam.server as s; print(s.__path__[0])")
-[ "$where" = "$scratch/path/stylecam/server" ] || { echo "ERROR     stylecam.server imports from $where, not the copy"; exit 99; }
+# stylecam.* must import from the copy, not from the editable install's folders: the copy's
+# stylecam/ package gets links to the copy's folders, and the copy comes first on the path
+for folder in server models export bench web; do ln -s "$tree/$folder" "$tree/stylecam/$folder"; done
+where=$(cd "$tree" && PYTHONPATH="$tree" "$python" -c "import stylecam.server as s; print(s.__path__[0])")
+[ "$where" = "$tree/stylecam/server" ] || { echo "ERROR     stylecam.server imports from $where, not the copy"; exit 99; }
 
 patches=("$@")
 [ ${#patches[@]} -gt 0 ] || patches=("$root"/tests/mutations/*.patch)
@@ -41,7 +40,7 @@ for patch in "${patches[@]}"; do
         echo "ERROR     $name (no Killed-by line, or the patch does not apply)"
         continue
     fi
-    (cd "$tree" && PYTHONPATH="$scratch/path" "$python" -m pytest -q -x -p no:cacheprovider "${tests[@]}" > "$scratch/$name.log" 2>&1)
+    (cd "$tree" && PYTHONPATH="$tree" "$python" -m pytest -q -x -p no:cacheprovider "${tests[@]}" > "$scratch/$name.log" 2>&1)
     rc=$?
     (cd "$tree" && patch -s -p1 -R --no-backup-if-mismatch < "$patch" > /dev/null)
     case $rc in

@@ -93,14 +93,13 @@ def scratch_tree(scratch: Path) -> tuple[Path, dict[str, str]]:
             (tree / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, tree / name)
     (scratch / "shared").symlink_to(ROOT.parent / "shared")  # tests find ../shared/data beside the tree
-    shim = scratch / "path" / "stylecam"
-    shim.mkdir(parents=True)
-    for folder in ("server", "models", "export", "web"):
-        (shim / folder).symlink_to(tree / folder)
-    env = {**os.environ, "PYTHONPATH": str(shim.parent)}
+    package = tree / "stylecam"  # the copy's stylecam/ reaches the copy's folders; the copy comes first
+    for folder in ("server", "models", "export", "bench", "web"):
+        (package / folder).symlink_to(tree / folder)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     where = subprocess.run([sys.executable, "-c", "import stylecam.server as s; print(s.__path__[0])"], cwd=tree, env=env,
                            capture_output=True, text=True, check=True).stdout.strip()
-    if where != str(shim / "server"):
+    if where != str(package / "server"):
         raise SystemExit(f"stylecam.server imports from {where}, not the copy")
     return tree, env
 
