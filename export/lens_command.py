@@ -6,15 +6,16 @@ import argparse
 import time
 from pathlib import Path
 
-from stylecam.export.lens import LENSES, export_lens, gallery_photos
+from stylecam.export.lens import export_lens
+from stylecam.export.lenses import LENS_CLASSES, LENSES
+from stylecam.export.lenses.base import photos_under
 from stylecam.export.saliency import DEFAULT_CLASSIFIER
 from stylecam.models.data import ImageError
 
-DESCRIPTION = ("Export one of the lecture's lenses on a classifier: activations (raw activations of six layers), "
-               "neighbors (the 5 gallery photos nearest the frame in feature space), fool (a targeted fooling image, "
-               "a few softened signed-gradient steps unrolled in the graph) or dream (DeepDream steps). Each gives "
-               "lens_LENS.onnx, its card lens_LENS.json and the class names file (neighbors: also the gallery's "
-               "thumbnails, lens_neighbors.jpg); nothing is written unless onnxruntime matches PyTorch.")
+DESCRIPTION = ("Export one of the lecture's lenses on a classifier: "
+               + "; ".join(f"{name} ({cls.summary})" for name, cls in LENS_CLASSES.items())
+               + ". Each gives lens_LENS.onnx, its card lens_LENS.json and the class names file; nothing is "
+               "written unless onnxruntime matches PyTorch.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,10 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     lenses = LENSES if args.lens == "all" else (args.lens,)
-    if "neighbors" in lenses and not args.photos:
-        raise ImageError("the neighbors lens needs its gallery: --photos DIR [DIR ...] (e.g. ../shared/data/content)")
-    if "neighbors" in lenses:
-        gallery_photos(args.photos)  # an empty gallery is said before any lens is exported
+    needing = [name for name in lenses if LENS_CLASSES[name].needs_photos]
+    if needing and not args.photos:
+        raise ImageError(f"the {needing[0]} lens needs its gallery: --photos DIR [DIR ...] (e.g. ../shared/data/content)")
+    if needing:
+        photos_under(args.photos)  # an empty gallery is said before any lens is exported
     if not 16 <= args.tile <= 512:
         raise ImageError(f"--tile {args.tile}: between 16 and 512 pixels")
     if not 1 <= args.quality <= 100:

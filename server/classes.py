@@ -36,3 +36,8 @@ def find_class(text: str | int, labels: Sequence[str]) -> int:
         raise UnknownClass(f"unknown class {shown!r}: give an index 0..{len(labels) - 1} or a name"
                            + (f" (did you mean {', '.join(close)}?)" if close else ""))
     return names[shown.lower()]
+
+
+def top5(logits: np.ndarray, labels: tuple[str, ...]) -> list[dict]:
+    """The page's top-5 list; an index beyond the labels file shows as ``class N``."""
+    return [{"label": labels[i] if i < len(labels) else f"class {i}", "p": round(p, 4)} for i, p in top_classes(logits)]

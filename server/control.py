@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stylecam.server.classes import UnknownClass, find_class
-from stylecam.server.model_card import LENS_METHODS, SALIENCY_METHODS
+from stylecam.server.lenses import LENS_METHODS, WITH_LAYERS
+from stylecam.server.model_card import SALIENCY_METHODS
 
 CHOICES = ("off", *SALIENCY_METHODS)  # what "saliency" may be set to
 LENS_CHOICES = ("off", *LENS_METHODS)  # what "lens" may be set to
@@ -201,7 +202,7 @@ def _lens_changes(data: dict[str, Any], settings: Settings, catalog: Catalog) ->
         if data["layer"] is None:
             changes["layer"] = None
         elif not layers:
-            raise ControlError(f"lens {lens!r} has no layers to choose; pick activations or dream first")
+            raise ControlError(f"lens {lens!r} has no layers to choose; pick {' or '.join(WITH_LAYERS)} first")
         else:
             changes["layer"] = _index(data, "layer", 0, layers)
     if "channel" in data:

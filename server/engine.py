@@ -28,6 +28,7 @@ import numpy as np
 
 from stylecam.server.compose import LensDrawing, LensView, Overlay, mix_strength
 from stylecam.server.control import Settings
+from stylecam.server.lenses import served_lens
 from stylecam.server.ort_model import Binding
 from stylecam.server.registry import Registry
 from stylecam.server.runner import fed_back
@@ -393,7 +394,7 @@ class Pipeline:
         if name is None or runner is None or self._lens_input is None:
             return
         t = time.perf_counter()
-        previous = self._lens_view.image if settings.lens == "dream" and self._lens_view is not None else None
+        previous = self._lens_view.image if served_lens(settings.lens).feeds_back and self._lens_view is not None else None
         try:
             view = runner(fed_back(self._lens_input, previous), settings.layer, settings.channel, settings.target)
         except Exception as e:

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from stylecam.server.classes import UnknownClass, find_class, top_classes
-from stylecam.server.compose import LensDrawing, LensView, Overlay
+from stylecam.server.compose import Overlay
 from stylecam.server.images import ImageFileError, read_rgb, write_rgb
+from stylecam.server.lenses import ORDERED
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
 from stylecam.server.ort_model import OrtModel
 from stylecam.server.runner import LensRunner, SaliencyRunner, fed_back
@@ -69,36 +69,6 @@ def explain(runner: SaliencyRunner, rgb: np.ndarray, target: int, opacity: float
     return Explanation(picture, top_classes(result.logits), result.explained)
 
 
-def gallery_tiles(runner: LensRunner, directory: Path, indices: Sequence[int]) -> list[np.ndarray]:
-    """The neighbours lens's thumbnails at ``indices``, cut from the gallery picture beside its card."""
-    options = runner.options
-    sheet = read_rgb(directory / str(options["gallery"]))
-    tile, columns = int(options["tile"]), int(options["columns"])
-    return [sheet[(i // columns) * tile: (i // columns + 1) * tile, (i % columns) * tile: (i % columns + 1) * tile] for i in indices]
-
-
-def lens_picture(runner: LensRunner, view: LensView, rgb: np.ndarray, opacity: float) -> np.ndarray:
-    """What the page shows for one lens run, as one picture: the frame with the heat map or
-    mosaic (activations), the photo beside its nearest photos (neighbors), the photo beside
-    the fooling image and its amplified perturbation (fool) or beside its dream (dream)."""
-    if view.method == "activations":
-        return LensDrawing().apply(rgb.copy(), view, opacity)
-    height = 224
-    photo = cv2.resize(rgb, (round(rgb.shape[1] * height / rgb.shape[0]), height), interpolation=cv2.INTER_AREA)
-    gap = np.full((height, 8, 3), 255, np.uint8)
-    if view.method == "neighbors":
-        tiles = gallery_tiles(runner, runner.model.path.parent, [n["index"] for n in view.info["neighbors"]])
-        shown = [cv2.resize(t, (height // 2, height // 2), interpolation=cv2.INTER_AREA) for t in tiles]
-        rows = [np.hstack(shown[:3]), np.hstack(shown[3:] + [np.full_like(shown[0], 255)] * (3 - len(shown[3:])))]
-        return np.hstack([photo, gap, np.vstack(rows)])
-    pictures = [p for p in (view.image, view.inset) if p is not None]
-    resized = [cv2.resize(p, (photo.shape[1], height), interpolation=cv2.INTER_LINEAR) for p in pictures]
-    parts = [photo]
-    for picture in resized:
-        parts += [gap, picture]
-    return np.hstack(parts)
-
-
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -109,8 +79,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--method", help="saliency method: vanilla, guided, smoothgrad, gradcam, occlusion "
                         "(any with an exported model in --models)")
-    chosen.add_argument("--lens", help="a lens instead: activations (--layer, --channel), neighbors, fool (--target), "
-                        "dream (--layer); writes OUT/<image>_<lens>.png as the page shows it")
+    lenses = ", ".join(lens.name + (f" ({', '.join('--' + c for c in lens.controls)})" if lens.controls else "") for lens in ORDERED)
+    chosen.add_argument("--lens", help=f"a lens instead: {lenses}; writes OUT/<image>_<lens>.png as the page shows it")
     parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="output folder (default: .)")
     parser.add_argument("--target", metavar="CLASS", help="class to explain (or, with --lens fool, to aim at), by index "
                         "(0-999) or name, e.g. 'tabby' (default: each image's top-1 class; for fool, toaster)")
@@ -170,10 +140,10 @@ def run_lens(args: argparse.Namespace) -> int:
         raise ExplainError(f"--runs {args.runs}: at least 1")
     for path, rgb in images:
         view = runner(rgb, args.layer, args.channel, target)
-        for _ in range(args.runs - 1 if args.lens == "dream" else 0):
+        for _ in range(args.runs - 1 if runner.lens.feeds_back else 0):
             view = runner(fed_back(rgb, view.image), args.layer, args.channel, target)
         dst = args.out / f"{path.stem}_{args.lens}.png"
-        write_rgb(dst, lens_picture(runner, view, rgb, args.opacity))
-        found = {k: v for k, v in view.info.items() if k != "top5"}
+        write_rgb(dst, runner.lens.picture(runner, view, rgb, args.opacity))
+        found = {k: v for k, v in view.info.items() if k not in ("top5", "note")}
         print(f"{path}: {found}  -> {dst}")
     return 0

@@ -24,8 +24,6 @@ CARD_VERSION = 2  # 2: multistyle graphs take a STYLE vector, and the card holds
 KINDS = ("style", "multistyle", "saliency", "lens")
 # every method a saliency card may name, with the name the page shows for it
 SALIENCY_METHODS = {"vanilla": "Gradient", "guided": "Guided", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "occlusion": "Occlusion"}
-# every method a lens card may name (the lecture's other views of the classifier), with the page's name
-LENS_METHODS = {"activations": "Activations", "neighbors": "Nearest photos", "fool": "Fooling image", "dream": "DeepDream"}
 # tensor names of the graph contract: style graphs take FRAME (and STYLE, a multistyle
 # one's style vector) and give STYLIZED; saliency graphs take FRAME and TARGET and give
 # LOGITS, SALIENCY and CLASS

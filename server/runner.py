@@ -12,20 +12,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stylecam.server.classes import UnknownClass, find_class, top_classes
-from stylecam.server.compose import LensView, inferno_lut
+from stylecam.server.classes import top5
+from stylecam.server.compose import LensView
+from stylecam.server.lenses import served_lens
 from stylecam.server.model_card import (
-    ACTIVATION,
     CLASS,
-    DREAMED,
-    FOOLED,
     FRAME,
-    LAYER_WEIGHTS,
     LOGITS,
-    NEIGHBORS,
-    PERTURBATION,
     SALIENCY,
-    SIMILARITY,
     STYLE,
     STYLIZED,
     TARGET,
@@ -136,14 +130,7 @@ class SaliencyRunner:
         return top5(logits, self.labels)
 
 
-def top5(logits: np.ndarray, labels: tuple[str, ...]) -> list[dict]:
-    """The page's top-5 list; an index beyond the labels file shows as ``class N``."""
-    return [{"label": labels[i] if i < len(labels) else f"class {i}", "p": round(p, 4)} for i, p in top_classes(logits)]
-
-
-MOSAIC = 4  # the activations mosaic shows the MOSAIC x MOSAIC most active channels
 DREAM_FEEDBACK = 0.7  # share of the previous dream in the next dream run's input
-DEFAULT_FOOL_TARGET = "toaster"  # a fooling image's class until the page picks one (Brown et al.'s patch)
 
 
 def fed_back(frame: np.ndarray, previous: np.ndarray | None, share: float = DREAM_FEEDBACK) -> np.ndarray:
@@ -156,22 +143,9 @@ def fed_back(frame: np.ndarray, previous: np.ndarray | None, share: float = DREA
     return cv2.addWeighted(back, share, frame, 1.0 - share, 0.0)
 
 
-def mosaic(activation: np.ndarray, count: int = MOSAIC) -> tuple[np.ndarray, list[int]]:
-    """float32 (C, h, w) -> an inferno-coloured uint8 tile grid of its ``count``**2 most
-    active channels (by mean), each scaled to its own maximum, and those channels' indices."""
-    channels, h, w = activation.shape
-    order = [int(c) for c in np.argsort(-activation.mean((1, 2)), kind="stable")[: count * count]]
-    grid = np.zeros((count * (h + 1) - 1, count * (w + 1) - 1), np.float32)
-    for i, c in enumerate(order):
-        tile = np.maximum(activation[c], 0.0)
-        y, x = divmod(i, count)
-        grid[y * (h + 1): y * (h + 1) + h, x * (w + 1): x * (w + 1) + w] = tile / max(float(tile.max()), 1e-6)
-    return inferno_lut()[np.rint(grid * 255).astype(np.uint8)], order
-
-
 class LensRunner:
-    """A lens model (activations, neighbors, fool, dream) with its class names; ``__call__``
-    runs it once on a frame and says what to show."""
+    """A lens model with its class names; ``__call__`` runs it once on a frame and says what
+    to show, as its lens's serving side (``server.lenses``) reads the outputs."""
 
     def __init__(self, model: OrtModel, labels: tuple[str, ...] | None = None) -> None:
         card = model.card
@@ -182,11 +156,7 @@ class LensRunner:
         self.options = card.options
         self.layers: list[dict] = list(card.options.get("layers", ()))
         self.labels = labels if labels is not None else (read_labels(card_path_for(model.path), card) if card.labels else ())
-        self.photos: list[str] = list(card.options.get("photos", ()))
-        try:
-            self.default_target = find_class(DEFAULT_FOOL_TARGET, self.labels)
-        except UnknownClass:  # another classifier's labels
-            self.default_target = 0
+        self.lens = served_lens(self.method)
 
     def layer_index(self, layer: int | None) -> int:
         """The chosen layer, clamped to the card's; None: the card's default (a middle one)."""
@@ -194,44 +164,4 @@ class LensRunner:
         return default if layer is None else min(max(layer, 0), max(len(self.layers) - 1, 0))
 
     def __call__(self, frame: np.ndarray, layer: int | None = None, channel: int = -1, target: int | None = None) -> LensView:
-        run = getattr(self, f"_{self.method}", None)
-        if run is None:
-            raise CardError(f"{self.model.path}: unknown lens method {self.method!r}")
-        return run(frame, layer, channel, target)
-
-    def _activations(self, frame: np.ndarray, layer: int | None, channel: int, target: int | None) -> LensView:
-        index = self.layer_index(layer)
-        spec = self.layers[index]
-        out = np.asarray(self.model.run(**{FRAME: frame})[spec.get("output", f"{ACTIVATION}{index}")], np.float32)
-        channels, height, width = out.shape[-3:]
-        activation = out.reshape(channels, height, width)
-        info = {"layer": spec.get("name", str(index)), "layer_index": index, "channels": int(channels)}
-        if channel >= 0:
-            c = min(channel, channels - 1)
-            heat = np.maximum(activation[c], 0.0)
-            return LensView(self.method, heat=heat / max(float(heat.max()), 1e-6), info={**info, "channel": c})
-        tiles, order = mosaic(activation)
-        return LensView(self.method, inset=tiles, info={**info, "shown": order})
-
-    def _neighbors(self, frame: np.ndarray, layer: int | None, channel: int, target: int | None) -> LensView:
-        out = self.model.run(**{FRAME: frame})
-        found = [
-            {"index": int(i), "similarity": round(float(s), 4), "photo": self.photos[int(i)] if int(i) < len(self.photos) else str(int(i))}
-            for i, s in zip(np.asarray(out[NEIGHBORS]).reshape(-1), np.asarray(out[SIMILARITY]).reshape(-1))
-        ]
-        return LensView(self.method, info={"neighbors": found})
-
-    def _fool(self, frame: np.ndarray, layer: int | None, channel: int, target: int | None) -> LensView:
-        aim = self.default_target if target is None else target
-        out = self.model.run(**{FRAME: frame, TARGET: np.array([aim], np.int64)})
-        logits = np.asarray(out[LOGITS], np.float32).reshape(-1)
-        name = self.labels[aim] if aim < len(self.labels) else f"class {aim}"
-        info = {"target": name, "target_index": aim, "fooled": int(np.argmax(logits)) == aim, "top5": top5(logits, self.labels)}
-        return LensView(self.method, image=out[FOOLED], inset=out[PERTURBATION], info=info)
-
-    def _dream(self, frame: np.ndarray, layer: int | None, channel: int, target: int | None) -> LensView:
-        index = self.layer_index(layer)
-        weights = np.zeros(len(self.layers), np.float32)
-        weights[index] = 1.0
-        out = self.model.run(**{FRAME: frame, LAYER_WEIGHTS: weights})
-        return LensView(self.method, image=out[DREAMED], info={"layer": self.layers[index].get("name", str(index)), "layer_index": index})
+        return self.lens.view(self, frame, layer, channel, target)

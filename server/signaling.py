@@ -16,7 +16,8 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR
-from stylecam.server.model_card import LENS_METHODS, SALIENCY_METHODS, beside
+from stylecam.server.lenses import ORDERED
+from stylecam.server.model_card import SALIENCY_METHODS, beside
 from stylecam.server.peer import Peer
 from stylecam.server.sdp import offer_problem, why_refused
 
@@ -79,7 +80,7 @@ async def offer(request: web.Request) -> web.Response:
 
 async def models(request: web.Request) -> web.Response:
     methods = [{"method": method, "label": label} for method, label in SALIENCY_METHODS.items()]
-    lenses = [{"method": method, "label": label} for method, label in LENS_METHODS.items()]
+    lenses = [lens.descriptor() for lens in ORDERED]
     return web.json_response({"models": request.app[ENGINE].registry.describe(), "saliency_methods": methods, "lens_methods": lenses})
 
 

@@ -17,7 +17,7 @@ def zoo(real_zoo):
 
 
 def explain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stylecam.cli", "explain", *args],
+    return subprocess.run([sys.executable, "-m", "stylecam", "explain", *args],
                           capture_output=True, text=True, timeout=120)
 
 

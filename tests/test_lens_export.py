@@ -14,6 +14,8 @@ from style_helpers import CONTENT
 from stylecam.cli import main as cli
 from stylecam.export import lens
 from stylecam.export.command import flag_forms
+from stylecam.export.lenses import LENSES, neighbors
+from stylecam.export.lenses.dream import Dream
 from stylecam.models.data import centre_square, read_rgb, split_photos
 from stylecam.models.factory import create_model
 from stylecam.server.model_card import load_card_for_onnx
@@ -57,7 +59,7 @@ def test_a_fresh_activations_export_matches_torch_and_says_its_layers(tmp_path, 
     assert all(p["logits error"] < 1e-3 for p in card.source["parity"])
     rgb = read_rgb(ZEBRAS)
     got = OrtModel.load(path, "cpu", threads=2).run(frame=rgb)
-    parity = lens.compare("activations", got, lens.reference("activations", rgb, lite0))
+    parity = lens.compare("activations", got, lens.reference(lens.create_lens("activations", lite0), rgb))
     assert parity.ok, parity
     assert int(np.argmax(got["logits"])) == 340  # zebra
     head = got["activation_5"]  # after the head's ReLU6: clipped to [0, 6] at both ends, as a pre-activation is not
@@ -79,10 +81,10 @@ def test_a_fresh_neighbors_export_keeps_its_gallery_inside(tmp_path, lite0):
     assert card.options | {"photos": None} == {"k": 5, "gallery": "lens_neighbors.jpg", "tile": 32, "columns": 3,
                                                "count": 6, "photos": None}
     assert card.options["photos"] == [p.name for p in paths]
-    gallery = lens.stored_gallery(out / "lens_neighbors.onnx")
-    assert np.abs(gallery - lens.build_gallery(lite0, paths)).max() < 1e-3  # half precision at most
+    gallery = neighbors.stored_gallery(out / "lens_neighbors.onnx")
+    assert np.abs(gallery - neighbors.build_gallery(lite0, paths)).max() < 1e-3  # half precision at most
     graph = onnx.load(str(out / "lens_neighbors.onnx"), load_external_data=False)
-    inside = lens.gallery_tensors(graph)
+    inside = neighbors.gallery_tensors(graph)
     assert len(inside) == 1 and tuple(inside[0].dims) == (6, 1280) and not inside[0].external_data
     assert cv2.imread(str(out / "lens_neighbors.jpg")).shape == (64, 96, 3)  # 2 rows of 3 tiles
     got = OrtModel.load(out / "lens_neighbors.onnx", "cpu", threads=2).run(frame=read_rgb(paths[4]))
@@ -118,8 +120,8 @@ def test_shipped_lens_matches_torch_on_a_photo(lite0, method, photo, inputs):
     model = shipped(method)
     rgb = read_rgb(photo)
     got = model.run(frame=rgb, **inputs)
-    gallery = lens.stored_gallery(ZOO / model.card.onnx) if method == "neighbors" else None
-    parity = lens.compare(method, got, lens.reference(method, rgb, lite0, gallery, **inputs), model.card.options)
+    parity = lens.compare(method, got, lens.reference(lens.create_lens(method, lite0, ZOO / model.card.onnx), rgb, **inputs),
+                          model.card.options)
     print(parity.measures)
     assert parity.ok, parity
 
@@ -164,7 +166,7 @@ def test_fooling_images_reach_their_target_on_most_held_out_photos():
 @pytest.mark.slow
 def test_dream_weights_pick_layers_and_zero_weights_change_nothing():
     model = shipped("dream")
-    assert [la["name"] for la in model.card.options["layers"]] == list(lens.Dream.LAYERS)
+    assert [la["name"] for la in model.card.options["layers"]] == list(Dream.LAYERS)
     rgb = centre_square(read_rgb(ZEBRAS), 224)
     dreams = [model.run(frame=rgb, layer_weights=w)["dreamed"] for w in np.eye(4, dtype=np.float32)]
     still = model.run(frame=rgb, layer_weights=np.zeros(4, np.float32))["dreamed"]
@@ -177,7 +179,7 @@ def test_dream_weights_pick_layers_and_zero_weights_change_nothing():
 
 def test_the_zoo_ships_every_lens_within_its_budget():
     cards = {p.stem: json.loads(p.read_text()) for p in ZOO.glob("lens_*.json")}
-    assert {c["method"] for c in cards.values()} == set(lens.LENSES)
+    assert {c["method"] for c in cards.values()} == set(LENSES)
     assert set(cards["lens_fool"]["options"]) == {"epsilon_levels", "steps", "step_levels", "direction"}
     assert {"steps", "step_size", "jitter", "layers"} <= set(cards["lens_dream"]["options"])
     assert {"k", "gallery", "tile", "columns", "count", "photos"} <= set(cards["lens_neighbors"]["options"])

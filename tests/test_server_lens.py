@@ -14,9 +14,11 @@ from style_helpers import CONTENT
 from stylecam.server.compose import MARGIN, LensDrawing, LensView, inferno_lut
 from stylecam.server.control import Catalog, ControlError, Settings, apply_config, parse_message
 from stylecam.server.images import read_rgb
-from stylecam.server.model_card import FRAME, LAYER_WEIGHTS, LENS_METHODS, TARGET
+from stylecam.server.lenses import LENS_METHODS
+from stylecam.server.lenses.activations import mosaic
+from stylecam.server.model_card import FRAME, LAYER_WEIGHTS, TARGET
 from stylecam.server.ort_model import OrtModel
-from stylecam.server.runner import LensRunner, fed_back, mosaic
+from stylecam.server.runner import LensRunner, fed_back
 
 CATALOG = Catalog(styles=("candy",), saliency=("gradcam",), lenses={"activations": 3, "neighbors": 0, "fool": 0}, classes=("tench", "goldfish", "toaster"))
 
@@ -140,8 +142,7 @@ def test_shipped_lens_matches_pytorch_on_one_photo(method, classifier):
     frame = read_rgb(PHOTO)
     inputs = extra_inputs(method, model.card)
     got = model.run(**{FRAME: frame}, **inputs)
-    gallery = lens.stored_gallery(path) if method == "neighbors" else None
-    wanted = lens.reference(method, frame, model=classifier, gallery=gallery, **inputs)
+    wanted = lens.reference(lens.create_lens(method, classifier, path), frame, **inputs)
     parity = lens.compare(method, got, wanted, model.card.options)
     assert parity.ok, str(parity)
 
@@ -155,16 +156,21 @@ def test_lens_runners_say_what_to_show():
     layer = runners["activations"].layers[runners["activations"].layer_index(None)]
     assert mosaic_view.inset is not None and mosaic_view.image is None and len(mosaic_view.info["shown"]) == 16
     assert mosaic_view.info["layer"] == layer["name"] and mosaic_view.info["channels"] == layer["channels"]
+    assert mosaic_view.info["note"] == ["Most active channels of", layer["name"], ""]  # the page's line
     channel = runners["activations"](frame, layer=0, channel=3)
     assert channel.heat is not None and channel.heat.max() == pytest.approx(1.0) and channel.info["channel"] == 3
+    assert channel.info["note"] == ["Channel 3 of", runners["activations"].layers[0]["name"], ""]
     found = runners["neighbors"](frame).info["neighbors"]
-    assert len(found) == 5 and all(n["photo"] in runners["neighbors"].photos for n in found)
+    assert len(found) == 5 and all(n["photo"] in runners["neighbors"].options["photos"] for n in found)
     assert [n["similarity"] for n in found] == sorted((n["similarity"] for n in found), reverse=True)
     fooled = runners["fool"](frame)  # the default target: toaster
     assert fooled.image.shape == fooled.inset.shape == (224, 224, 3) and fooled.info["target"] == "toaster"
     assert fooled.info["fooled"] == (fooled.info["top5"][0]["label"] == "toaster")
+    assert fooled.info["note"] == ["Aiming at", "toaster", " — fooled" if fooled.info["fooled"] else " — not yet"]
     dreamed = runners["dream"](frame, layer=0)
     assert dreamed.image.shape == (224, 224, 3) and dreamed.info["layer_index"] == 0
+    assert dreamed.info["note"] == ["Dreaming on", runners["dream"].layers[0]["name"], ""]
+    assert "note" not in found[0] and "note" not in runners["neighbors"](frame).info  # its thumbnails say it
 
 
 @pytest.mark.slow

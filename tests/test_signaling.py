@@ -15,7 +15,7 @@ from conftest import AUDIO_ONLY_SDP, in_process, run, video_offer
 from tiny_models import LABELS
 
 from stylecam.server.config import ENGINE, PEERS, ServerConfig
-from stylecam.server.model_card import LENS_METHODS, SALIENCY_METHODS
+from stylecam.server.model_card import SALIENCY_METHODS
 from stylecam.server.signaling import NEEDS_TOKEN
 
 ZOO = Path(__file__).resolve().parent.parent / "models" / "zoo"
@@ -41,7 +41,12 @@ def test_health_models_classes_config_and_the_page(tiny_zoo):
             _, listing, _ = await fetch(http, "GET", url + "/api/models")
             assert {m["name"] for m in listing["models"]} == {"invert", "tint", "fake-vanilla", "fake-gradcam"}
             assert listing["saliency_methods"] == [{"method": m, "label": label} for m, label in SALIENCY_METHODS.items()]
-            assert listing["lens_methods"] == [{"method": m, "label": label} for m, label in LENS_METHODS.items()]
+            assert listing["lens_methods"] == [
+                {"method": "activations", "label": "Activations", "controls": ["layer", "channel"]},
+                {"method": "neighbors", "label": "Nearest photos", "controls": []},
+                {"method": "fool", "label": "Fooling image", "controls": ["target"]},
+                {"method": "dream", "label": "DeepDream", "controls": ["layer"]},
+            ]
             assert (await fetch(http, "GET", url + "/api/classes"))[:2] == (200, {"classes": list(LABELS)})
             assert (await fetch(http, "GET", url + "/api/config"))[:2] == (200, {"iceServers": []})
             status, page, headers = await fetch(http, "GET", url + "/")

@@ -23,7 +23,7 @@ def models(tiny_zoo):
 def test_image_round_trip_through_the_console_script(models, tmp_path):
     single, _ = models
     out = tmp_path / "styled.png"
-    done = subprocess.run([sys.executable, "-m", "stylecam.cli", "stylize", str(PHOTO), "--model", str(single),
+    done = subprocess.run([sys.executable, "-m", "stylecam", "stylize", str(PHOTO), "--model", str(single),
                            "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     original, styled = cv2.imread(str(PHOTO)), cv2.imread(str(out))

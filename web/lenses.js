@@ -1,17 +1,22 @@
 // The lenses card: the classifier's other views (activations, nearest photos, fooling
-// images, DeepDream). Built from /api/models' lens cards; reports changes as partial config
-// messages and shows what the server's "lens" messages and stats say.
+// images, DeepDream, and whatever else the server registers). Built from /api/models' lens
+// cards and lens_methods (each lens's label and the controls it takes: layer, channel,
+// target); reports changes as partial config messages and shows what the server's "lens"
+// messages and stats say: a run's note line, its nearest photos, its top-5.
 import { $, el, top5Items } from "./dom.js";
 import { serverFetch } from "./rtc.js";
 
 /**
- * `models` is /api/models' list, `lensMethods` its lens_methods; `onChange(partial)` gets
+ * `models` is /api/models' list, `lensMethods` its lens_methods ({method, label, controls});
+ * `onChange(partial)` gets
  * {lens, layer, channel} or {target}. Returns {config(), show(info), showStats(stats), reset()}.
  */
 export function createLenses(models, lensMethods, onChange) {
   const lenses = Object.fromEntries(models.filter((m) => m.kind === "lens").map((m) => [m.method, m]));
   const state = { lens: "off", layer: null, channel: -1, target: null };
-  let gallery = null; // object URL of the neighbours lens's thumbnail picture, fetched once
+  const controls = Object.fromEntries(lensMethods.map((m) => [m.method, m.controls || []]));
+  let gallery = null; // object URL of a lens's thumbnail picture (its card's options.gallery), fetched once
+  let galleryModel = null;
 
   const buttons = $("lens");
   for (const { method, label } of [{ method: "off", label: "Off" }, ...lensMethods]) {
@@ -57,7 +62,8 @@ export function createLenses(models, lensMethods, onChange) {
 
   function choose(method) {
     state.lens = method;
-    const options = layers();
+    const takes = controls[method] || [];
+    const options = takes.includes("layer") ? layers() : [];
     const model = lenses[method];
     const fallback = model && model.options && Number.isInteger(model.options.default_layer) ? model.options.default_layer : Math.floor(options.length / 2);
     state.layer = options.length ? fallback : null;
@@ -66,11 +72,11 @@ export function createLenses(models, lensMethods, onChange) {
     layer.replaceChildren(...options.map((spec, i) => el("option", { value: String(i), textContent: spec.name + (spec.channels ? ` (${spec.channels} ch)` : "") })));
     if (state.layer !== null) layer.value = String(state.layer);
     $("layer-row").hidden = !options.length;
-    $("channel-row").hidden = method !== "activations";
-    $("target-row").hidden = method !== "fool";
-    if (method === "activations") showChannelRange();
-    if (method === "fool") loadClasses();
-    if (method === "neighbors") loadGallery();
+    $("channel-row").hidden = !takes.includes("channel");
+    $("target-row").hidden = !takes.includes("target");
+    if (takes.includes("channel")) showChannelRange();
+    if (takes.includes("target")) loadClasses();
+    if (model && model.options && model.options.gallery) loadGallery(model);
     show(null);
     onChange({ lens: method, layer: state.layer, channel: -1 });
   }
@@ -87,18 +93,18 @@ export function createLenses(models, lensMethods, onChange) {
     }
   }
 
-  async function loadGallery() {
-    if (gallery || !lenses.neighbors) return;
+  async function loadGallery(model) {
+    if (gallery && galleryModel === model) return;
     try {
-      const response = await serverFetch(`/api/models/${encodeURIComponent(lenses.neighbors.name)}/gallery`);
-      if (response.ok) gallery = URL.createObjectURL(await response.blob());
+      const response = await serverFetch(`/api/models/${encodeURIComponent(model.name)}/gallery`);
+      if (response.ok) [gallery, galleryModel] = [URL.createObjectURL(await response.blob()), model];
     } catch (err) {
       gallery = null;
     }
   }
 
   function thumbnail(index) {
-    const options = lenses.neighbors.options || {};
+    const options = (galleryModel && galleryModel.options) || {};
     const columns = options.columns || 1;
     const rows = Math.max(1, Math.ceil((options.count || 1) / columns));
     const [col, row] = [index % columns, Math.floor(index / columns)];
@@ -122,17 +128,18 @@ export function createLenses(models, lensMethods, onChange) {
       if (state.lens !== "off") { note.hidden = false; note.textContent = "Waiting for the first run…"; }
       return;
     }
-    if (state.lens === "activations" || state.lens === "dream") {
+    if (info.note) {
+      const [before, bold, after] = info.note;
       note.hidden = false;
-      const what = state.lens === "dream" ? "Dreaming on" : info.channel !== undefined ? `Channel ${info.channel} of` : "Most active channels of";
-      note.replaceChildren(`${what} `, el("b", { textContent: info.layer }));
-    } else if (state.lens === "neighbors") {
+      note.replaceChildren(`${before} `, el("b", { textContent: bold }), after || "");
+    }
+    if (info.neighbors) {
       neighbors.hidden = false;
-      neighbors.replaceChildren(...(info.neighbors || []).map((n) => el("figure", { title: n.photo }, [thumbnail(n.index), el("figcaption", { textContent: n.similarity.toFixed(2) })])));
-    } else if (state.lens === "fool") {
-      note.hidden = top5.hidden = false;
-      note.replaceChildren("Aiming at ", el("b", { textContent: info.target }), info.fooled ? " — fooled" : " — not yet");
-      top5.replaceChildren(...top5Items(info.top5 || []));
+      neighbors.replaceChildren(...info.neighbors.map((n) => el("figure", { title: n.photo }, [thumbnail(n.index), el("figcaption", { textContent: n.similarity.toFixed(2) })])));
+    }
+    if (info.top5) {
+      top5.hidden = false;
+      top5.replaceChildren(...top5Items(info.top5));
     }
   }
 

@@ -1,0 +1,21 @@
+"""The lenses' serving side, one module each (their export side: ``export/lenses/``).
+
+Importing the package imports every module in it, and each registers its lens
+(``base.register_lens``). ``LENS_METHODS`` is every lens's label, in the page's order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from stylecam.server.lenses.base import SERVED_LENSES, ServedLens, register_lens, served_lens
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+ORDERED = sorted(SERVED_LENSES.values(), key=lambda lens: (lens.position, lens.name))
+LENS_METHODS = {lens.name: lens.label for lens in ORDERED}
+WITH_LAYERS = tuple(lens.name for lens in ORDERED if "layer" in lens.controls)
+
+__all__ = ["LENS_METHODS", "ORDERED", "SERVED_LENSES", "WITH_LAYERS", "ServedLens", "register_lens", "served_lens"]
