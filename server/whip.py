@@ -141,7 +141,7 @@ class Viewer:
         self.track.stop()
         try:
             await asyncio.wait_for(self.pc.close(), timeout=3.0)
-        except (TimeoutError, Exception) as e:  # a stuck transport must not keep the viewer
+        except Exception as e:  # a stuck (TimeoutError) or broken transport must not keep the viewer
             log.warning("whep viewer %s: close did not finish cleanly (%s)", self.id, type(e).__name__)
         self._on_closed(self)
 

@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
@@ -84,7 +85,11 @@ def test_a_stream_over_http_from_publish_to_delete(tiny_zoo, monkeypatch):
             counted = json.loads((await request("GET", f"{url}/whip/{sid}"))[1])
             assert {k: counted[k] for k in ("frames_in", "dropped", "frames_styled", "frames_encoded", "bytes_encoded", "ms")} == {
                 "frames_in": 9, "dropped": 2, "frames_styled": 7, "frames_encoded": 6, "bytes_encoded": 4321, "ms": {"h264": 12.3}}
-            live.peer.source, live.peer.track = source, track
+            encoder = live.encoder
+            live.peer.source = live.peer.track = live.encoder = None  # as it reads while its offer is answered
+            before = json.loads((await request("GET", f"{url}/whip/{sid}"))[1])
+            assert [before[k] for k in ("frames_in", "dropped", "frames_styled", "frames_encoded", "bytes_encoded")] == [0] * 5
+            live.peer.source, live.peer.track, live.encoder = source, track, encoder
             live.encoder.frames = live.encoder.bytes = 0
             status, text, _ = await post(f"{url}/whip/{sid}/control", '{"type": "config", "strength": 0.5}', "application/json")
             assert status == 200 and json.loads(text)["strength"] == 0.5
@@ -131,6 +136,8 @@ def test_offers_a_stream_cannot_use(tiny_zoo):
         async with in_process(config) as (app, url):
             status, error, _ = await post(url + "/whip", publish_offer, "text/plain")
             assert (status, error) == (415, "send the offer as application/sdp, not text/plain")
+            status, error, _ = await post(url + "/whip", publish_offer, "application/json")
+            assert (status, error) == (415, "send the offer as application/sdp, not application/json")
             status, error, _ = await post(url + "/whip", await video_offer("recvonly"))
             assert (status, error) == (400, "cannot use this offer: the offer sends no video; publish a video track")
             unusable = re.sub(r"a=rtpmap:\d+ (VP8|H264|rtx)/", "a=rtpmap:96 FOO/", publish_offer)
@@ -209,3 +216,93 @@ def test_a_connected_viewer_outlives_its_watchdog(tiny_zoo, monkeypatch):
             assert viewer._watchdog.done() and viewer._closing is None and list(stream.viewers) == [viewer.id]
 
     run(go())
+
+
+def test_an_offer_aiortc_refuses_is_a_400_and_leaves_nothing(tiny_zoo, monkeypatch):
+    """aiortc raises ValueError (and others) for SDP it cannot use, past what offer_problem
+    checks: the publisher gets 400 with aiortc's reason, and no stream or peer is left."""
+    async def refuse(self, offer):
+        raise ValueError("DTLS fingerprint is missing")
+
+    async def go():
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, url):
+            monkeypatch.setattr(whip.Peer, "answer", refuse)
+            status, error, _ = await post(url + "/whip", await video_offer("sendonly"))
+            assert (status, error) == (400, "cannot use this offer: DTLS fingerprint is missing")
+            await asyncio.sleep(0.05)
+            assert app[STREAMS] == {} and app[PEERS] == set()
+
+    run(go())
+
+
+@pytest.mark.slow
+def test_a_viewer_still_connecting_at_its_timeout_is_closed_and_its_stream_stays(tiny_zoo, monkeypatch):
+    """The viewer's own watchdog (the publisher kept alive): "new", "connecting" and the
+    rest are all not connected."""
+    async def go():
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu", connect_timeout=0.3)) as (app, url):
+            _, _, location = await post(url + "/whip", await video_offer("sendonly"))
+            stream = next(iter(app[STREAMS].values()))
+            stream.peer.connected_at = time.monotonic()  # the publisher's own watchdog leaves it be
+            monkeypatch.setattr(RTCPeerConnection, "connectionState", property(lambda pc: "connecting"))
+            status, _, _ = await post(url + location.replace("whip", "whep"), await video_offer("recvonly"))
+            assert status == 201
+            viewer = next(iter(stream.viewers.values()))
+            for _ in range(40):
+                if not stream.viewers:
+                    break
+                await asyncio.sleep(0.05)
+            assert stream.viewers == {} and viewer._closing is not None and list(app[STREAMS]) == [stream.id]
+
+    run(go())
+
+
+def test_closing_goes_on_past_a_close_that_fails(tiny_zoo, monkeypatch):
+    """A viewer whose transport raises on close still leaves its stream; a stream whose
+    viewer fails to close still closes its encoder and leaves the server; a stream that
+    fails to close does not stop the others closing when the app ends."""
+    async def go():
+        async with in_process(ServerConfig(models=tiny_zoo, device="cpu")) as (app, url):
+            _, _, location = await post(url + "/whip", await video_offer("sendonly"))
+            stream = next(iter(app[STREAMS].values()))
+            assert (await post(url + location.replace("whip", "whep"), await video_offer("recvonly")))[0] == 201
+            viewer = next(iter(stream.viewers.values()))
+
+            async def broken_close():
+                raise OSError("transport gone")
+
+            monkeypatch.setattr(viewer.pc, "close", broken_close)
+            await viewer.close()
+            assert stream.viewers == {}
+
+            async def fails():
+                raise RuntimeError("viewer close failed")
+
+            stream.viewers["x"] = SimpleNamespace(close=lambda: asyncio.ensure_future(fails()))
+            await stream.close()
+            assert stream.encoder.ended and app[STREAMS] == {}
+
+        closed = []
+
+        async def close_fails():
+            raise RuntimeError("stream close failed")
+
+        async def close_works():
+            closed.append(True)
+
+        holder = {}
+        context = whip.streams_context(holder)
+        await context.__anext__()
+        holder[STREAMS].update(a=SimpleNamespace(close=lambda: asyncio.ensure_future(close_fails())),
+                               b=SimpleNamespace(close=lambda: asyncio.ensure_future(close_works())))
+        with pytest.raises(StopAsyncIteration):
+            await context.__anext__()
+        assert closed == [True]
+
+    run(go())
+
+
+def test_the_documented_viewer_cap_is_the_code_s():
+    for page in ("docs/guides/whip.md", "docs/design/fanout.md"):
+        text = (Path(__file__).resolve().parents[1] / page).read_text()
+        assert f"up to {whip.MAX_VIEWERS} viewers" in " ".join(text.split()), page
