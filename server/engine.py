@@ -1,11 +1,12 @@
 """(2) Worker threads that run the models; one ``Pipeline`` per peer.
 
-A peer's style job and its saliency and lens jobs run in separate thread pools, so a
-slow saliency method or lens never holds up styling: the newest saliency map (and lens
-view) is drawn on every frame until the next one is ready. Each peer has at most one style
-job, one saliency job and one lens job in flight (the track awaits its style job before
-taking the next frame; newer frames replace older ones meanwhile), and the pools serve jobs first-come first-served, so peers take
-turns fairly. The per-frame path writes into buffers allocated once per frame size.
+A peer's style job runs in the style pool; its saliency and lens jobs (``SideJob``, one type
+for both) run in a second, niced pool, so a slow saliency method or lens never holds up
+styling: the newest saliency map (and lens view) is drawn on every frame until the next one
+is ready. Each peer has at most one style job, one saliency job and one lens job in flight
+(the track awaits its style job before taking the next frame; newer frames replace older
+ones meanwhile), and the pools serve jobs first-come first-served, so peers take turns
+fairly. The per-frame path writes into buffers allocated once per frame size.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import av
 import cv2
@@ -168,6 +169,72 @@ class Backoff:
         return self._wait.pop(name, None) is not None
 
 
+class SaliencyView(NamedTuple):
+    """The newest saliency run: its map (float32 0..1 at the model's size) and the top-5 it explains."""
+
+    map: np.ndarray
+    top5: list[dict]
+
+
+class SideJob:
+    """A model run beside styling, on the engine's niced pool (saliency, a lens): at most one
+    in flight, at most one start per ``interval``, fed a copy of the newest frame as it
+    starts, and keeping its newest result for the settings it was made for. ``key`` reads
+    those settings (None: the job is off); a result is kept only when the pipeline's
+    settings (``current``) still have its key when it ends, and dropped when they change,
+    so a changed choice never shows a result made for the previous one. ``work`` runs in
+    the pool's thread and returns the result, or None for none."""
+
+    def __init__(self, pool: ThreadPoolExecutor, interval: float, key: Callable[[Settings], Hashable | None],
+                 work: Callable[[np.ndarray, Settings], Any], current: Callable[[], Settings],
+                 on_result: Callable[[Settings, Any], None] | None = None) -> None:
+        self._pool, self._interval, self._key, self._work = pool, interval, key, work
+        self._current, self._on_result = current, on_result
+        self.shown_key: Hashable | None = None  # the settings ``result`` was made for
+        self.result: Any = None
+        self.input: np.ndarray | None = None
+        self.task: asyncio.Task | None = None
+        self.runs = 0  # results kept, for the page's rates
+        self._next = 0.0
+
+    def follow(self, settings: Settings) -> None:
+        """Event loop, each frame: drop a result made for other settings."""
+        key = self._key(settings)
+        if key != self.shown_key:
+            self.shown_key, self.result = key, None
+
+    def due(self, settings: Settings, now: float) -> bool:
+        return self._key(settings) is not None and self.task is None and now >= self._next
+
+    def feed(self, image: np.ndarray) -> None:
+        """Style thread: the frame the job about to start runs on, copied into its own buffer."""
+        self.input = _copy_into(self.input, image)
+
+    def start(self, settings: Settings, now: float) -> None:
+        self._next = now + self._interval
+        self.task = asyncio.create_task(self._run(settings))
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _run(self, settings: Settings) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._job, settings)
+        finally:
+            self.task = None
+
+    def _job(self, settings: Settings) -> None:
+        if self.input is None:
+            return
+        result = self._work(self.input, settings)
+        if result is not None and self._key(self._current()) == self._key(settings):  # the choice may have changed meanwhile
+            self.result = result
+            self.runs += 1
+            if self._on_result is not None:
+                self._on_result(settings, result)
+
+
 class Pipeline:
     """One peer's models, buffers, settings and timings. ``process`` is called by one
     track at a time; worker threads only read ``settings`` (replaced whole by ``update``)."""
@@ -182,20 +249,11 @@ class Pipeline:
         self._bindings: dict[str, Binding] = {}
         self._backoff = Backoff()
         self._overlay = Overlay()
-        self._saliency_input: np.ndarray | None = None
-        self._saliency_map: np.ndarray | None = None  # newest map, float32 0..1 at the model's size
-        self._saliency_method = "off"
-        self._saliency_task: asyncio.Task | None = None
-        self._next_saliency = 0.0
-        self._lens_input: np.ndarray | None = None
-        self._lens_view: LensView | None = None  # newest view, for the settings in _lens_key
-        self._lens_key: tuple = ("off",)
-        self._lens_task: asyncio.Task | None = None
-        self._next_lens = 0.0
+        current = lambda: self._settings  # noqa: E731 (the side jobs read the settings in force when they end)
+        self.saliency = SideJob(engine.saliency_pool, engine.saliency_interval, _saliency_key, self._saliency_job, current)
+        self.lens = SideJob(engine.saliency_pool, engine.lens_interval, _lens_key, self._lens_job, current, self._lens_made)
         self._lens_drawing = LensDrawing()
-        self.lens_runs = 0  # lens views made, for the page's lens rate
         self._oversize_reported = False
-        self._top5: list[dict] = []
         self._ms: dict[str, float] = {}  # written by both thread pools
         self._ms_lock = threading.Lock()
         self.closed = False
@@ -212,54 +270,38 @@ class Pipeline:
         settings = self._settings
         with self._ms_lock:
             ms = {stage: round(value, 1) for stage, value in self._ms.items()}
-        view = self._lens_view
-        return PipelineStats(settings.style, settings.saliency, ms, list(self._top5) if settings.saliency != "off" else [],
+        saliency, view = self.saliency.result, self.lens.result
+        return PipelineStats(settings.style, settings.saliency, ms, list(saliency.top5) if saliency is not None and settings.saliency != "off" else [],
                              settings.lens, view.info if view is not None else None)
+
+    @property
+    def lens_runs(self) -> int:
+        """Lens views made, for the page's lens rate."""
+        return self.lens.runs
 
     # -- event loop side ---------------------------------------------------------------
     async def process(self, frame: av.VideoFrame) -> av.VideoFrame:
         """The styled frame for ``frame`` (the frame itself when there is nothing to do)."""
         settings = self._settings
-        if settings.saliency != self._saliency_method:
-            self._saliency_method, self._saliency_map, self._top5 = settings.saliency, None, []
-        lens_key = _lens_key(settings)
-        if lens_key != self._lens_key:
-            self._lens_key, self._lens_view = lens_key, None
+        jobs = (self.saliency, self.lens)
+        for job in jobs:
+            job.follow(settings)
         idle = settings.style is None and settings.saliency == "off" and settings.lens == "off"
         if idle and frame.width * frame.height <= self.engine.max_frame_pixels:
             return frame
         now = time.monotonic()
-        want_saliency = settings.saliency != "off" and self._saliency_task is None and now >= self._next_saliency
-        want_lens = settings.lens != "off" and self._lens_task is None and now >= self._next_lens
+        due = [job for job in jobs if job.due(settings, now)]
         loop = asyncio.get_running_loop()
-        out = await loop.run_in_executor(self.engine.style_pool, self._style_job, frame, settings, want_saliency, want_lens)
-        if want_saliency and not self.closed:
-            self._next_saliency = now + self.engine.saliency_interval
-            self._saliency_task = asyncio.create_task(self._saliency(settings.saliency))
-        if want_lens and not self.closed:
-            self._next_lens = now + self.engine.lens_interval
-            self._lens_task = asyncio.create_task(self._lens(settings))
+        out = await loop.run_in_executor(self.engine.style_pool, self._style_job, frame, settings, due)
+        if not self.closed:
+            for job in due:
+                job.start(settings, now)
         return out
-
-    async def _saliency(self, method: str) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self.engine.saliency_pool, self._saliency_job, method)
-        finally:
-            self._saliency_task = None
-
-    async def _lens(self, settings: Settings) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self.engine.saliency_pool, self._lens_job, settings)
-        finally:
-            self._lens_task = None
 
     def close(self) -> None:
         self.closed = True
-        for task in (self._saliency_task, self._lens_task):
-            if task is not None:
-                task.cancel()
+        self.saliency.cancel()
+        self.lens.cancel()
 
     def report(self, message: str) -> None:
         """Tell the peer (thread-safe: the callback hops onto the event loop)."""
@@ -331,16 +373,14 @@ class Pipeline:
         self._worked(name)
         return True
 
-    def _style_job(self, frame: av.VideoFrame, settings: Settings, want_saliency: bool, want_lens: bool = False) -> av.VideoFrame:
+    def _style_job(self, frame: av.VideoFrame, settings: Settings, due: Sequence[SideJob] = ()) -> av.VideoFrame:
         t = time.perf_counter()
         b = self._decode(frame)
-        if want_saliency:
-            self._saliency_input = _copy_into(self._saliency_input, b.small)
-        if want_lens:
-            self._lens_input = _copy_into(self._lens_input, b.small)
+        for job in due:
+            job.feed(b.small)
         t = self._time("decode", t)
         image = b.rgb
-        view = self._lens_view if settings.lens != "off" else None
+        view = self.lens.result if settings.lens != "off" else None
         if view is not None and view.image is not None:  # the lens's picture replaces the frame: nothing to style
             image = self._lens_drawing.apply(b.mixed, view, settings.opacity)
             view = None
@@ -354,10 +394,10 @@ class Pipeline:
                 mix_strength(b.stylized, b.rgb, settings.strength, b.mixed)
                 image = b.mixed
             t = self._time("upscale+mix", t)
-        saliency = self._saliency_map
+        saliency = self.saliency.result
         if saliency is not None and settings.saliency != "off":
             image = b.drawable(image)
-            self._overlay.apply(image, saliency, settings.opacity)
+            self._overlay.apply(image, saliency.map, settings.opacity)
             t = self._time("overlay", t)
         if view is not None:
             image = b.drawable(image)
@@ -371,47 +411,48 @@ class Pipeline:
         self._time("encode-prep", t)
         return out
 
-    def _saliency_job(self, method: str) -> None:
-        name = self.engine.registry.saliency_for(method)
+    def _side_run(self, name: str | None, stage: str, what: str, off: str, run: Callable[[Any], Any]) -> Any:
+        """``run(runner)`` for the side model ``name``, timed as ``stage``; a failure is
+        reported ("``what`` NAME failed (why); ``off``") and gives None."""
         runner = self._runner(name) if name else None
-        if name is None or runner is None or self._saliency_input is None:
-            return
+        if name is None or runner is None:
+            return None
         t = time.perf_counter()
         try:
-            result = runner(self._saliency_input)  # target -1: explain the top class
+            result = run(runner)
         except Exception as e:
-            self._failed(name, f"saliency model {name!r} failed ({str(e).splitlines()[0]}); saliency is off")
-            return
+            self._failed(name, f"{what} {name!r} failed ({str(e).splitlines()[0]}); {off}")
+            return None
         self._worked(name)
-        if self._settings.saliency == method:  # the choice may have changed meanwhile
-            self._saliency_map = result.map
-            self._top5 = runner.top5(result.logits)
-        self._time("saliency", t)
+        self._time(stage, t)
+        return result
 
-    def _lens_job(self, settings: Settings) -> None:
-        name = self.engine.registry.lens_for(settings.lens)
-        runner = self._runner(name) if name else None
-        if name is None or runner is None or self._lens_input is None:
-            return
-        t = time.perf_counter()
-        previous = self._lens_view.image if served_lens(settings.lens).feeds_back and self._lens_view is not None else None
-        try:
-            view = runner(fed_back(self._lens_input, previous), settings.layer, settings.channel, settings.target)
-        except Exception as e:
-            self._failed(name, f"lens {name!r} failed ({str(e).splitlines()[0]}); the lens is off")
-            return
-        self._worked(name)
-        if _lens_key(self._settings) == _lens_key(settings):  # the choice may have changed meanwhile
-            self._lens_view = view
-            self.lens_runs += 1
-            if self._on_lens is not None:
-                self._on_lens({"lens": settings.lens, **view.info})
-        self._time("lens", t)
+    def _saliency_job(self, image: np.ndarray, settings: Settings) -> SaliencyView | None:
+        def run(runner: Any) -> SaliencyView:
+            result = runner(image)  # target -1: explain the top class
+            return SaliencyView(result.map, runner.top5(result.logits))
+
+        return self._side_run(self.engine.registry.saliency_for(settings.saliency), "saliency", "saliency model", "saliency is off", run)
+
+    def _lens_job(self, image: np.ndarray, settings: Settings) -> LensView | None:
+        last = self.lens.result
+        previous = last.image if served_lens(settings.lens).feeds_back and last is not None else None
+        return self._side_run(self.engine.registry.lens_for(settings.lens), "lens", "lens", "the lens is off",
+                              lambda runner: runner(fed_back(image, previous), settings.layer, settings.channel, settings.target))
+
+    def _lens_made(self, settings: Settings, view: LensView) -> None:
+        if self._on_lens is not None:
+            self._on_lens({"lens": settings.lens, **view.info})
 
 
-def _lens_key(settings: Settings) -> tuple:
-    """The settings a lens view depends on: a view made for others is not shown."""
-    return (settings.lens, settings.layer, settings.channel, settings.target) if settings.lens != "off" else ("off",)
+def _saliency_key(settings: Settings) -> str | None:
+    """The setting a saliency map depends on; None: off."""
+    return settings.saliency if settings.saliency != "off" else None
+
+
+def _lens_key(settings: Settings) -> tuple | None:
+    """The settings a lens view depends on (a view made for others is not shown); None: off."""
+    return (settings.lens, settings.layer, settings.channel, settings.target) if settings.lens != "off" else None
 
 
 def _copy_into(buffer: np.ndarray | None, image: np.ndarray) -> np.ndarray:

@@ -115,7 +115,7 @@ def test_stage_times_are_a_moving_average(tiny_zoo):
 
 async def settle(pipeline) -> None:
     for _ in range(500):
-        if pipeline._saliency_task is None and pipeline._lens_task is None:
+        if pipeline.saliency.task is None and pipeline.lens.task is None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("a job never finished")
@@ -154,7 +154,7 @@ def test_a_map_made_for_a_method_no_longer_chosen_is_dropped(tiny_zoo):
         await pipeline.process(make_frame(100, 0))
         pipeline.update(Settings(saliency="gradcam"))
         await settle(pipeline)
-        assert pipeline._saliency_map is None and pipeline.snapshot().top5 == []
+        assert pipeline.saliency.result is None and pipeline.snapshot().top5 == []
         engine.close()
 
     run(go())
@@ -342,14 +342,14 @@ def test_closing_cancels_the_jobs_in_flight_and_starts_no_more(tiny_zoo):
         with_lens(engine, FakeLens(image=30, delay=0.5))
         pipeline = engine.pipeline(Settings(saliency="vanilla", lens="dream"), print)
         await pipeline.process(make_frame(100, 0))
-        tasks = (pipeline._saliency_task, pipeline._lens_task)
+        tasks = (pipeline.saliency.task, pipeline.lens.task)
         assert all(t is not None for t in tasks)
         pipeline.close()
         await asyncio.sleep(0)
         assert pipeline.closed and all(t.cancelled() for t in tasks)
-        pipeline._saliency_task = pipeline._lens_task = None  # as if both had ended: a closed pipeline still starts none
+        pipeline.saliency.task = pipeline.lens.task = None  # as if both had ended: a closed pipeline still starts none
         await pipeline.process(make_frame(100, 1))
-        assert pipeline._saliency_task is None and pipeline._lens_task is None
+        assert pipeline.saliency.task is None and pipeline.lens.task is None
         engine.close()
 
     run(go())

@@ -112,9 +112,9 @@ def test_stats_each_second_count_the_frames_in_and_out(tiny_zoo, monkeypatch):
             await asyncio.sleep(1.0)  # the first message: no source or track yet
             peer.source = SimpleNamespace(frames_in=40, dropped=3, stop=lambda: None)
             peer.track = SimpleNamespace(frames_out=20, stop=lambda: None)
-            peer.pipeline.lens_runs, clock[0] = 7, 1006.0
+            peer.pipeline.lens.runs, clock[0] = 7, 1006.0
             await asyncio.sleep(1.0)
-            peer.source.frames_in, peer.track.frames_out, peer.pipeline.lens_runs, clock[0] = 50, 25, 11, 1006.5
+            peer.source.frames_in, peer.track.frames_out, peer.pipeline.lens.runs, clock[0] = 50, 25, 11, 1006.5
             await asyncio.sleep(1.0)
             task.cancel()
             assert len(sent) == 3, sent

@@ -189,7 +189,7 @@ def test_lenses_through_the_engine_beside_styling():
     async def until_view(pipeline, image, pts):
         for i in range(400):
             out = await pipeline.process(make_frame(image, pts + i))
-            if pipeline._lens_view is not None:
+            if pipeline.lens.result is not None:
                 return (await pipeline.process(make_frame(image, pts + i + 1))).to_ndarray(format="rgb24")
             await asyncio.sleep(0.02)
         raise AssertionError(f"no lens view; last frame {out}")
@@ -208,9 +208,9 @@ def test_lenses_through_the_engine_beside_styling():
         assert np.abs(with_mosaic[:40, -40:].astype(int) - styled[:40, -40:]).mean() < 3  # the styled frame elsewhere
         assert seen and seen[-1]["lens"] == "activations" and len(seen[-1]["shown"]) == 16
         pipeline.update(Settings(style="multistyle_paint", lens="fool", target=1))
-        assert pipeline._lens_view is not None  # until the next frame sees the change
+        assert pipeline.lens.result is not None  # until the next frame sees the change
         fooled = await until_view(pipeline, image, 500)
-        view = pipeline._lens_view
+        view = pipeline.lens.result
         assert view.info["target"] == "goldfish" and seen[-1]["lens"] == "fool"
         expected = cv2.resize(view.image, (160, 120), interpolation=cv2.INTER_LINEAR)
         outside = np.ones((120, 160), bool)

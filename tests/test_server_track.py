@@ -85,7 +85,7 @@ def test_buffers_reused_per_size_and_saliency_overlaid(tiny_zoo):
         await pipeline.process(make_frame(100, 0))
         buffers = pipeline._buffers
         assert buffers.small.shape == (24, 32, 3) and buffers.rgb.shape == (48, 64, 3)
-        while pipeline._saliency_task is not None:
+        while pipeline.saliency.task is not None:
             await asyncio.sleep(0.01)
         out = (await pipeline.process(make_frame(100, 1))).to_ndarray(format="rgb24")
         assert pipeline._buffers is buffers  # same size: same buffers
@@ -165,7 +165,7 @@ def test_real_saliency_graph_gives_a_map_and_top5():
         pipeline = engine.pipeline(Settings(style="multistyle_paint", saliency="gradcam", opacity=0.6), errors.append)
         image = scene(256, 192)
         styled = (await pipeline.process(make_frame(image, 0))).to_ndarray(format="rgb24")
-        while pipeline._saliency_task is not None:
+        while pipeline.saliency.task is not None:
             await asyncio.sleep(0.02)
         overlaid = (await pipeline.process(make_frame(image, 1))).to_ndarray(format="rgb24")
         assert not errors
@@ -173,10 +173,10 @@ def test_real_saliency_graph_gives_a_map_and_top5():
         assert np.abs(overlaid.astype(int) - styled).mean() > 5  # the map is drawn on it
 
         gradcam = engine.registry.model("saliency_gradcam")
-        want = gradcam.run(frame=pipeline._saliency_input, target=np.array([-1], np.int64))
-        assert pipeline._saliency_map.shape == (224, 224)
-        np.testing.assert_allclose(pipeline._saliency_map, want["saliency"], atol=1e-5)
-        assert 0.0 <= pipeline._saliency_map.min() and pipeline._saliency_map.max() <= 1.0 and pipeline._saliency_map.std() > 0.05
+        want = gradcam.run(frame=pipeline.saliency.input, target=np.array([-1], np.int64))
+        assert pipeline.saliency.result.map.shape == (224, 224)
+        np.testing.assert_allclose(pipeline.saliency.result.map, want["saliency"], atol=1e-5)
+        assert 0.0 <= pipeline.saliency.result.map.min() and pipeline.saliency.result.map.max() <= 1.0 and pipeline.saliency.result.map.std() > 0.05
         labels = engine.registry.entries["saliency_gradcam"].labels
         assert len(labels) == 1000 and len(pipeline.snapshot().top5) == 5
         assert [c["label"] for c in pipeline.snapshot().top5] == [labels[i] for i in np.argsort(-want["logits"])[:5]]

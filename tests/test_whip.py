@@ -199,19 +199,25 @@ def test_offers_that_never_connect_are_closed_by_their_watchdogs(tiny_zoo):
     run(go())
 
 
+async def watched_with_state(app, url, monkeypatch, state: str):
+    """A published stream whose publisher counts as connected, and one viewer, while every
+    peer connection's state reads ``state``: the viewer's own watchdog alone decides."""
+    _, _, location = await post(url + "/whip", await video_offer("sendonly"))
+    stream = next(iter(app[STREAMS].values()))
+    stream.peer.connected_at = time.monotonic()  # the publisher's own watchdog leaves it be
+    monkeypatch.setattr(RTCPeerConnection, "connectionState", property(lambda pc: state))
+    status, _, _ = await post(url + location.replace("whip", "whep"), await video_offer("recvonly"))
+    assert status == 201
+    return stream, next(iter(stream.viewers.values()))
+
+
 @pytest.mark.slow
 def test_a_connected_viewer_outlives_its_watchdog(tiny_zoo, monkeypatch):
     """The viewer's watchdog closes only a viewer still unconnected at connect_timeout (the
     test above); one connected by then stays (its state reads "connected")."""
     async def go():
         async with in_process(ServerConfig(models=tiny_zoo, device="cpu", connect_timeout=0.3)) as (app, url):
-            _, _, location = await post(url + "/whip", await video_offer("sendonly"))
-            stream = next(iter(app[STREAMS].values()))
-            stream.peer.connected_at = time.monotonic()  # the publisher's own watchdog leaves it be
-            monkeypatch.setattr(RTCPeerConnection, "connectionState", property(lambda pc: "connected"))
-            status, _, _ = await post(url + location.replace("whip", "whep"), await video_offer("recvonly"))
-            assert status == 201
-            viewer = next(iter(stream.viewers.values()))
+            stream, viewer = await watched_with_state(app, url, monkeypatch, "connected")
             await asyncio.sleep(0.8)
             assert viewer._watchdog.done() and viewer._closing is None and list(stream.viewers) == [viewer.id]
 
@@ -241,13 +247,7 @@ def test_a_viewer_still_connecting_at_its_timeout_is_closed_and_its_stream_stays
     rest are all not connected."""
     async def go():
         async with in_process(ServerConfig(models=tiny_zoo, device="cpu", connect_timeout=0.3)) as (app, url):
-            _, _, location = await post(url + "/whip", await video_offer("sendonly"))
-            stream = next(iter(app[STREAMS].values()))
-            stream.peer.connected_at = time.monotonic()  # the publisher's own watchdog leaves it be
-            monkeypatch.setattr(RTCPeerConnection, "connectionState", property(lambda pc: "connecting"))
-            status, _, _ = await post(url + location.replace("whip", "whep"), await video_offer("recvonly"))
-            assert status == 201
-            viewer = next(iter(stream.viewers.values()))
+            stream, viewer = await watched_with_state(app, url, monkeypatch, "connecting")
             for _ in range(40):
                 if not stream.viewers:
                     break
