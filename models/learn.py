@@ -31,8 +31,9 @@ from stylecam.models.builders import WeightsUnavailable
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ImageError, centre_square, find_images, load_style_image, read_rgb, to_tensor, to_uint8, write_thumbnail
 from stylecam.models.layers import with_style_input
+from stylecam.models.stopping import stopped_like_ctrl_c
 from stylecam.models.teacher import ArbitraryStyle, check_peer
-from stylecam.models.train import pick_device, stopped_like_ctrl_c, use_bf16
+from stylecam.models.train import pick_device, use_bf16
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 from stylecam.server.help import HelpFormatter, UsageError
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, encode_vector, load_card, sha256_of

@@ -24,10 +24,8 @@ import logging
 import queue
 import random
 import shlex
-import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ContentImages, ImageError, batch_rng, content_batch, load_style_image, to_uint8
 from stylecam.models.factory import create_model
 from stylecam.models.layers import ConditionalInstanceNorm2d
+from stylecam.models.stopping import run_steps
 from stylecam.models.teacher import TeacherPairs, read_manifest
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 from stylecam.server.help import UsageError
@@ -556,22 +555,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def stopped_like_ctrl_c() -> Iterator[None]:
-    """``kill`` (SIGTERM) and SIGINT stop training as Ctrl-C does, checkpoint first. Shells
-    start ``nohup ... &`` jobs with SIGINT ignored, so its handler is set here as well."""
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def main(argv: list[str], prog: str = "stylecam train") -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -588,29 +571,16 @@ def main(argv: list[str], prog: str = "stylecam train") -> int:
         return 0
     bar = tqdm(total=config.iterations, initial=trainer.step, desc="train", unit="it", dynamic_ncols=True,
                mininterval=0.1 if sys.stderr.isatty() else 30)
-    last_saved = trainer.step
-    began = time.perf_counter()
+
+    def after_step() -> None:
+        bar.update(1)
+        if trainer.step % 20 == 0:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in trainer.losses().items()}, refresh=False)
+
     try:
-        with stopped_like_ctrl_c(), trainer.prefetching():
-            while trainer.step < config.iterations:
-                started = time.perf_counter()
-                trainer.train_step()
-                trainer.wall += time.perf_counter() - started
-                bar.update(1)
-                if trainer.step % 20 == 0:
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in trainer.losses().items()}, refresh=False)
-                out_of_time = 0 < args.time_limit <= time.perf_counter() - began
-                if trainer.step % config.checkpoint_every == 0 or trainer.step == config.iterations or out_of_time:
-                    write_outputs(trainer, out, command)
-                    last_saved = trainer.step
-                if out_of_time:
-                    print(f"\n--time-limit {args.time_limit:g} s reached at step {trainer.step}", file=sys.stderr)
-                    break
-    except KeyboardInterrupt:
-        if trainer.step > last_saved:  # never lose work: save where we stopped
-            path = write_outputs(trainer, out, command)
-            print(f"\ninterrupted at step {trainer.step}; saved {path} (continue with --resume {out / 'last.pt'})", file=sys.stderr)
-        raise
+        with trainer.prefetching():
+            run_steps(trainer, config.iterations, config.checkpoint_every, args.time_limit,
+                      lambda: write_outputs(trainer, out, command), after_step)
     finally:
         bar.close()
     print(f"done: {trainer.step} steps ({trainer.images_seen:,} images) in {trainer.wall:.0f} s; losses {', '.join(f'{k} {v:.4g}' for k, v in trainer.losses().items())}")

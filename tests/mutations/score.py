@@ -46,7 +46,7 @@ MODULES: dict[str, list[str]] = {
     "export/verify.py": ["tests/test_verify.py"],
     "export/quantize.py": ["tests/test_quantize.py"],
     "models/checkpoint.py": ["tests/test_checkpoint.py"],
-    "models/train.py": ["tests/test_train.py"],
+    "models/stopping.py": ["tests/test_stopping.py"],  # train's checkpoint-on-signal path
 }
 
 
