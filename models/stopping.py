@@ -58,7 +58,8 @@ def run_steps(trainer: Steps, iterations: int, checkpoint_every: int, time_limit
                 trainer.wall += time.perf_counter() - started
                 after_step()
                 out_of_time = 0 < time_limit <= time.perf_counter() - began
-                if trainer.step % checkpoint_every == 0 or trainer.step == iterations or out_of_time:
+                at_checkpoint = trainer.step % checkpoint_every == 0
+                if at_checkpoint or trainer.step == iterations or out_of_time:
                     save()
                     last_saved = trainer.step
                 if out_of_time:

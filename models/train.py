@@ -525,6 +525,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         load_style_image(path, 8)  # fails now, with the file's name, rather than after VGG loads
     if not args.content and args.teacher is None:
         raise UsageError("--content is required: folder(s) of photos to train on (or --teacher DIR)")
+    if args.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every {args.checkpoint_every}: at least 1 step")
+    if args.time_limit < 0:
+        raise UsageError(f"--time-limit {args.time_limit:g}: seconds, 0 for none")
     for folder in args.content:
         if not folder.is_dir():
             raise UsageError(f"--content {folder}: not a folder of images")

@@ -37,11 +37,39 @@ def saver(trainer: Counter, saved: list[int], folder: Path = Path("run")):
 
 def test_saves_every_n_steps_and_at_the_last_one(capsys):
     trainer, saved, after = Counter(step=3), [], []
-    run_steps(trainer, 12, 4, 0.0, saver(trainer, saved), lambda: after.append(trainer.step))
-    assert trainer.step == 12 and saved == [4, 8, 12] and after == list(range(4, 13))
-    assert trainer.wall > 0 and capsys.readouterr().err == ""
-    run_steps(trainer, 12, 4, 0.0, saver(trainer, saved))  # already there: no step, no save
-    assert trainer.step == 12 and saved == [4, 8, 12]
+    run_steps(trainer, 10, 4, 0.0, saver(trainer, saved), lambda: after.append(trainer.step))
+    assert trainer.step == 10 and saved == [4, 8, 10] and after == list(range(4, 11))
+    assert capsys.readouterr().err == ""
+    trainer, saved = Counter(step=300), []  # counts past CPython's cached small ints: equal, not identical
+    run_steps(trainer, 302, 1000, 0.0, saver(trainer, saved))
+    assert (trainer.step, saved) == (302, [302])
+    for start in (10, 11):  # there already, or past it (resumed with a smaller --iterations): no step, no save
+        trainer, saved = Counter(step=start), []
+        run_steps(trainer, 10, 4, 0.0, saver(trainer, saved))
+        assert (trainer.step, saved) == (start, [])
+
+
+def clock(monkeypatch, *readings: float) -> None:
+    """perf_counter reads these, in order: when the loop began, then per step when it
+    started, when it ended, and (with a time limit) when the limit was checked."""
+    values = iter(readings)
+    monkeypatch.setattr(stopping.time, "perf_counter", lambda: next(values))
+
+
+def test_the_time_spent_stepping_is_added_up(monkeypatch):
+    clock(monkeypatch, 0.5, 1.0, 4.0, 6.0, 6.5)
+    trainer = Counter()
+    trainer.wall = 10.0
+    run_steps(trainer, 2, 1, 0.0, saver(trainer, []))
+    assert trainer.wall == 10.0 + 3.0 + 0.5
+
+
+@pytest.mark.parametrize("limit,steps", [(5.5, 1), (5.6, 2), (0.5, 1), (0.0, 2)])
+def test_the_time_limit_is_reached_at_exactly_its_seconds(monkeypatch, limit, steps):
+    clock(monkeypatch, 0.5, 1.0, 6.0, 6.0, 6.0, 6.0, 6.2)  # 5.5 s at the first check, 5.7 at the second
+    trainer, saved = Counter(), []
+    run_steps(trainer, 2, 100, limit, saver(trainer, saved))
+    assert (trainer.step, saved) == (steps, [steps])
 
 
 def test_a_time_limit_saves_and_stops_early(monkeypatch, capsys):

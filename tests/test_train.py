@@ -220,6 +220,8 @@ def test_train_cli_writes_self_describing_checkpoint_and_samples(four_photos, tm
     ({"--style": __file__}, "not a readable image"),
     ({"--content": "/nonexistent"}, "not a folder of images"),
     ({"--iterations": "0"}, "--iterations must be at least 1"),
+    ({"--checkpoint-every": "0"}, "--checkpoint-every 0: at least 1 step"),
+    ({"--time-limit": "-5"}, "--time-limit -5: seconds, 0 for none"),
 ])
 def test_bad_train_input_is_one_line_and_exit_2(four_photos, tmp_path, capsys, change, message):
     args = {"--style": str(STYLES / "udnie.jpg"), "--content": str(four_photos), "--out": str(tmp_path / "o"),
