@@ -43,11 +43,13 @@ RETRY_MAX_S = 60.0
 
 
 def _renice(nice: int) -> None:
-    """Runs in each new saliency thread: raise this thread's niceness (Linux keeps it per
-    thread; onnxruntime computes in the calling thread when a session has one thread)."""
+    """Runs in each new saliency thread: raise this thread's niceness by ``nice`` above the
+    process's (Linux keeps it per thread; onnxruntime computes in the calling thread when a
+    session has one thread), so styling keeps its lead in a server started under ``nice``."""
     if nice and sys.platform == "linux":
+        tid = threading.get_native_id()
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
 
 
 @dataclass(frozen=True)
