@@ -10,6 +10,7 @@ import asyncio
 import functools
 import time
 
+import av
 import numpy as np
 import pytest
 from conftest import run
@@ -353,3 +354,48 @@ def test_closing_cancels_the_jobs_in_flight_and_starts_no_more(tiny_zoo):
         engine.close()
 
     run(go())
+
+
+def test_an_rgb_frame_is_read_as_rgb_and_a_saliency_map_alone_is_drawn(tiny_zoo):
+    """Frames that arrive as RGB (not the camera's yuv420p) are copied as they are; with no
+    style, a saliency choice still makes the frame work to do (its map is drawn)."""
+    async def go():
+        engine = engine_for(tiny_zoo)
+        pipeline = engine.pipeline(Settings(style="invert"), print)
+        image = np.zeros((48, 64, 3), np.uint8)
+        image[:, :32], image[:, 32:] = (200, 60, 10), (30, 90, 220)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        assert np.abs(rgb(await pipeline.process(frame)) - (255 - image.astype(int))).max() <= 6  # sent on as yuv420p
+        pipeline.update(Settings(saliency="vanilla", opacity=1.0))
+        for i in range(50):
+            out = await pipeline.process(make_frame(100, i))
+            if pipeline.saliency.result is not None:
+                break
+            await asyncio.sleep(0.02)
+        drawn = rgb(await pipeline.process(make_frame(100, 99)))
+        assert out is not None and np.abs(drawn[:, -4:] - 100).mean() > 40  # the map's hot right side over the plain frame
+        assert pipeline.lens.task is None and pipeline.lens.result is None  # lens off: no lens job at all
+        engine.close()
+
+    run(go())
+
+
+def test_closing_the_engine_does_not_wait_for_jobs_in_flight(tiny_zoo):
+    engine = engine_for(tiny_zoo)
+    started = time.perf_counter()
+    for pool in (engine.style_pool, engine.saliency_pool):
+        pool.submit(time.sleep, 1.0)
+    engine.close()
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_side_job_input_buffer_is_reused_for_frames_of_one_size():
+    from stylecam.server.engine import _copy_into
+
+    first = np.full((4, 6, 3), 7, np.uint8)
+    buffer = _copy_into(None, first)
+    assert buffer is not first and np.array_equal(buffer, first)
+    again = _copy_into(buffer, np.full((4, 6, 3), 9, np.uint8))
+    assert again is buffer and again[0, 0, 0] == 9
+    bigger = _copy_into(buffer, np.zeros((8, 6, 3), np.uint8))
+    assert bigger is not buffer and bigger.shape == (8, 6, 3)
