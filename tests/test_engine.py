@@ -54,6 +54,9 @@ def test_rates_become_intervals_and_zero_means_every_frame(tiny_zoo):
     engine = engine_for(tiny_zoo, saliency_fps=0, lens_fps=8)
     assert (engine.saliency_interval, engine.lens_interval) == (0.0, 0.125)
     engine.close()
+    engine = engine_for(tiny_zoo, saliency_fps=0.5, lens_fps=0.5)  # under one a second
+    assert (engine.saliency_interval, engine.lens_interval) == (2.0, 2.0)
+    engine.close()
 
 
 def rgb(frame) -> np.ndarray:
@@ -72,7 +75,7 @@ def test_nothing_to_do_returns_the_frame_itself(tiny_zoo):
 
 
 @pytest.mark.parametrize("size, process_size, fmt", [
-    ((64, 48), None, "yuv420p"), ((64, 48), (32, 24), "yuv420p"), ((63, 47), None, "rgb24"),
+    ((64, 48), None, "yuv420p"), ((64, 48), (32, 24), "yuv420p"), ((63, 47), None, "rgb24"), ((64, 47), None, "rgb24"),
 ])
 def test_a_style_at_full_or_reduced_size_and_odd_sizes(tiny_zoo, size, process_size, fmt):
     async def go():
@@ -399,3 +402,16 @@ def test_a_side_job_input_buffer_is_reused_for_frames_of_one_size():
     assert again is buffer and again[0, 0, 0] == 9
     bigger = _copy_into(buffer, np.zeros((8, 6, 3), np.uint8))
     assert bigger is not buffer and bigger.shape == (8, 6, 3)
+
+
+def test_a_frame_over_a_tiny_pixel_cap_keeps_even_sides_of_at_least_two(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo, max_pixels=4)
+        errors = []
+        pipeline = engine.pipeline(Settings(style="invert"), errors.append)
+        out = await pipeline.process(make_frame(40, 0))
+        assert (out.width, out.height) == (2, 2) and errors == [
+            "incoming frames of 64x48 exceed the 4-pixel cap (--max-frame-pixels); scaled to 2x2"]
+        engine.close()
+
+    run(go())

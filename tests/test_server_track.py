@@ -222,6 +222,7 @@ def test_oversized_frames_are_scaled_down_once_reported(tiny_zoo):
 def test_fit_within():
     assert fit_within(640, 480, (320, 240)) == (320, 240)
     assert fit_within(1280, 720, (320, 240)) == (320, 180)
+    assert fit_within(640, 960, (320, 240)) == (160, 240)  # the height binds
     assert fit_within(300, 200, (320, 240)) == (300, 200)
     assert fit_within(641, 481, None) == (641, 481)
 
