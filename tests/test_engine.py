@@ -112,6 +112,8 @@ def test_stage_times_are_a_moving_average(tiny_zoo):
     pipeline = engine.pipeline(Settings(), print)
     pipeline._time("x", time.perf_counter() - 0.1)
     assert pipeline.snapshot().ms["x"] == pytest.approx(100, abs=5)
+    pipeline._ms["y"] = 12.345
+    assert pipeline.snapshot().ms["y"] == 12.3  # the page gets a tenth of a millisecond
     pipeline._time("x", time.perf_counter() - 0.2)
     assert pipeline.snapshot().ms["x"] == pytest.approx(0.8 * 100 + 0.2 * 200, abs=5)
     engine.close()
@@ -412,6 +414,26 @@ def test_a_frame_over_a_tiny_pixel_cap_keeps_even_sides_of_at_least_two(tiny_zoo
         out = await pipeline.process(make_frame(40, 0))
         assert (out.width, out.height) == (2, 2) and errors == [
             "incoming frames of 64x48 exceed the 4-pixel cap (--max-frame-pixels); scaled to 2x2"]
+        engine.close()
+
+    run(go())
+
+
+def test_the_settings_in_force_are_the_last_update(tiny_zoo):
+    engine = engine_for(tiny_zoo)
+    pipeline = engine.pipeline(Settings(style="invert"), print)
+    assert pipeline.settings == Settings(style="invert")
+    pipeline.update(Settings(style="tint", strength=0.5))
+    assert pipeline.settings == Settings(style="tint", strength=0.5)
+    engine.close()
+
+
+def test_a_frame_over_the_pixel_cap_is_scaled_to_even_sides(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo, max_pixels=1000)
+        pipeline = engine.pipeline(Settings(style="invert"), print)
+        out = await pipeline.process(make_frame(40, 0))
+        assert (out.width, out.height) == (36, 26)  # 64x48 x sqrt(1000 / 3072): 36.5 x 27.4, floored to even
         engine.close()
 
     run(go())
