@@ -69,6 +69,9 @@ def test_nothing_to_do_returns_the_frame_itself(tiny_zoo):
         pipeline = engine.pipeline(Settings(), print)
         frame = make_frame(90, 0)
         assert await pipeline.process(frame) is frame and pipeline._buffers is None
+        parsed = Settings(saliency="".join(["of", "f"]), lens="".join(["of", "f"]))  # "off" as a control message gives it: equal, not the same object
+        pipeline.update(parsed)
+        assert await pipeline.process(frame) is frame and pipeline._buffers is None
         engine.close()
 
     run(go())
@@ -76,6 +79,7 @@ def test_nothing_to_do_returns_the_frame_itself(tiny_zoo):
 
 @pytest.mark.parametrize("size, process_size, fmt", [
     ((64, 48), None, "yuv420p"), ((64, 48), (32, 24), "yuv420p"), ((63, 47), None, "rgb24"), ((64, 47), None, "rgb24"),
+    ((62, 46), None, "yuv420p"),
 ])
 def test_a_style_at_full_or_reduced_size_and_odd_sizes(tiny_zoo, size, process_size, fmt):
     async def go():
@@ -437,3 +441,28 @@ def test_a_frame_over_the_pixel_cap_is_scaled_to_even_sides(tiny_zoo):
         engine.close()
 
     run(go())
+
+
+def test_saliency_threads_are_reniced_above_the_thread_that_made_them(tiny_zoo):
+    """A pool thread starts at its creator's niceness; the saliency ones go 10 above it,
+    whatever that is (here 2 above the test's own)."""
+    import os
+    import sys
+    import threading
+
+    if sys.platform != "linux":
+        pytest.skip("per-thread niceness is Linux's")
+    engine = engine_for(tiny_zoo)
+    seen = {}
+
+    def creator() -> None:
+        tid = threading.get_native_id()
+        seen["base"] = os.getpriority(os.PRIO_PROCESS, tid) + 2
+        os.setpriority(os.PRIO_PROCESS, tid, seen["base"])
+        seen["saliency"] = engine.saliency_pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+
+    thread = threading.Thread(target=creator)
+    thread.start()
+    thread.join()
+    engine.close()
+    assert seen["saliency"] == min(19, seen["base"] + 10)

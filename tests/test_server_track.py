@@ -225,6 +225,7 @@ def test_fit_within():
     assert fit_within(640, 960, (320, 240)) == (160, 240)  # the height binds
     assert fit_within(641, 481, (320, 240)) == (318, 240)  # 319.8 x 240.0, floored to even sides
     assert fit_within(640, 480, (1, 1)) == (2, 2)  # never below 2
+    assert fit_within(300, 280, (320, 240)) == (256, 240)  # the width fits, the height does not
     assert fit_within(300, 200, (320, 240)) == (300, 200)
     assert fit_within(641, 481, None) == (641, 481)
 
