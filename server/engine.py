@@ -93,7 +93,7 @@ class Engine:
     """App-scoped: the registry, the thread pools, and the per-peer pipelines they serve."""
 
     def __init__(self, registry: Registry, plan: ThreadPlan, process_size: tuple[int, int] | None, max_frame_pixels: int,
-                 saliency_fps: float, lens_fps: float = 60.0) -> None:
+                 saliency_fps: float, lens_fps: float) -> None:
         self.registry = registry
         self.plan = plan
         self.process_size = process_size

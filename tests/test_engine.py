@@ -65,6 +65,11 @@ def rgb(frame) -> np.ndarray:
 
 def test_nothing_to_do_returns_the_frame_itself(tiny_zoo):
     async def go():
+        for cap in (64 * 48, 1920 * 1080):  # at the pixel cap, and well under it
+            engine = engine_for(tiny_zoo, max_pixels=cap)
+            frame = make_frame(90, 0)
+            assert await engine.pipeline(Settings(), print).process(frame) is frame
+            engine.close()
         engine = engine_for(tiny_zoo, max_pixels=64 * 48)
         pipeline = engine.pipeline(Settings(), print)
         frame = make_frame(90, 0)
@@ -95,6 +100,8 @@ def test_a_style_at_full_or_reduced_size_and_odd_sizes(tiny_zoo, size, process_s
         inner = (slice(4, -4), np.r_[4: size[0] // 2 - 4, size[0] // 2 + 4: size[0] - 4])  # away from the edge
         assert np.abs(rgb(out)[inner] - (255 - sent[inner])).max() <= (3 if fmt == "rgb24" else 6)
         assert set(pipeline.snapshot().ms) == {"decode", "style", "upscale+mix", "encode-prep"}
+        assert pipeline._buffers.resized == (process_size is not None)
+        assert (pipeline._buffers.small is pipeline._buffers.rgb) == (process_size is None)  # no copy at full size
         engine.close()
 
     run(go())
@@ -466,3 +473,18 @@ def test_saliency_threads_are_reniced_above_the_thread_that_made_them(tiny_zoo):
     thread.join()
     engine.close()
     assert seen["saliency"] == min(19, seen["base"] + 10)
+
+
+def test_a_failed_model_waits_twice_as_long_each_time_up_to_a_minute(monkeypatch):
+    from stylecam.server import engine as engine_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(engine_module.time, "monotonic", lambda: clock[0])
+    backoff = engine_module.Backoff()
+    waits = [backoff.failed("m") for _ in range(8)]
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert backoff.resting("m") and not backoff.resting("other")
+    clock[0] += 60.0
+    assert not backoff.resting("m")  # its minute is over: tried again
+    assert backoff.worked("m") and not backoff.worked("m")  # the page hears once that it works again
+    assert backoff.failed("m") == 1.0  # a success forgets the failures
