@@ -149,6 +149,9 @@ def test_saliency_is_drawn_once_ready_at_its_rate_and_reset_when_the_method_chan
         drawn = rgb(await pipeline.process(make_frame(100, 1)))
         assert np.abs(drawn[:, -4:] - plain[:, -4:]).mean() > 40  # the ramp's hot right side
         assert [c["label"] for c in pipeline.snapshot().top5][:2] == ["c3", "c6"]
+        pipeline.update(Settings(style="invert", saliency="".join(["of", "f"]), opacity=1.0))  # "off" from a message
+        assert pipeline.snapshot().top5 == []  # at once, before the next frame
+        pipeline.update(Settings(style="invert", saliency="vanilla", opacity=1.0))
         for i in range(5):
             await pipeline.process(make_frame(100, 2 + i))
         await settle(pipeline)
@@ -488,3 +491,16 @@ def test_a_failed_model_waits_twice_as_long_each_time_up_to_a_minute(monkeypatch
     assert not backoff.resting("m")  # its minute is over: tried again
     assert backoff.worked("m") and not backoff.worked("m")  # the page hears once that it works again
     assert backoff.failed("m") == 1.0  # a success forgets the failures
+
+
+def test_buffers_follow_the_frame_size_up_and_down(tiny_zoo):
+    async def go():
+        engine = engine_for(tiny_zoo)
+        pipeline = engine.pipeline(Settings(style="invert"), print)
+        for pts, size in enumerate([(64, 48), (96, 72), (32, 24), (32, 48)]):
+            out = await pipeline.process(make_frame(40, pts, size))
+            assert (out.width, out.height) == size == pipeline._buffers.size
+            assert np.abs(rgb(out) - 215).max() <= 3
+        engine.close()
+
+    run(go())
