@@ -504,3 +504,19 @@ def test_buffers_follow_the_frame_size_up_and_down(tiny_zoo):
         engine.close()
 
     run(go())
+
+
+def test_a_stage_time_is_in_milliseconds_and_a_frame_at_the_cap_is_not_over_it(tiny_zoo, monkeypatch):
+    from stylecam.server import engine as engine_module
+
+    async def go():
+        engine = engine_for(tiny_zoo, max_pixels=64 * 48)
+        errors = []
+        pipeline = engine.pipeline(Settings(style="invert"), errors.append)
+        out = await pipeline.process(make_frame(40, 0))
+        assert (out.width, out.height) == (64, 48) and errors == []  # exactly at --max-frame-pixels: not scaled, not reported
+        monkeypatch.setattr(engine_module.time, "perf_counter", lambda: 10.25)
+        assert pipeline._time("z", 10.0) == 10.25 and pipeline.snapshot().ms["z"] == 250.0
+        engine.close()
+
+    run(go())
