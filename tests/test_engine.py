@@ -520,3 +520,18 @@ def test_a_stage_time_is_in_milliseconds_and_a_frame_at_the_cap_is_not_over_it(t
         engine.close()
 
     run(go())
+
+
+def test_off_and_cuda_read_from_a_message_or_a_command_line_mean_what_they_say(tiny_zoo):
+    """Strings parsed at run time are equal to the literals, not the same objects."""
+    assert ThreadPlan.for_device("".join(["cu", "da"]), 2, 16) == ThreadPlan(2, 1, 1, 1, 0)
+
+    async def go():
+        engine = engine_for(tiny_zoo)
+        off = "".join(["of", "f"])
+        pipeline = engine.pipeline(Settings(style="invert", saliency=off, lens=off), print)
+        await pipeline.process(make_frame(40, 0))
+        assert pipeline.saliency.task is None and pipeline.lens.task is None  # no side job for "off"
+        engine.close()
+
+    run(go())
