@@ -166,13 +166,14 @@ def test_saliency_is_drawn_once_ready_at_its_rate_and_reset_when_the_method_chan
     run(go())
 
 
-def test_a_map_made_for_a_method_no_longer_chosen_is_dropped(tiny_zoo):
+@pytest.mark.parametrize("first, then", [("vanilla", "gradcam"), ("gradcam", "vanilla")])
+def test_a_map_made_for_a_method_no_longer_chosen_is_dropped(tiny_zoo, first, then):
     async def go():
         engine = engine_for(tiny_zoo)
-        slow_down(engine.registry, "fake-vanilla", 0.2)
-        pipeline = engine.pipeline(Settings(saliency="vanilla"), print)
+        slow_down(engine.registry, f"fake-{first}", 0.2)
+        pipeline = engine.pipeline(Settings(saliency=first), print)
         await pipeline.process(make_frame(100, 0))
-        pipeline.update(Settings(saliency="gradcam"))
+        pipeline.update(Settings(saliency=then))
         await settle(pipeline)
         assert pipeline.saliency.result is None and pipeline.snapshot().top5 == []
         engine.close()
