@@ -23,7 +23,7 @@ from stylecam.export.attribution import METHODS, create_method
 from stylecam.export.saliency import DEFAULT_CLASSIFIER, preprocess
 from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.classifier import ImageClassifier
-from stylecam.models.data import ImageError, find_images, read_rgb, spread
+from stylecam.models.data import ImageError, photos_under, read_rgb, spread
 from stylecam.models.factory import create_model
 
 USER_ERRORS = (ImageError, UnknownModel, WeightsUnavailable)
@@ -95,10 +95,7 @@ def summary(results: list[Result]) -> dict[str, dict[str, float]]:
 
 def pick(roots: list[Path], count: int) -> list[Path]:
     """``count`` images spread evenly over the sorted images under ``roots``."""
-    paths = [p for root in roots for p in find_images(root)]
-    if not paths:
-        raise ImageError(f"no images under {', '.join(map(str, roots))}")
-    return spread(paths, count)
+    return spread(photos_under(roots), count)
 
 
 def main(argv: list[str], prog: str = "stylecam bench deletion") -> int:

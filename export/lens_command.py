@@ -8,9 +8,8 @@ from pathlib import Path
 
 from stylecam.export.lens import export_lens
 from stylecam.export.lenses import LENS_CLASSES, LENSES
-from stylecam.export.lenses.base import photos_under
 from stylecam.export.saliency import DEFAULT_CLASSIFIER
-from stylecam.models.data import ImageError
+from stylecam.models.data import ImageError, photos_under
 
 DESCRIPTION = ("Export one of the lecture's lenses on a classifier: "
                + "; ".join(f"{name} ({cls.summary})" for name, cls in LENS_CLASSES.items())

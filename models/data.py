@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -103,6 +104,14 @@ def spread(items: list[T], count: int) -> list[T]:
     first to the last, each once: a fixed, representative pick from a sorted folder."""
     index = np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)
     return [items[i] for i in index]
+
+
+def photos_under(roots: Sequence[Path]) -> list[Path]:
+    """The photos under ``roots`` (recursive, each folder's sorted); ImageError when there are none."""
+    paths = [p for root in roots for p in find_images(root)]
+    if not paths:
+        raise ImageError(f"no photos under {', '.join(map(str, roots))}")
+    return paths
 
 
 def split_photos(roots: list[Path], held_out: bool) -> list[Path]:

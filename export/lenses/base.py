@@ -22,7 +22,6 @@ import torch
 from stylecam.export.saliency import DEFAULT_CLASSIFIER
 from stylecam.models.builders import UnknownModel
 from stylecam.models.classifier import EfficientNetLite0, ImageClassifier
-from stylecam.models.data import ImageError, find_images
 from stylecam.server.model_card import TensorSpec
 
 Arrays = dict[str, np.ndarray]
@@ -97,14 +96,6 @@ def classify(model: EfficientNetLite0, weight_t: torch.Tensor, image: torch.Tens
 def to_levels(image: torch.Tensor) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1] -> uint8 (H, W, 3), whole levels."""
     return (image[0].permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8)
-
-
-def photos_under(folders: Sequence[Path]) -> list[Path]:
-    """The photos under ``folders`` (recursive, sorted per folder); ImageError when none."""
-    paths = [p for folder in folders for p in find_images(folder)]
-    if not paths:
-        raise ImageError(f"no photos under {', '.join(map(str, folders))}")
-    return paths
 
 
 # --- the base class ------------------------------------------------------------------------

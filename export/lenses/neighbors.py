@@ -12,10 +12,10 @@ import onnx
 import torch
 import torch.nn.functional as F
 
-from stylecam.export.lenses.base import Arrays, Lens, LensParity, photos_under, register_lens
+from stylecam.export.lenses.base import Arrays, Lens, LensParity, register_lens
 from stylecam.export.saliency import preprocess
 from stylecam.models.classifier import ImageClassifier
-from stylecam.models.data import ImageError, centre_square, read_rgb
+from stylecam.models.data import ImageError, centre_square, photos_under, read_rgb
 from stylecam.server.model_card import NEIGHBORS, SIMILARITY, TensorSpec
 
 COSINE_TOLERANCE = 1e-4
