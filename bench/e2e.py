@@ -63,13 +63,13 @@ async def _scenario(url: str, peers: int, config: dict, seconds: float, fps: flo
         for c in clients:
             c.send({"type": "config", **config})
         await asyncio.sleep(max(warmup, (start_at or 0.0) - time.monotonic()))  # sessions open, saliency starts, rates settle
-        starts = [(c.received.frames, c.camera.count, len(c.received.latencies_ms), len(c.received.seen), len(c.messages)) for c in clients]
+        starts = [(c.received.frames, c.camera.sent, len(c.received.latencies_ms), len(c.received.seen), len(c.messages)) for c in clients]
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
         span = time.monotonic() - t0
         rows = []
         for c, (f0, s0, l0, n0, m0) in zip(clients, starts):
-            sent = c.camera.count - s0
+            sent = c.camera.sent - s0
             seen = len(c.received.seen) - n0
             stats = [m for m in c.messages[m0:] if m.get("type") == "stats"]
             rows.append(

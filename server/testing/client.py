@@ -74,7 +74,9 @@ def scene(width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
 
 class CounterCamera(VideoStreamTrack):
     """A synthetic camera: the scene with a moving bar and the frame counter drawn in.
-    Remembers when each counter was handed to the encoder."""
+    Remembers when each counter was handed to the encoder. Like a real camera it skips the
+    frames whose time has passed while nobody read, rather than sending them late in a
+    burst: a burst would read as more than ``fps`` frames a second downstream."""
 
     def __init__(self, fps: float = 30.0, width: int = WIDTH, height: int = HEIGHT) -> None:
         super().__init__()
@@ -83,7 +85,8 @@ class CounterCamera(VideoStreamTrack):
         self._image = self._scene.copy()
         self.sent_at: dict[int, float] = {}  # pts -> when handed to the encoder
         self.pts_of: dict[int, int] = {}  # drawn counter -> pts of its latest frame
-        self.count = 0
+        self.count = 0  # the next frame's slot: frames since the first, skipped ones included
+        self.sent = 0  # frames handed to the encoder
         self._began: float | None = None
 
     def sent_pts_near(self, pts: int) -> int:
@@ -108,11 +111,14 @@ class CounterCamera(VideoStreamTrack):
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        elif delay < -1 / self.fps:
+            self.count = int((time.monotonic() - self._began) * self.fps)
         frame = av.VideoFrame.from_ndarray(self.draw(self.count, self._image), format="rgb24")
         frame.pts, frame.time_base = int(round(self.count * 90000 / self.fps)), TIME_BASE
         self.sent_at[frame.pts] = time.monotonic()
         self.pts_of[self.count % (1 << BITS)] = frame.pts
         self.count += 1
+        self.sent += 1
         return frame
 
 
