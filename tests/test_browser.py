@@ -264,7 +264,8 @@ def test_page_streams_through_a_turn_relay(tiny_zoo, tmp_path):
 @pytest.mark.timeout(300)
 def test_page_learns_a_dropped_painting_and_the_stream_shows_it_forming(real_zoo, tmp_path):
     """Choose a painting no shipped style learnt from, see progress, see the stream change
-    while it learns, end with a new slider (with its painting) that a restart keeps, then delete it."""
+    while it learns, end with a new slider (with its painting), then delete it. That a restart
+    keeps a learnt style is test_styles_api's (the page draws what /api/models lists)."""
     import cv2
     import numpy as np
     from style_helpers import CONTENT
@@ -275,7 +276,7 @@ def test_page_learns_a_dropped_painting_and_the_stream_shows_it_forming(real_zoo
     photo = cv2.imread(str(sorted((CONTENT / "coco").glob("*.jpg"))[7]))
     cv2.imwrite(str(painting), (photo // 80 * 80 + 40).astype(np.uint8))
     styles = tmp_path / "styles"
-    flags = ["--styles-dir", str(styles), "--device", "cpu", "--learn-minutes", "0.3"]
+    flags = ["--styles-dir", str(styles), "--device", "cpu", "--learn-minutes", "0.2"]
     forming = "label[data-style='poster_study']"
     with serving(real_zoo, flags) as url, chromium_page(tmp_path) as (page, errors):
         page.goto(url)
@@ -294,13 +295,8 @@ def test_page_learns_a_dropped_painting_and_the_stream_shows_it_forming(real_zoo
         assert not page.locator("#learn-progress").is_hidden()
         page.wait_for_function("document.getElementById('learn-status').dataset.kind === 'done'", timeout=120000)
         assert "Learnt Poster study" in page.inner_text("#learn-status")
-        assert not errors, errors
-    assert sorted(p.name for p in styles.iterdir()) == ["poster_study.jpg", "poster_study.style.json"]
-    with serving(real_zoo, flags) as url, chromium_page(tmp_path) as (page, errors):  # a restart keeps it
-        page.goto(url)
-        page.wait_for_selector(forming, state="attached", timeout=10000)
+        assert sorted(p.name for p in styles.iterdir()) == ["poster_study.jpg", "poster_study.style.json"]
         page.wait_for_function(f"document.querySelector(\"{forming} img\").naturalWidth > 0", timeout=10000)  # its painting
-        page.click("#styles .chip:nth-child(2)")  # the multistyle net shows its sliders
         page.click(f"{forming} .delete")
         page.wait_for_selector(forming, state="detached", timeout=10000)
         assert not errors, errors

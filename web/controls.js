@@ -90,7 +90,7 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
   function solo(style, title) {
     const model = styleModels.find((m) => m.kind === "multistyle");
     if (!model) return;
-    const painting = { title: title || style, thumbnail: `/api/styles/${encodeURIComponent(style)}/thumbnail` };
+    const painting = { title: title || style, thumbnail: null };  // its painting is served once it is learnt (painted)
     if (!sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`)) addSlider(model.name, style, 0, true, painting);
     for (const input of sliders.querySelectorAll("input")) {
       input.value = input.dataset.style === style ? 1 : 0;
@@ -101,6 +101,12 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
     radio(styles, model.name);
     showBlend();
     onChange({ style: model.name, weights: { ...state.weights } });
+  }
+
+  // a style just learnt: its slider gets its painting's thumbnail
+  function painted(style) {
+    const label = sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`);
+    if (label && !label.querySelector("img.thumb")) label.querySelector("span").prepend(thumb({ thumbnail: `/api/styles/${encodeURIComponent(style)}/thumbnail` }));
   }
 
   function removeStyle(style) {
@@ -179,6 +185,7 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
     showStats,
     reset,
     solo,
+    painted,
     removeStyle,
   };
 }

@@ -43,8 +43,10 @@ export function createLearning(controls) {
       clearInterval(polling);
       busy(false);
       delete $("learn").dataset.showing;
-      if (job.state === "done") status(`Learnt ${job.title}: it is a style now (its slider is under Style).`, "done");
-      else {
+      if (job.state === "done") {
+        controls.painted(job.name);
+        status(`Learnt ${job.title}: it is a style now (its slider is under Style).`, "done");
+      } else {
         controls.removeStyle(job.name);
         status(job.state === "cancelled" ? "Cancelled." : `Learning failed: ${job.error}`, job.state === "cancelled" ? "" : "error");
       }
