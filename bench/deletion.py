@@ -19,8 +19,8 @@ from torchvision.transforms.functional import gaussian_blur
 from tqdm import tqdm
 
 from stylecam.bench.report import add_output_flags, publish
-from stylecam.export.attribution import METHODS, create_method
 from stylecam.export.saliency import DEFAULT_CLASSIFIER, preprocess
+from stylecam.export.saliency_methods import METHODS, create_method
 from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.classifier import ImageClassifier
 from stylecam.models.data import ImageError, photos_under, read_rgb, spread

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from stylecam.bench.deletion import pick
 from stylecam.bench.report import add_output_flags, publish
-from stylecam.export.attribution import create_method
 from stylecam.export.saliency import check_frames, reference
+from stylecam.export.saliency_methods import create_method
 from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.data import ImageError, read_rgb
 from stylecam.models.factory import create_model

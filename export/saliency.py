@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylecam.export.attribution import Attribution, as_target, create_method, normalise_map
 from stylecam.export.gradients import trace_joint
 from stylecam.export.onnx import OPSET, export_onnx, frame_dims
+from stylecam.export.saliency_methods import Attribution, as_target, create_method, normalise_map
 from stylecam.export.verify import verify
 from stylecam.export.weight_store import externalise
 from stylecam.models.factory import create_model
@@ -39,10 +39,8 @@ DEFAULT_CLASSIFIER = "efficientnet_lite0"
 # one-pixel shift, breaks both); the maximum is reported.
 TOLERANCE = 1e-3  # of the map's range ([0, 1] after normalisation), and of the logits' range
 MEAN_TOLERANCE = 2e-3
-# Grad-CAM's backward pass stops at the last conv block's activations, before any ReLU
-# gate, so its map has no rounding-dependent gates: it must agree at every pixel. Occlusion
-# has no backward pass at all (differences of probabilities): the same rule.
-EXACT_METHODS = frozenset({"gradcam", "occlusion"})
+# A method whose map has no rounding-dependent gates (Grad-CAM, occlusion: ``Attribution.exact``)
+# must agree at every pixel too.
 
 
 def preprocess(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -83,7 +81,7 @@ class Parity:
     saliency_median_error: float
     saliency_mean_error: float
     same_class: bool
-    exact: bool = False  # the method's map must agree at every pixel (EXACT_METHODS)
+    exact: bool = False  # the method's map must agree at every pixel (Attribution.exact)
 
     @property
     def ok(self) -> bool:
@@ -122,9 +120,8 @@ def check_frames(input_size: tuple[int, int]) -> list[np.ndarray]:
 def check(onnx_path: Path, method: Attribution) -> list[Parity]:
     """``export.verify`` on ``check_frames``, with the saliency parity rules (``Parity.ok``)."""
     cases = [{FRAME: frame, TARGET: np.array([-1], np.int64)} for frame in check_frames(method.model.pretrained_cfg.input_size)]
-    exact = method.name in EXACT_METHODS
     return verify(onnx_path, cases, lambda feeds: reference(method, feeds[FRAME]),
-                  lambda got, wanted: compare(got, wanted, exact=exact))
+                  lambda got, wanted: compare(got, wanted, exact=method.exact))
 
 
 def build_graph(method: Attribution) -> SaliencyGraph:

@@ -6,12 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-from stylecam.export.attribution import METHODS
 from stylecam.export.saliency import DEFAULT_CLASSIFIER, export_saliency
+from stylecam.export.saliency_methods import METHOD_CLASSES, METHODS
 
 DESCRIPTION = ("Export a classifier with the backward pass of a saliency method baked in, so onnxruntime alone "
                "can compute heat maps. Each method gives saliency_METHOD.onnx, its card saliency_METHOD.json and "
-               "the class names file; nothing is written unless onnxruntime matches PyTorch autograd.")
+               "the class names file; nothing is written unless onnxruntime matches PyTorch autograd. The methods: "
+               + "; ".join(f"{name}: {METHOD_CLASSES[name].summary}" for name in METHODS) + ".")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from stylecam.server.classes import UnknownClass, find_class
 from stylecam.server.lenses import LENS_METHODS, WITH_LAYERS
-from stylecam.server.model_card import SALIENCY_METHODS
+from stylecam.server.saliency_methods import SALIENCY_METHODS
 
 CHOICES = ("off", *SALIENCY_METHODS)  # what "saliency" may be set to
 LENS_CHOICES = ("off", *LENS_METHODS)  # what "lens" may be set to

@@ -21,6 +21,7 @@ from stylecam.server.lenses import ORDERED
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, iter_cards
 from stylecam.server.ort_model import OrtModel
 from stylecam.server.runner import LensRunner, SaliencyRunner, fed_back
+from stylecam.server.saliency_methods import SALIENCY_METHODS
 
 
 class ExplainError(ValueError):
@@ -65,7 +66,7 @@ class Explanation:
 
 def explain(runner: SaliencyRunner, rgb: np.ndarray, target: int, opacity: float, overlay: Overlay) -> Explanation:
     result = runner(rgb, target)
-    picture = overlay.apply(rgb.copy(), result.map, opacity)
+    picture = runner.method.picture(overlay, rgb.copy(), result.map, opacity)
     return Explanation(picture, top_classes(result.logits), result.explained)
 
 
@@ -77,7 +78,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("images", nargs="*", type=Path, metavar="IMG", help="images to explain")
     chosen = parser.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--method", help="saliency method: vanilla, guided, smoothgrad, gradcam, occlusion "
+    chosen.add_argument("--method", help=f"saliency method: {', '.join(SALIENCY_METHODS)} "
                         "(any with an exported model in --models)")
     lenses = ", ".join(lens.name + (f" ({', '.join('--' + c for c in lens.controls)})" if lens.controls else "") for lens in ORDERED)
     chosen.add_argument("--lens", help=f"a lens instead: {lenses}; writes OUT/<image>_<lens>.png as the page shows it")

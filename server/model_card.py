@@ -22,8 +22,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 CARD_VERSION = 2  # 2: multistyle graphs take a STYLE vector, and the card holds the named vectors
 KINDS = ("style", "multistyle", "saliency", "lens")
-# every method a saliency card may name, with the name the page shows for it
-SALIENCY_METHODS = {"vanilla": "Gradient", "guided": "Guided", "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM", "occlusion": "Occlusion"}
 # tensor names of the graph contract: style graphs take FRAME (and STYLE, a multistyle
 # one's style vector) and give STYLIZED; saliency graphs take FRAME and TARGET and give
 # LOGITS, SALIENCY and CLASS

@@ -28,6 +28,7 @@ from stylecam.server.model_card import (
     read_labels,
 )
 from stylecam.server.ort_model import Binding, OrtModel
+from stylecam.server.saliency_methods import served_method
 from stylecam.server.user_styles import LearntStyle
 
 Weights = Sequence[float] | np.ndarray | Callable[[tuple[str, ...]], Sequence[float] | np.ndarray]
@@ -102,12 +103,14 @@ class Saliency:
 
 
 class SaliencyRunner:
-    """A saliency model with its class names. ``target`` -1 explains the top-1 class."""
+    """A saliency model with its class names and its method's serving side (``method``).
+    ``target`` -1 explains the top-1 class."""
 
     def __init__(self, model: OrtModel, labels: tuple[str, ...] | None = None) -> None:
         if model.card.kind != "saliency":
             raise CardError(f"{model.path}: a {model.card.kind} model, not a saliency model")
         self.model = model
+        self.method = served_method(model.card.method)
         self.labels = read_labels(card_path_for(model.path), model.card) if labels is None else labels
         spec = model.card.input(TARGET)
         self._target = None if spec is None else (

@@ -17,8 +17,9 @@ from aiortc import RTCSessionDescription
 
 from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR
 from stylecam.server.lenses import ORDERED
-from stylecam.server.model_card import SALIENCY_METHODS, beside
+from stylecam.server.model_card import beside
 from stylecam.server.peer import Peer
+from stylecam.server.saliency_methods import ORDERED as SALIENCY_ORDERED
 from stylecam.server.sdp import offer_problem, why_refused
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ async def offer(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    methods = [{"method": method, "label": label} for method, label in SALIENCY_METHODS.items()]
+    methods = [method.descriptor() for method in SALIENCY_ORDERED]
     lenses = [lens.descriptor() for lens in ORDERED]
     return web.json_response({"models": request.app[ENGINE].registry.describe(), "saliency_methods": methods, "lens_methods": lenses})
 

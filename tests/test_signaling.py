@@ -15,7 +15,6 @@ from conftest import AUDIO_ONLY_SDP, in_process, run, video_offer
 from tiny_models import LABELS
 
 from stylecam.server.config import ENGINE, PEERS, ServerConfig
-from stylecam.server.model_card import SALIENCY_METHODS
 from stylecam.server.signaling import NEEDS_TOKEN
 
 ZOO = Path(__file__).resolve().parent.parent / "models" / "zoo"
@@ -40,7 +39,9 @@ def test_health_models_classes_config_and_the_page(tiny_zoo):
             assert (status, health) == (200, {"ok": True, "device": "cpu", "peers": 0, "max_peers": 3, "busy": False, "models": 4})
             _, listing, _ = await fetch(http, "GET", url + "/api/models")
             assert {m["name"] for m in listing["models"]} == {"invert", "tint", "fake-vanilla", "fake-gradcam"}
-            assert listing["saliency_methods"] == [{"method": m, "label": label} for m, label in SALIENCY_METHODS.items()]
+            assert [(m["method"], m["label"]) for m in listing["saliency_methods"]] == [
+                ("vanilla", "Gradient"), ("guided", "Guided"), ("smoothgrad", "SmoothGrad"), ("gradcam", "Grad-CAM"), ("occlusion", "Occlusion")]
+            assert all(m["hint"] for m in listing["saliency_methods"])
             assert listing["lens_methods"] == [
                 {"method": "activations", "label": "Activations", "controls": ["layer", "channel"]},
                 {"method": "neighbors", "label": "Nearest photos", "controls": []},

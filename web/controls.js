@@ -134,8 +134,8 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
 
   // saliency methods
   const saliency = $("saliency");
-  for (const { method, label } of [{ method: "off", label: "Off" }, ...saliencyMethods]) {
-    const button = el("button", { type: "button", textContent: label });
+  for (const { method, label, hint } of [{ method: "off", label: "Off", hint: "No heat map" }, ...saliencyMethods]) {
+    const button = el("button", { type: "button", textContent: label, title: hint || "" });
     button.dataset.value = method;
     button.setAttribute("role", "radio");
     button.disabled = method !== "off" && !methods.has(method);

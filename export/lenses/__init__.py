@@ -7,13 +7,10 @@ Importing the package imports every module in it, and each registers its lens
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from stylecam.export.lenses.base import LENS_CLASSES, Lens, LensParity, lens_class, register_lens
+from stylecam.server.plugins import import_all
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_all(__path__, __name__)
 
 LENSES = tuple(LENS_CLASSES)
 

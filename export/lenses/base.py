@@ -23,6 +23,7 @@ from stylecam.export.saliency import DEFAULT_CLASSIFIER
 from stylecam.models.builders import UnknownModel
 from stylecam.models.classifier import EfficientNetLite0, ImageClassifier
 from stylecam.server.model_card import TensorSpec
+from stylecam.server.plugins import add, find
 
 Arrays = dict[str, np.ndarray]
 
@@ -192,14 +193,10 @@ LENS_CLASSES: dict[str, type[Lens]] = {}
 
 def register_lens(cls: type[Lens]) -> type[Lens]:
     """Class decorator: one lens, by its ``name``."""
-    if cls.name in LENS_CLASSES:
-        raise ValueError(f"two lenses named {cls.name!r}")
-    LENS_CLASSES[cls.name] = cls
+    add(LENS_CLASSES, cls.name, cls, "lenses")
     return cls
 
 
 def lens_class(name: str) -> type[Lens]:
     """A lens's class by name; an unknown name lists the valid ones."""
-    if name not in LENS_CLASSES:
-        raise UnknownModel(f"unknown lens {name!r}; valid: {', '.join(LENS_CLASSES)}")
-    return LENS_CLASSES[name]
+    return find(LENS_CLASSES, name, "lens", UnknownModel)

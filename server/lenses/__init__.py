@@ -6,15 +6,12 @@ Importing the package imports every module in it, and each registers its lens
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from stylecam.server.lenses.base import SERVED_LENSES, ServedLens, register_lens, served_lens
+from stylecam.server.plugins import import_all, in_order
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+import_all(__path__, __name__)
 
-ORDERED = sorted(SERVED_LENSES.values(), key=lambda lens: (lens.position, lens.name))
+ORDERED = [SERVED_LENSES[name] for name in in_order(SERVED_LENSES)]
 LENS_METHODS = {lens.name: lens.label for lens in ORDERED}
 WITH_LAYERS = tuple(lens.name for lens in ORDERED if "layer" in lens.controls)
 

@@ -18,6 +18,7 @@ import numpy as np
 from stylecam.server.compose import LensView
 from stylecam.server.model_card import CardError
 from stylecam.server.ort_model import OrtModel
+from stylecam.server.plugins import add, find
 
 CONTROLS = ("layer", "channel", "target")  # what the page may let a lens's viewer choose
 PICTURE_HEIGHT = 224  # explain's pictures: the photo and the lens's, side by side at this height
@@ -79,16 +80,12 @@ SERVED_LENSES: dict[str, ServedLens] = {}
 
 def register_lens(cls: type[ServedLens]) -> type[ServedLens]:
     """Class decorator: one lens, by its ``name``; ``CONTROLS`` bound what it may ask for."""
-    if cls.name in SERVED_LENSES:
-        raise ValueError(f"two lenses named {cls.name!r}")
     if unknown := set(cls.controls) - set(CONTROLS):
         raise ValueError(f"lens {cls.name!r}: unknown controls {sorted(unknown)}; valid: {', '.join(CONTROLS)}")
-    SERVED_LENSES[cls.name] = cls()
+    add(SERVED_LENSES, cls.name, cls(), "lenses")
     return cls
 
 
 def served_lens(name: str) -> ServedLens:
     """A lens by name; CardError (naming the valid ones) for a card whose lens this server lacks."""
-    if name not in SERVED_LENSES:
-        raise CardError(f"unknown lens method {name!r}; valid: {', '.join(SERVED_LENSES)}")
-    return SERVED_LENSES[name]
+    return find(SERVED_LENSES, name, "lens method", CardError)

@@ -1,0 +1,62 @@
+"""The four plugin registries (lenses and saliency methods, export and serving sides) share
+``server/plugins.py``: a second plugin of one name is refused, an unknown name lists the
+valid ones in order, and a plugin registered last still sorts by its position."""
+
+from __future__ import annotations
+
+import pytest
+
+from stylecam.export.lenses import base as export_lenses
+from stylecam.export.saliency_methods import base as export_methods
+from stylecam.models.builders import UnknownModel
+from stylecam.server.lenses import base as served_lenses
+from stylecam.server.model_card import CardError
+from stylecam.server.plugins import add, find, in_order
+from stylecam.server.saliency_methods import base as served_methods
+
+# (module, its table, register, lookup, what a second one is, the error for an unknown name, its message)
+REGISTRIES = [
+    (export_lenses, "LENS_CLASSES", "register_lens", "lens_class", "two lenses named 'twin'", UnknownModel,
+     "unknown lens 'xray'; valid: activations, dream, fool, neighbors"),
+    (served_lenses, "SERVED_LENSES", "register_lens", "served_lens", "two lenses named 'twin'", CardError,
+     "unknown lens method 'xray'; valid: activations, neighbors, fool, dream"),
+    (export_methods, "METHOD_CLASSES", "register_method", "method_class", "two saliency methods named 'twin'", UnknownModel,
+     "unknown saliency method 'xray'; valid: vanilla, guided, smoothgrad, gradcam, occlusion"),
+    (served_methods, "SERVED_METHODS", "register_method", "served_method", "two saliency methods named 'twin'", CardError,
+     "unknown saliency method 'xray'; valid: vanilla, guided, smoothgrad, gradcam, occlusion"),
+]
+
+
+BASES = {"LENS_CLASSES": export_lenses.Lens, "SERVED_LENSES": served_lenses.ServedLens,
+         "METHOD_CLASSES": export_methods.Attribution, "SERVED_METHODS": served_methods.ServedMethod}  # what a plugin subclasses
+
+
+@pytest.mark.parametrize(("module", "table", "register", "lookup", "twice", "error", "unknown"), REGISTRIES,
+                         ids=["export lenses", "served lenses", "export methods", "served methods"])
+def test_each_registry_refuses_twins_and_names_the_valid_ones(monkeypatch, module, table, register, lookup, twice, error, unknown):
+    monkeypatch.setattr(module, table, dict(getattr(module, table)))
+    with pytest.raises(error, match=f"^{unknown}$"):
+        getattr(module, lookup)("xray")
+    base = BASES[table]
+    first = type("First", (base,), {"name": "twin", "label": "Twin", "position": 99})
+    assert getattr(module, register)(first) is first
+    assert getattr(module, lookup)("twin") in (first, getattr(module, table)["twin"])
+    with pytest.raises(ValueError, match=f"^{twice}$"):
+        getattr(module, register)(type("Second", (base,), {"name": "twin", "label": "Twin", "position": 99}))
+
+
+def test_the_shared_helpers():
+    class P:
+        def __init__(self, position: int) -> None:
+            self.position = position
+
+    table: dict[str, P] = {}
+    for name, position in (("c", 1), ("a", 2), ("b", 1)):
+        add(table, name, P(position), "things")
+    assert in_order(table) == ["b", "c", "a"]  # by position, then name
+    with pytest.raises(ValueError, match="^two things named 'a'$"):
+        add(table, "a", P(0), "things")
+    assert table["a"].position == 2  # the first one kept
+    assert find(table, "c", "thing", KeyError) is table["c"]
+    with pytest.raises(LookupError, match="unknown thing None; valid: b, c, a"):
+        find(table, None, "thing", LookupError)
