@@ -376,6 +376,26 @@ def test_closing_cancels_the_jobs_in_flight_and_starts_no_more(tiny_zoo):
     run(go())
 
 
+def test_closing_the_engine_drops_the_jobs_still_queued_in_both_pools(tiny_zoo):
+    """Shutting down does not wait for, or run, the jobs still waiting for a thread."""
+    import threading
+
+    engine = engine_for(tiny_zoo)
+    release, ran = threading.Event(), []
+
+    def job(pool: str) -> None:
+        release.wait(5)
+        ran.append(pool)
+
+    queued = {pool: [getattr(engine, pool).submit(job, pool) for _ in range(16)] for pool in ("style_pool", "saliency_pool")}
+    engine.close()
+    release.set()
+    for pool, futures in queued.items():
+        cancelled = sum(f.cancelled() for f in futures)
+        assert cancelled >= 16 - getattr(engine, pool)._max_workers and cancelled > 0, pool
+        assert ran.count(pool) <= 16 - cancelled, pool
+
+
 def test_an_rgb_frame_is_read_as_rgb_and_a_saliency_map_alone_is_drawn(tiny_zoo):
     """Frames that arrive as RGB (not the camera's yuv420p) are copied as they are; with no
     style, a saliency choice still makes the frame work to do (its map is drawn)."""
