@@ -264,8 +264,8 @@ def test_page_streams_through_a_turn_relay(tiny_zoo, tmp_path):
 @pytest.mark.timeout(300)
 def test_page_learns_a_dropped_painting_and_the_stream_shows_it_forming(real_zoo, tmp_path):
     """Choose a painting no shipped style learnt from, see progress, see the stream change
-    while it learns, end with a new slider (with its painting), then delete it. That a restart
-    keeps a learnt style is test_styles_api's (the page draws what /api/models lists)."""
+    while it learns, end with a new slider with its painting, which a restart keeps (issue
+    25's acceptance), then delete it."""
     import cv2
     import numpy as np
     from style_helpers import CONTENT
@@ -297,6 +297,12 @@ def test_page_learns_a_dropped_painting_and_the_stream_shows_it_forming(real_zoo
         assert "Learnt Poster study" in page.inner_text("#learn-status")
         assert sorted(p.name for p in styles.iterdir()) == ["poster_study.jpg", "poster_study.style.json"]
         page.wait_for_function(f"document.querySelector(\"{forming} img\").naturalWidth > 0", timeout=10000)  # its painting
+        assert not errors, errors
+    with serving(real_zoo, flags) as url, chromium_page(tmp_path) as (page, errors):  # a restart keeps it
+        page.goto(url)
+        page.wait_for_selector(forming, state="attached", timeout=10000)
+        page.wait_for_function(f"document.querySelector(\"{forming} img\").naturalWidth > 0", timeout=10000)
+        page.click("#styles .chip:nth-child(2)")  # the multistyle net shows its sliders
         page.click(f"{forming} .delete")
         page.wait_for_selector(forming, state="detached", timeout=10000)
         assert not errors, errors
