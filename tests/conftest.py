@@ -18,6 +18,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/tiny_models.py
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="stylecam-tests-")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def exports_made_once(tmp_path_factory):
+    """Identical exports reuse the first one's file (tests/export_cache.py)."""
+    from export_cache import reusing
+
+    from stylecam.export import command, lens, onnx, saliency
+
+    once = reusing(onnx.export_onnx, tmp_path_factory.mktemp("exports"))
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (onnx, command, lens, saliency):
+            patch.setattr(module, "export_onnx", once)
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory) -> Path:
     from tiny_models import write_tiny_zoo
