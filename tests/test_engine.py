@@ -439,6 +439,32 @@ def test_a_side_job_input_buffer_is_reused_for_frames_of_one_size():
     assert again is buffer and again[0, 0, 0] == 9
     bigger = _copy_into(buffer, np.zeros((8, 6, 3), np.uint8))
     assert bigger is not buffer and bigger.shape == (8, 6, 3)
+    smaller = _copy_into(bigger, np.ones((2, 6, 3), np.uint8))
+    assert smaller is not bigger and smaller.shape == (2, 6, 3) and smaller.all()
+
+
+@pytest.mark.parametrize("settings", [Settings(saliency="gradcam"), Settings(saliency="occlusion", lens="dream")],
+                         ids=["a method that sorts before off", "and a lens"])
+def test_a_saliency_method_alone_is_something_to_do(tiny_zoo, settings):
+    """Only "off" is off, whatever the method's name: the frame is not passed through, and a map starts."""
+    async def go():
+        engine = engine_for(tiny_zoo)
+        pipeline = engine.pipeline(settings, print)
+        frame = make_frame(90, 0)
+        assert await pipeline.process(frame) is not frame and pipeline.saliency.task is not None
+        pipeline.close()
+        engine.close()
+
+    run(go())
+
+
+def test_any_lens_but_off_keys_its_views():
+    """A lens whose name sorts after "off" (none ships yet) is on like the others."""
+    from stylecam.server.engine import _lens_key, _saliency_key
+
+    assert _lens_key(Settings(lens="zoom", layer=3)) == ("zoom", 3, -1, None) and _lens_key(Settings(lens="dream"))[0] == "dream"
+    assert _lens_key(Settings()) is None and _saliency_key(Settings()) is None
+    assert _saliency_key(Settings(saliency="vanilla")) == "vanilla" and _saliency_key(Settings(saliency="gradcam")) == "gradcam"
 
 
 def test_a_frame_over_a_tiny_pixel_cap_keeps_even_sides_of_at_least_two(tiny_zoo):
