@@ -84,7 +84,7 @@ def test_nothing_to_do_returns_the_frame_itself(tiny_zoo):
 
 @pytest.mark.parametrize("size, process_size, fmt", [
     ((64, 48), None, "yuv420p"), ((64, 48), (32, 24), "yuv420p"), ((63, 47), None, "rgb24"), ((64, 47), None, "rgb24"),
-    ((62, 46), None, "yuv420p"),
+    ((63, 48), None, "rgb24"), ((62, 46), None, "yuv420p"),
 ])
 def test_a_style_at_full_or_reduced_size_and_odd_sizes(tiny_zoo, size, process_size, fmt):
     async def go():
@@ -371,6 +371,27 @@ def test_closing_cancels_the_jobs_in_flight_and_starts_no_more(tiny_zoo):
         pipeline.saliency.task = pipeline.lens.task = None  # as if both had ended: a closed pipeline still starts none
         await pipeline.process(make_frame(100, 1))
         assert pipeline.saliency.task is None and pipeline.lens.task is None
+        engine.close()
+
+    run(go())
+
+
+def test_an_even_camera_frame_is_read_by_opencvs_i420_conversion(tiny_zoo):
+    """The fast path for the camera's usual frames: yuv420p of even sides goes through
+    OpenCV's I420 conversion (PyAV's own rgb24 differs by up to 3 levels), as the side jobs see."""
+    import cv2
+
+    async def go():
+        engine = engine_for(tiny_zoo)
+        lens = FakeLens(image=30)
+        with_lens(engine, lens)
+        pipeline = engine.pipeline(Settings(lens="fool"), print)
+        frame = make_frame(np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8), 0)
+        await pipeline.process(frame)
+        await asyncio.wait_for(pipeline.lens.task, 5)
+        assert np.array_equal(lens.fed[0], cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420))
+        assert not np.array_equal(lens.fed[0], frame.to_ndarray(format="rgb24"))
+        pipeline.close()
         engine.close()
 
     run(go())
