@@ -450,6 +450,16 @@ def test_closing_the_engine_does_not_wait_for_jobs_in_flight(tiny_zoo):
     assert time.perf_counter() - started < 0.5
 
 
+@pytest.mark.parametrize("size, box, fitted", [
+    ((320, 240), (640, 480), (320, 240)), ((640, 480), (640, 480), (640, 480)), ((640, 480), None, (640, 480)),
+    ((800, 300), (640, 480), (640, 240)), ((300, 800), (640, 480), (180, 480)), ((1280, 720), (480, 360), (480, 270)),
+])
+def test_a_frame_is_processed_at_its_size_or_scaled_to_fit_the_box(size, box, fitted):
+    from stylecam.server.engine import fit_within
+
+    assert fit_within(*size, box) == fitted
+
+
 def test_a_side_job_input_buffer_is_reused_for_frames_of_one_size():
     from stylecam.server.engine import _copy_into
 
@@ -496,6 +506,10 @@ def test_a_frame_over_a_tiny_pixel_cap_keeps_even_sides_of_at_least_two(tiny_zoo
         out = await pipeline.process(make_frame(40, 0))
         assert (out.width, out.height) == (2, 2) and errors == [
             "incoming frames of 64x48 exceed the 4-pixel cap (--max-frame-pixels); scaled to 2x2"]
+        engine.close()
+        engine = engine_for(tiny_zoo, max_pixels=160)  # a thin frame: its width would round to 0
+        out = await engine.pipeline(Settings(style="invert"), print).process(make_frame(40, 0, size=(4, 400)))
+        assert (out.width, out.height) == (2, 126)  # at least 2 wide, even
         engine.close()
 
     run(go())
