@@ -29,6 +29,7 @@ pytestmark = pytest.mark.timeout(30)
     ("cpu", 8, 4, ThreadPlan(4, 4, 1, 2, 10)),
     ("cpu", 0, 3, ThreadPlan(1, 3, 1, 1, 10)),
     ("cpu", 4, 1, ThreadPlan(1, 1, 1, 1, 10)),
+    ("cpu", 2, 16, ThreadPlan(2, 16, 1, 8, 10)),
     ("cuda", 2, 16, ThreadPlan(2, 1, 1, 1, 0)),
     ("cuda", 9, 16, ThreadPlan(4, 1, 1, 1, 0)),
     ("cuda", 0, 16, ThreadPlan(1, 1, 1, 1, 0)),
