@@ -392,6 +392,12 @@ def test_an_even_camera_frame_is_read_by_opencvs_i420_conversion(tiny_zoo):
         await asyncio.wait_for(pipeline.lens.task, 5)
         assert np.array_equal(lens.fed[0], cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420))
         assert not np.array_equal(lens.fed[0], frame.to_ndarray(format="rgb24"))
+        full_range = frame.reformat(format="yuvj420p")  # an MJPEG webcam's frames: not I420's limited range
+        full_range.pts = 3000
+        await asyncio.sleep(0.05)  # the lens is due again (100 a second)
+        await pipeline.process(full_range)
+        await asyncio.wait_for(pipeline.lens.task, 5)
+        assert np.array_equal(lens.fed[-1], full_range.to_ndarray(format="rgb24"))
         pipeline.close()
         engine.close()
 
@@ -453,7 +459,7 @@ def test_closing_the_engine_does_not_wait_for_jobs_in_flight(tiny_zoo):
 
 @pytest.mark.parametrize("size, box, fitted", [
     ((320, 240), (640, 480), (320, 240)), ((640, 480), (640, 480), (640, 480)), ((640, 480), None, (640, 480)),
-    ((800, 300), (640, 480), (640, 240)), ((300, 800), (640, 480), (180, 480)), ((1280, 720), (480, 360), (480, 270)),
+    ((639, 479), (639, 479), (639, 479)), ((800, 300), (640, 480), (640, 240)), ((300, 800), (640, 480), (180, 480)), ((1280, 720), (480, 360), (480, 270)),
 ])
 def test_a_frame_is_processed_at_its_size_or_scaled_to_fit_the_box(size, box, fitted):
     from stylecam.server.engine import fit_within
@@ -531,6 +537,8 @@ def test_a_frame_over_the_pixel_cap_is_scaled_to_even_sides(tiny_zoo):
         pipeline = engine.pipeline(Settings(style="invert"), print)
         out = await pipeline.process(make_frame(40, 0))
         assert (out.width, out.height) == (36, 26)  # 64x48 x sqrt(1000 / 3072): 36.5 x 27.4, floored to even
+        out = await pipeline.process(make_frame(40, 1, size=(48, 64)))
+        assert (out.width, out.height) == (26, 36)  # upright: 27.4 x 36.5
         engine.close()
 
     run(go())
