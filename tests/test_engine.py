@@ -481,8 +481,8 @@ def test_a_side_job_input_buffer_is_reused_for_frames_of_one_size():
     assert smaller is not bigger and smaller.shape == (2, 6, 3) and smaller.all()
 
 
-@pytest.mark.parametrize("settings", [Settings(saliency="gradcam"), Settings(saliency="occlusion", lens="dream")],
-                         ids=["a method that sorts before off", "and a lens"])
+@pytest.mark.parametrize("settings", [Settings(saliency="gradcam"), Settings(saliency="vanilla"), Settings(saliency="occlusion", lens="dream")],
+                         ids=["a method that sorts before off", "one that sorts after it", "and a lens"])
 def test_a_saliency_method_alone_is_something_to_do(tiny_zoo, settings):
     """Only "off" is off, whatever the method's name: the frame is not passed through, and a map starts."""
     async def go():
