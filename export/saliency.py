@@ -36,11 +36,11 @@ DEFAULT_CLASSIFIER = "efficientnet_lite0"
 # guided by up to 0.065; PyTorch's own float32 and float64 maps differ by up to 0.44
 # (vanilla) and 0.049 (SmoothGrad). So the maps must agree to
 # TOLERANCE of their range at the median pixel and on average (a real bug, such as a
-# one-pixel shift, breaks both); the maximum is reported.
+# one-pixel shift, breaks both); the maximum is reported. A method whose map has no
+# rounding-dependent gates (Grad-CAM, occlusion: ``Attribution.exact``) must agree at
+# every pixel too.
 TOLERANCE = 1e-3  # of the map's range ([0, 1] after normalisation), and of the logits' range
 MEAN_TOLERANCE = 2e-3
-# A method whose map has no rounding-dependent gates (Grad-CAM, occlusion: ``Attribution.exact``)
-# must agree at every pixel too.
 
 
 def preprocess(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

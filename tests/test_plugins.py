@@ -14,30 +14,26 @@ from stylecam.server.model_card import CardError
 from stylecam.server.plugins import add, find, in_order
 from stylecam.server.saliency_methods import base as served_methods
 
-# (module, its table, register, lookup, what a second one is, the error for an unknown name, its message)
+# (module, its table, the class a plugin subclasses, register, lookup, what a second one is,
+#  the error for an unknown name, its message)
 REGISTRIES = [
-    (export_lenses, "LENS_CLASSES", "register_lens", "lens_class", "two lenses named 'twin'", UnknownModel,
+    (export_lenses, "LENS_CLASSES", export_lenses.Lens, "register_lens", "lens_class", "two lenses named 'twin'", UnknownModel,
      "unknown lens 'xray'; valid: activations, dream, fool, neighbors"),
-    (served_lenses, "SERVED_LENSES", "register_lens", "served_lens", "two lenses named 'twin'", CardError,
+    (served_lenses, "SERVED_LENSES", served_lenses.ServedLens, "register_lens", "served_lens", "two lenses named 'twin'", CardError,
      "unknown lens method 'xray'; valid: activations, neighbors, fool, dream"),
-    (export_methods, "METHOD_CLASSES", "register_method", "method_class", "two saliency methods named 'twin'", UnknownModel,
+    (export_methods, "METHOD_CLASSES", export_methods.Attribution, "register_method", "method_class", "two saliency methods named 'twin'", UnknownModel,
      "unknown saliency method 'xray'; valid: vanilla, guided, smoothgrad, gradcam, occlusion"),
-    (served_methods, "SERVED_METHODS", "register_method", "served_method", "two saliency methods named 'twin'", CardError,
+    (served_methods, "SERVED_METHODS", served_methods.ServedMethod, "register_method", "served_method", "two saliency methods named 'twin'", CardError,
      "unknown saliency method 'xray'; valid: vanilla, guided, smoothgrad, gradcam, occlusion"),
 ]
 
 
-BASES = {"LENS_CLASSES": export_lenses.Lens, "SERVED_LENSES": served_lenses.ServedLens,
-         "METHOD_CLASSES": export_methods.Attribution, "SERVED_METHODS": served_methods.ServedMethod}  # what a plugin subclasses
-
-
-@pytest.mark.parametrize(("module", "table", "register", "lookup", "twice", "error", "unknown"), REGISTRIES,
+@pytest.mark.parametrize(("module", "table", "base", "register", "lookup", "twice", "error", "unknown"), REGISTRIES,
                          ids=["export lenses", "served lenses", "export methods", "served methods"])
-def test_each_registry_refuses_twins_and_names_the_valid_ones(monkeypatch, module, table, register, lookup, twice, error, unknown):
+def test_each_registry_refuses_twins_and_names_the_valid_ones(monkeypatch, module, table, base, register, lookup, twice, error, unknown):
     monkeypatch.setattr(module, table, dict(getattr(module, table)))
     with pytest.raises(error, match=f"^{unknown}$"):
         getattr(module, lookup)("xray")
-    base = BASES[table]
     first = type("First", (base,), {"name": "twin", "label": "Twin", "position": 99})
     assert getattr(module, register)(first) is first
     assert getattr(module, lookup)("twin") in (first, getattr(module, table)["twin"])

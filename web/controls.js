@@ -86,12 +86,14 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
     model.styles.forEach((style, i) => addSlider(model.name, style, i === 0 ? 1 : 0, (model.learnt || []).includes(style), paintingOf(model, style)));
   }
 
+  const sliderOf = (style) => sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`);
+
   // the style is the multistyle model's `style` alone (a learnt one as it forms)
   function solo(style, title) {
     const model = styleModels.find((m) => m.kind === "multistyle");
     if (!model) return;
     const painting = { title: title || style, thumbnail: null };  // its painting is served once it is learnt (painted)
-    if (!sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`)) addSlider(model.name, style, 0, true, painting);
+    if (!sliderOf(style)) addSlider(model.name, style, 0, true, painting);
     for (const input of sliders.querySelectorAll("input")) {
       input.value = input.dataset.style === style ? 1 : 0;
       state.weights[input.dataset.style] = Number(input.value);
@@ -105,12 +107,12 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
 
   // a style just learnt: its slider gets its painting's thumbnail
   function painted(style) {
-    const label = sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`);
+    const label = sliderOf(style);
     if (label && !label.querySelector("img.thumb")) label.querySelector("span").prepend(thumb({ thumbnail: `/api/styles/${encodeURIComponent(style)}/thumbnail` }));
   }
 
   function removeStyle(style) {
-    const label = sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`);
+    const label = sliderOf(style);
     if (label) label.remove();
     delete state.weights[style];
   }

@@ -2,9 +2,10 @@
 
 A method is one module in this package holding one ``ServedMethod`` subclass decorated with
 ``register_method``: what the page offers for it (``label``, ``hint``, sent by
-``/api/models``) and the picture ``explain`` writes and the stream shows (``picture``: the
-heat map over the frame). Every saliency graph has the same inputs and outputs (the
-card's contract), so ``runner.SaliencyRunner`` runs them all. Its export side is the module
+``/api/models``) and the picture ``explain`` writes (``picture``: by default the heat map
+over the frame, drawn by the same ``compose.Overlay`` the engine draws every method's map
+with on the stream). Every saliency graph has the same inputs and outputs (the card's
+contract), so ``runner.SaliencyRunner`` runs them all. Its export side is the module
 of the same name in ``export/saliency_methods/``. The package imports every module beside
 this one, so a new file is a new method (docs: "Add a lens or a saliency method").
 """
