@@ -55,16 +55,16 @@ def test_overload_keeps_latency_bounded_and_counts_drops(tiny_zoo):
 
 @pytest.mark.timeout(240)
 def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
-    """4 peers stream for 70 s with style and saliency on and their controls changing every
+    """4 peers stream for 60 s with style and saliency on and their controls changing every
     few seconds: every peer streams all along, the server logs no traceback, its memory
-    grows less than 10% over the last 30 s, and every peer is gone within 5 s of the clients
+    grows less than 10% over the last 20 s, and every peer is gone within 5 s of the clients
     closing. The first 40 s are warm-up: run for 100 s, the server's RSS rose from 305 to
     369 MB in the first 40 s (codecs, buffers and pools filling as each setting is first
     used) and then held at 369-370 MB, with onnxruntime's memory arena on or off alike.
     CI runs read +5.4% (387 -> 408 MB, 30 s warm-up) and +6.2% (428 -> 455 MB, 40 s) where
-    this machine reads +0.4%, so the bound is 10%: 43 MB over the 20 s between the windows'
-    centres, 36 kB for each of the ~60 frames a second the server sends; keeping one 320x240
-    frame (230 kB) in six would still fail it."""
+    this machine reads +0.4%, so the bound is 10%: 43 MB over the 10 s between the windows'
+    centres, 72 kB for each of the ~60 frames a second the server sends; keeping one 320x240
+    frame (230 kB) in three would still fail it."""
     import random
     import time
 
@@ -87,7 +87,7 @@ def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
         started = time.monotonic()
         try:
             samples = []  # RSS every 0.5 s after the warm-up: it swings by tens of MB with the frames in flight
-            while time.monotonic() - started < 70:
+            while time.monotonic() - started < 60:
                 for c in clients:
                     c.send({"type": "config", **configs[rng.randrange(len(configs))]})
                 for _ in range(5):
@@ -110,6 +110,6 @@ def test_soak_four_peers_for_a_minute(tiny_zoo, tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     print(f"soak: RSS {before} -> {after} KiB ({(after - before) / before:+.1%}), peers gone in {gone:.2f} s, frames {frames}")
-    assert min(frames) > 250  # every peer streamed all along (15 fps sent)
+    assert min(frames) > 215  # every peer streamed all along (15 fps sent)
     assert after < 1.10 * before, f"RSS grew {(after - before) / before:+.1%} after the warm-up"
     assert "Traceback" not in log.read_text(), log.read_text()[-2000:]
