@@ -149,7 +149,7 @@ def _run_sizes(args: argparse.Namespace) -> tuple[dict, list[dict]]:
         try:
             models = get_json(f"{url}/api/models")["models"]
             health = get_json(f"{url}/api/health")
-            styles = [m["name"] for m in models if m["kind"] in ("style", "multistyle")]
+            styles = [m["name"] for m in models if m.get("stylizes")]
             methods = [m["method"] for m in models if m["kind"] == "saliency"]
             style = args.style or (styles[0] if styles else None)
             if style is None:

@@ -39,6 +39,7 @@ from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_c
 from stylecam.server.ort_model import DeviceError, OrtModel, cuda_device_name, providers_for
 from stylecam.server.registry import same_model
 from stylecam.server.runner import SaliencyRunner, StyleRunner
+from stylecam.server.style_kinds import STYLE_KINDS
 
 SIZES = ((640, 480), (1280, 720))
 CLIENT_START_S = 8.0  # for the client processes to start and connect, before the shared warm-up
@@ -147,7 +148,7 @@ def e2e(models: Path, peers: list[int], seconds: float, warmup: float) -> list[d
                                       "--max-pending", str(2 * max(peers))])  # room while the last row's peers close
     try:
         listed = get_json(f"{url}/api/models")["models"]
-        style = next(m["name"] for m in listed if m["kind"] in ("style", "multistyle"))
+        style = next(m["name"] for m in listed if m.get("stylizes"))
         rows = []
         for config in ({"style": style, "saliency": "gradcam", "opacity": 0.4}, {"style": style, "saliency": "off"}):
             for n in peers:
@@ -183,7 +184,7 @@ def main(argv: list[str], prog: str = "stylecam bench gpu") -> int:
     add_output_flags(p, "gpu")
     args = p.parse_args(argv)
     cards = [(path.parent / card.onnx, card) for path, card in iter_cards(args.models)]
-    styles = [(path, card) for path, card in cards if card.kind in ("style", "multistyle") and card.precision in ("fp32", "fp16")]
+    styles = [(path, card) for path, card in cards if card.kind in STYLE_KINDS and card.precision in ("fp32", "fp16")]
     saliency = [(path, card) for path, card in cards if card.kind == "saliency"]
     if not styles:
         raise GpuError(f"no fp32 or fp16 style models under {args.models}")

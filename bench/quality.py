@@ -52,6 +52,7 @@ from stylecam.server.images import scale_to_long_side
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, iter_cards
 from stylecam.server.ort_model import OrtModel
 from stylecam.server.runner import StyleRunner
+from stylecam.server.style_kinds import STYLE_KINDS
 
 USER_ERRORS = (ImageError, CardError, WeightsUnavailable, UsageError)
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -134,7 +135,7 @@ def mean_per_layer(per_photo: list[dict[str, float]]) -> dict[str, float]:
 def style_models(directory: Path) -> list[Path]:
     """fp32 style and multi-style ONNX files with a card, by card path."""
     return [path.parent / card.onnx for path, card in iter_cards(directory)
-            if card.kind in ("style", "multistyle") and card.precision == "fp32"]
+            if card.kind in STYLE_KINDS and card.precision == "fp32"]
 
 
 def peer_runner(teacher: ArbitraryStyle, painting: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

@@ -35,6 +35,7 @@ from stylecam.server.images import ImageFileError, scale_to_long_side, write_rgb
 from stylecam.server.model_card import DEFAULT_ZOO, CardError
 from stylecam.server.ort_model import OrtModel
 from stylecam.server.runner import StyleRunner
+from stylecam.server.style_kinds import STYLE_KINDS
 
 PREFERRED = ("302003.jpg", "65019.jpg", "000000000308.jpg", "159091.jpg")  # a face, a man, a group, a bear
 SKIMAGE_PHOTOS = ("astronaut", "chelsea")
@@ -123,7 +124,7 @@ def main(argv: list[str], prog: str = "stylecam bench sheet") -> int:
     if args.photos < 1:
         p.error(f"--photos {args.photos}: needs at least 1")
     model = OrtModel.load(args.model, "cpu", args.threads)
-    if model.card.kind not in ("style", "multistyle"):
+    if model.card.kind not in STYLE_KINDS:
         raise SheetError(f"--model {args.model}: a {model.card.kind} model, not a style model")
     styles = model.card.styles
     ours = {style: StyleRunner(model).in_style(style) for style in styles}

@@ -30,6 +30,7 @@ from stylecam.server.help import HelpFormatter
 from stylecam.server.model_card import CardError
 from stylecam.server.ort_model import DeviceError, OrtModel, providers_for
 from stylecam.server.runner import StyleRunner
+from stylecam.server.style_kinds import STYLE_KINDS
 
 SIZES = ((240, 320), CPU_PROCESS_SIZE[::-1], (480, 640))  # (h, w); the middle one is the CPU server's default
 FOREIGN_NEEDS = ("one float32 NCHW image input [1, 3, H, W] in 0..1 with dynamic H and W, "
@@ -57,7 +58,7 @@ class Subject:
 def card_subject(path: Path, device: str, threads: int) -> Subject:
     """An exported model, fed as its card says (a multistyle model gets equal weights)."""
     model = OrtModel.load(path, device, threads)
-    if model.card.kind not in ("style", "multistyle"):
+    if model.card.kind not in STYLE_KINDS:
         raise BenchInputError(f"{path}: a {model.card.kind} model, not a style model")
     runner = StyleRunner(model)
     style = runner.style(lambda names: [1.0 / len(names)] * len(names))

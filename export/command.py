@@ -15,26 +15,24 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
 from stylecam.export import lens_command, quantize, saliency_command
 from stylecam.export.onnx import export_onnx, frame_dims
-from stylecam.export.style import example_inputs, style_graph, style_vectors
+from stylecam.export.style import example_inputs, style_graph
+from stylecam.export.style_kinds import kind_for
 from stylecam.export.verify import VerificationError, max_error, verify
 from stylecam.models.builders import UnknownModel, WeightsUnavailable
 from stylecam.models.checkpoint import Checkpoint, CheckpointError
 from stylecam.models.data import ImageError, write_thumbnail
 from stylecam.server.help import HelpFormatter, UsageError
-from stylecam.server.model_card import FRAME, PARITY_LEVELS, PARITY_SIZES, STYLE, STYLIZED, ModelCard, TensorSpec, encode_vector, sha256_of, write_card
+from stylecam.server.model_card import FRAME, PARITY_SIZES, STYLIZED, ModelCard, TensorSpec, sha256_of, write_card
 
 # the saliency path (export.saliency_command) raises the last two
 USER_ERRORS = (UsageError, CheckpointError, VerificationError, UnknownModel, WeightsUnavailable, ImageError)
 # two verification sizes: one a multiple of 4, one not (odd H and W exercise the crop)
 VERIFY_SIZES = PARITY_SIZES
-TOLERANCE = float(PARITY_LEVELS)  # uint8 levels
 
 
 @dataclass(frozen=True)
@@ -42,29 +40,6 @@ class Exported:
     onnx: Path
     card: ModelCard
     errors: dict[str, float]
-
-
-def default_name(ckpt: Checkpoint) -> str:
-    if len(ckpt.styles) > 1:
-        return f"multistyle_{ckpt.kwargs.get('body', ckpt.arch)}"
-    return f"{ckpt.styles[0]}_{ckpt.arch}"
-
-
-def trained_vectors(ckpt: Checkpoint, table: np.ndarray) -> dict[str, dict]:
-    """The card's ``style_vectors`` for the styles the network trained with (``table``, one
-    row each): each one's vector and where it came from, its painting and training settings."""
-    config = ckpt.config
-    paintings = list(config.get("styles") or ())
-
-    def per_style(key: str, i: int) -> Any:
-        values = config.get(key)
-        return values[i if len(values) > 1 else 0] if isinstance(values, (list, tuple)) and values else values
-
-    return {style: {"vector": encode_vector(table[i]),
-                    "provenance": {"learnt": "with the network", "painting": str(paintings[i]) if i < len(paintings) else None,
-                                   "style_size": per_style("style_size", i), "style_weight": per_style("style_weight", i),
-                                   "step": ckpt.step}}
-            for i, style in enumerate(ckpt.styles)}
 
 
 def painting_title(style: str) -> str:
@@ -87,16 +62,12 @@ def write_paintings(ckpt: Checkpoint, out_dir: Path, titles: dict[str, str]) -> 
 
 def style_card(ckpt: Checkpoint, name: str, onnx_path: Path, precision: str, source: dict,
                paintings: dict[str, dict[str, str]] | None = None) -> ModelCard:
-    frame = TensorSpec(FRAME, "uint8", ("H", "W", 3), "camera frame, RGB")
-    inputs, vectors = (frame,), {}
-    if len(ckpt.styles) > 1:
-        table = style_vectors(ckpt).numpy()
-        inputs += (TensorSpec(STYLE, "float32", (table.shape[1],), "the style: every CIN layer's gamma then beta, "
-                              "concatenated; mix the card's style_vectors by blend weights"),)
-        vectors = trained_vectors(ckpt, table)
+    kind = kind_for(ckpt)
+    inputs, vectors = kind.card_inputs(ckpt)
     return ModelCard(
-        name=name, kind="multistyle" if len(ckpt.styles) > 1 else "style", onnx=onnx_path.name, sha256=sha256_of(onnx_path),
-        inputs=inputs, outputs=(TensorSpec(STYLIZED, "uint8", ("H", "W", 3), "stylized frame, RGB"),),
+        name=name, kind=kind.name, onnx=onnx_path.name, sha256=sha256_of(onnx_path),
+        inputs=(TensorSpec(FRAME, "uint8", ("H", "W", 3), "camera frame, RGB"), *inputs),
+        outputs=(TensorSpec(STYLIZED, "uint8", ("H", "W", 3), "stylized frame, RGB"),),
         precision=precision, styles=tuple(ckpt.styles), arch=ckpt.arch, source=source, style_vectors=vectors,
         paintings=paintings or {},
     )
@@ -110,7 +81,7 @@ def ship_checkpoint(ckpt_path: Path, directory: Path, name: str | None = None) -
     ckpt = Checkpoint.load(ckpt_path)
     ckpt.optimizer = None
     ckpt.state_dict = {k: v.half() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
-    path = Path(directory) / f"{name or default_name(ckpt)}.pt"
+    path = Path(directory) / f"{name or kind_for(ckpt).default_name(ckpt)}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt.save(path)
     return path
@@ -130,8 +101,8 @@ def export_style(
 ) -> Exported:
     """Export, verify against PyTorch, and only then write ``out_dir/NAME.{onnx,json}``.
 
-    fp32 and fp16 graphs are held to the float32 network at VERIFY_SIZES (random frames,
-    TOLERANCE); int8 graphs are quantised from the fp32 graph with ``calibration`` photos
+    fp32 and fp16 graphs are held to the float32 network at VERIFY_SIZES (random frames, the
+    checkpoint's kind's ``tolerance``, ``export.style_kinds``); int8 graphs are quantised from the fp32 graph with ``calibration`` photos
     and held to it statistically on held-out photos (``export.quantize``). The card names
     the checkpoint relative to itself when it lies inside ``out_dir``; ``titles`` name the
     paintings for the page (style -> title)."""
@@ -139,12 +110,13 @@ def export_style(
     unknown = sorted(set(titles or {}) - set(ckpt.styles))
     if unknown:
         raise UsageError(f"--title names {', '.join(unknown)}, not a style of this checkpoint ({', '.join(ckpt.styles)})")
-    name = (name or default_name(ckpt)) + ("" if precision == "fp32" else f"_{precision}")
+    kind = kind_for(ckpt)
+    name = (name or kind.default_name(ckpt)) + ("" if precision == "fp32" else f"_{precision}")
     fp16 = precision == "fp16"
     graph = style_graph(ckpt, fp16=fp16, fold=True)
     reference = style_graph(ckpt)  # every precision is held to the trained float32 network's output
     example = example_inputs(ckpt, 64, 64)
-    input_names = [FRAME, STYLE][: len(example)]
+    input_names = [FRAME, *(spec.name for spec in kind.card_inputs(ckpt)[0])]
     dynamic = (frame_dims(), None)[: len(example)]
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
@@ -157,14 +129,14 @@ def export_style(
             with torch.no_grad():
                 return {STYLIZED: reference(*(torch.from_numpy(feeds[n]) for n in input_names)).numpy()}
 
-        checked = verify(staged, cases, torch_answer, max_error(TOLERANCE))
+        checked = verify(staged, cases, torch_answer, max_error(kind.tolerance))
         errors = {STYLIZED: max(c.errors[STYLIZED] for c in checked)}
         extra = {}
         if precision == "int8":
             roots = calibration or []
             float_graph = Path(tmp) / f"{name}.float32.onnx"
             os.replace(staged, float_graph)
-            table = style_vectors(ckpt).numpy() if len(ckpt.styles) > 1 else None
+            table = kind.table(ckpt)
             photos = quantize.quantize(float_graph, staged, roots, table)
             extra = {"int8_error_levels": quantize.int8_error(staged, reference, roots, table),
                      "calibration": {"folders": [str(r) for r in roots], "photos": photos,

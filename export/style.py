@@ -1,10 +1,9 @@
 """Style networks as the server wants them: uint8 HxWx3 RGB frame in, stylized frame out.
 
 The range conversion, layout change, clamping and rounding live inside the graph, so
-the server does no per-frame pre- or post-processing of its own. A multi-style network's
-graph takes its style as a vector (every CIN layer's gamma and beta), not blend weights
-over a table baked into its weights: the card carries the named vectors, and a server
-mixes them, or adds vectors learnt later, without a new graph.
+the server does no per-frame pre- or post-processing of its own. What the graph takes
+besides the frame is its kind's (``export.style_kinds``: a multi-style network's style
+vector).
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stylecam.export.style_kinds import kind_for
 from stylecam.models.checkpoint import Checkpoint
-from stylecam.models.layers import style_table, with_style_input
 
 
 class StyleGraph(nn.Module):
@@ -32,26 +31,16 @@ class StyleGraph(nn.Module):
         return (y.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)[0].permute(1, 2, 0)
 
 
-def style_vectors(ckpt: Checkpoint) -> torch.Tensor:
-    """(N, D) float32: the checkpoint's styles as vectors, in its style order."""
-    return style_table(ckpt.build())
-
-
 def style_graph(ckpt: Checkpoint, fp16: bool = False, fold: bool = False) -> StyleGraph:
-    """The checkpoint's network as a graph (a multi-style one fed a style vector); ``fold``
+    """The checkpoint's network as a graph of its kind (``export.style_kinds``); ``fold``
     (for export) computes its upsampling convs at the lower resolution (``SubPixelConv``): the
     same function, faster. Parity is checked against the unfolded network, the one that was trained."""
-    net = ckpt.build()
-    if len(ckpt.styles) > 1:
-        net = with_style_input(net)
+    net = kind_for(ckpt).network(ckpt)
     return StyleGraph(net.folded() if fold else net, torch.float16 if fp16 else torch.float32)
 
 
 def example_inputs(ckpt: Checkpoint, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """A random frame (and, for multi-style, a random blend of its style vectors) of the given size."""
+    """A random frame of the given size, and random values of its kind's other inputs."""
     gen = torch.Generator().manual_seed(seed)
     frame = torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, generator=gen)
-    if len(ckpt.styles) < 2:
-        return (frame,)
-    weights = torch.rand(len(ckpt.styles), generator=gen)
-    return frame, (weights / weights.sum()) @ style_vectors(ckpt)
+    return (frame, *kind_for(ckpt).extra_inputs(ckpt, gen))

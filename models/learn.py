@@ -37,6 +37,7 @@ from stylecam.models.train import pick_device, use_bf16
 from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 from stylecam.server.help import HelpFormatter, UsageError
 from stylecam.server.model_card import DEFAULT_ZOO, CardError, ModelCard, encode_vector, load_card, sha256_of
+from stylecam.server.style_kinds import blends
 from stylecam.server.user_styles import MAX_STYLES, LearntStyle, StyleFileError, clean_name, network_of, read_styles, styles_dir, write_style
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,7 @@ def main(argv: list[str], prog: str = "stylecam learn") -> int:
         check_peer(args.peer)
     card_path = args.model or default_card()
     card = load_card(card_path)
-    if card.kind != "multistyle":
+    if not blends(card.kind):
         raise CardError(f"{card_path}: a {card.kind} model; learn needs a multi-style network's card")
     if name in card.styles:
         raise StyleFileError(f"{name!r} is one of {card.name}'s own styles; choose another --name")

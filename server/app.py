@@ -14,6 +14,7 @@ from stylecam.server.config import CONFIG, ENGINE, PEERS, WEB_DIR, ServerConfig
 from stylecam.server.engine import Engine, ThreadPlan
 from stylecam.server.ort_model import providers_for
 from stylecam.server.registry import Registry, scan
+from stylecam.server.style_kinds import STYLE_KINDS
 from stylecam.server.user_styles import read_styles, styles_dir
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,8 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
     entries = scan(config.models, device, config.precision)
     plan = ThreadPlan.for_device(device, config.max_peers, config.threads)
     learnt = read_styles(styles_dir(config.styles_dir))
-    registry = Registry(entries, device, {"style": plan.style_threads, "multistyle": plan.style_threads, "saliency": plan.saliency_threads,
-                                          "lens": plan.saliency_threads}, learnt)
+    threads = {**dict.fromkeys(STYLE_KINDS, plan.style_threads), "saliency": plan.saliency_threads, "lens": plan.saliency_threads}
+    registry = Registry(entries, device, threads, learnt)
     size = config.resolved_process_size(device)
     engine = Engine(registry, plan, size, config.max_frame_pixels, config.saliency_fps, config.lens_fps)
     how = "CUDA execution provider, IO binding, fp16 models preferred" if device == "cuda" else f"CPU execution provider, {plan.style_threads} intra-op threads"

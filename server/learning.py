@@ -27,6 +27,7 @@ import numpy as np
 
 from stylecam.server.model_card import CardError, ModelCard, card_path_for, decode_vector
 from stylecam.server.registry import Registry
+from stylecam.server.style_kinds import blends
 from stylecam.server.uploads import UploadError, decode_painting
 from stylecam.server.user_styles import MAX_STYLES, SUFFIX, LearntStyle, StyleFileError, clean_name, network_of, read_styles
 
@@ -69,7 +70,7 @@ class Learning:
         """The card (and its path) a new style is learnt for: the default multi-style model's."""
         name = self.registry.catalog().default_style()
         entry = self.registry.entries[name] if name else None
-        if entry is None or entry.card.kind != "multistyle":
+        if entry is None or not blends(entry.card.kind):
             raise UploadError(409, "no multi-style network is loaded, so there is nothing to learn a style for")
         return entry.card, card_path_for(entry.onnx)
 

@@ -1,7 +1,8 @@
-"""The plugin folders' shared mechanics: lenses and saliency methods, each one module per
-side (``export/lenses``, ``server/lenses``, ``export/saliency_methods``,
-``server/saliency_methods``), found by importing every module of the folder and registered
-by ``name`` into a table, ordered by ``position``. Torch-free, so both sides use it."""
+"""The plugin folders' shared mechanics: lenses, saliency methods and style kinds, each one
+module per side (``export/lenses``, ``server/lenses``, ``export/saliency_methods``,
+``server/saliency_methods``, ``export/style_kinds``, ``server/style_kinds``), found by
+importing every module of the folder and registered by ``name`` into a table, ordered by
+``position``. Torch-free, so both sides use it."""
 
 from __future__ import annotations
 

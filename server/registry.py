@@ -21,6 +21,7 @@ from stylecam.server.control import Catalog
 from stylecam.server.model_card import CardError, ModelCard, beside, iter_cards, read_labels
 from stylecam.server.ort_model import OrtModel
 from stylecam.server.runner import LensRunner, SaliencyRunner, StyleRunner
+from stylecam.server.style_kinds import STYLE_KINDS, blends
 from stylecam.server.user_styles import LearntStyle, styles_for
 
 Runner = StyleRunner | SaliencyRunner | LensRunner
@@ -85,7 +86,7 @@ def scan(directory: Path, device: str, precision: str = "auto") -> dict[str, Ent
     found: dict[str, Entry] = {}
     for entries in groups.values():
         chosen = pick(entries, device, precision)
-        if device == "cuda" and precision in ("auto", "fp16") and chosen.card.precision == "fp32" and chosen.card.kind in ("style", "multistyle"):
+        if device == "cuda" and precision in ("auto", "fp16") and chosen.card.precision == "fp32" and chosen.card.kind in STYLE_KINDS:
             chosen = dataclasses.replace(chosen, half=True)
         name = next((e.card.name for e in entries if e.card.precision == "fp32"), chosen.card.name)
         if name in found:
@@ -111,8 +112,8 @@ class Registry:
     def catalog(self) -> Catalog:
         cards = [(name, e.card) for name, e in self.entries.items()]
         return Catalog(
-            styles=tuple(n for n, c in cards if c.kind == "style"),
-            multistyles={n: self.styles_of(n) for n, c in cards if c.kind == "multistyle"},
+            styles=tuple(n for n, c in cards if c.kind in STYLE_KINDS and not blends(c.kind)),
+            multistyles={n: self.styles_of(n) for n, c in cards if blends(c.kind)},
             saliency=tuple(dict.fromkeys(c.method for _, c in cards if c.kind == "saliency" and c.method)),
             lenses={c.method: len(c.options.get("layers", ())) for _, c in cards if c.kind == "lens" and c.method},
             classes=self.classes(),
@@ -180,6 +181,7 @@ class Registry:
                 "precision": e.card.precision,
                 "loaded": name in self._runners,
                 **({"options": e.card.options} if e.card.kind == "lens" else {}),
+                **(STYLE_KINDS[e.card.kind].descriptor() if e.card.kind in STYLE_KINDS else {}),
             }
             for name, e in self.entries.items()
         ]

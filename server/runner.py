@@ -29,22 +29,23 @@ from stylecam.server.model_card import (
 )
 from stylecam.server.ort_model import Binding, OrtModel
 from stylecam.server.saliency_methods import served_method
+from stylecam.server.style_kinds import STYLE_KINDS, served_kind
 from stylecam.server.user_styles import LearntStyle
 
 Weights = Sequence[float] | np.ndarray | Callable[[tuple[str, ...]], Sequence[float] | np.ndarray]
 
 
 class StyleRunner:
-    """A style or multistyle model. A multistyle graph takes a style vector: the runner mixes
+    """A style model (``server.style_kinds``). One that blends takes a style vector: the runner mixes
     named vectors by blend weights (the first style alone unless given), the card's and then
     the ``learnt`` ones that fit its network (``user_styles.styles_for``). ``set_learnt``
     replaces the learnt ones while frames run: names and vectors change as one snapshot."""
 
     def __init__(self, model: OrtModel, learnt: Sequence[LearntStyle] = ()) -> None:
-        if model.card.kind not in ("style", "multistyle"):
+        if model.card.kind not in STYLE_KINDS:
             raise CardError(f"{model.path}: a {model.card.kind} model, not a style model")
         self.model = model
-        self.blends = model.card.kind == "multistyle"
+        self.blends = served_kind(model.card.kind).blends
         self._table = model.card.vector_table() if self.blends else None
         self._named: tuple[tuple[str, ...], np.ndarray | None] = (model.card.styles, self._table)
         self.set_learnt(learnt)

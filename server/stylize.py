@@ -35,6 +35,7 @@ from stylecam.server.model_card import DEFAULT_ZOO, CardError
 from stylecam.server.ort_model import DeviceError, OrtModel, providers_for
 from stylecam.server.registry import Registry, scan
 from stylecam.server.runner import StyleRunner
+from stylecam.server.style_kinds import STYLE_KINDS, blends
 from stylecam.server.user_styles import LearntStyle, read_styles, styles_dir, styles_for
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".flv", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".3gp", ".ogv", ".wmv", ".y4m"})
@@ -80,9 +81,9 @@ class Stylizer:
                  learnt: Sequence[LearntStyle] = ()) -> None:
         """``learnt``: styles from ``stylecam learn``; those that fit the model join its own."""
         card = model.card
-        if card.kind not in ("style", "multistyle"):
+        if card.kind not in STYLE_KINDS:
             raise StylizeError(f"{model.path} is a {card.kind} model; stylize needs a style model (use `stylecam explain` for saliency)")
-        if card.kind == "style" and weights_text:
+        if not blends(card.kind) and weights_text:
             raise StylizeError(f"{model.path} is a single-style model; --weights is only for multi-style models")
         if long_side is not None and long_side < 16:
             raise StylizeError(f"--size {long_side}: must be at least 16 pixels")

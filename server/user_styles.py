@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from stylecam.server.model_card import STYLE, CardError, ModelCard, decode_vector, encode_vector
+from stylecam.server.style_kinds import blends
 
 log = logging.getLogger(__name__)
 MAX_STYLES = 64
@@ -107,6 +108,6 @@ def read_styles(directory: Path) -> list[LearntStyle]:
 def styles_for(card: ModelCard, styles: list[LearntStyle]) -> list[LearntStyle]:
     """The learnt styles that fit ``card``'s network, less any whose name a shipped style has."""
     spec = card.input(STYLE)
-    if card.kind != "multistyle" or spec is None:
+    if not blends(card.kind) or spec is None:
         return []
     return [s for s in styles if s.network == network_of(card) and s.vector.size == spec.shape[0] and s.name not in card.styles]

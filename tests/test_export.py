@@ -10,6 +10,7 @@ from style_helpers import CONTENT, STYLES, make_checkpoint
 from stylecam.cli import main as cli
 from stylecam.export import command
 from stylecam.export.style import StyleGraph, example_inputs, style_graph
+from stylecam.export.style_kinds import kind_class
 from stylecam.models.checkpoint import Checkpoint
 from stylecam.models.layers import style_table
 from stylecam.server.model_card import load_card, load_card_for_onnx, sha256_of
@@ -110,7 +111,7 @@ def test_ship_copies_a_half_precision_checkpoint_without_optimizer_state(tmp_pat
 @pytest.mark.slow
 def test_failed_verification_writes_nothing(tmp_path, monkeypatch, capsys):
     ckpt = make_checkpoint(tmp_path / "c.pt", "lite", {}, ["udnie"])
-    monkeypatch.setattr(command, "TOLERANCE", -1.0)
+    monkeypatch.setattr(kind_class("style"), "tolerance", -1.0)
     assert cli(["export", str(ckpt), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "max |onnxruntime - torch|" in err and len(err.strip().splitlines()) == 1

@@ -1,4 +1,4 @@
-"""The four plugin registries (lenses and saliency methods, export and serving sides) share
+"""The six plugin registries (lenses, saliency methods and style kinds, export and serving sides) share
 ``server/plugins.py``: a second plugin of one name is refused, an unknown name lists the
 valid ones in order, and a plugin registered last still sorts by its position."""
 
@@ -8,11 +8,13 @@ import pytest
 
 from stylecam.export.lenses import base as export_lenses
 from stylecam.export.saliency_methods import base as export_methods
+from stylecam.export.style_kinds import base as export_kinds
 from stylecam.models.builders import UnknownModel
 from stylecam.server.lenses import base as served_lenses
 from stylecam.server.model_card import CardError
 from stylecam.server.plugins import add, find, in_order
 from stylecam.server.saliency_methods import base as served_methods
+from stylecam.server.style_kinds import base as served_kinds
 
 # (module, its table, the class a plugin subclasses, register, lookup, what a second one is,
 #  the error for an unknown name, its message)
@@ -25,11 +27,15 @@ REGISTRIES = [
      "unknown saliency method 'xray'; valid: vanilla, guided, smoothgrad, gradcam, occlusion"),
     (served_methods, "SERVED_METHODS", served_methods.ServedMethod, "register_method", "served_method", "two saliency methods named 'twin'", CardError,
      "unknown saliency method 'xray'; valid: vanilla, guided, smoothgrad, gradcam, occlusion"),
+    (export_kinds, "KIND_CLASSES", export_kinds.StyleKind, "register_kind", "kind_class", "two style kinds named 'twin'", UnknownModel,
+     "unknown style kind 'xray'; valid: style, multistyle"),
+    (served_kinds, "STYLE_KINDS", served_kinds.ServedStyleKind, "register_kind", "served_kind", "two style kinds named 'twin'", CardError,
+     "unknown style kind 'xray'; valid: style, multistyle"),
 ]
 
 
 @pytest.mark.parametrize(("module", "table", "base", "register", "lookup", "twice", "error", "unknown"), REGISTRIES,
-                         ids=["export lenses", "served lenses", "export methods", "served methods"])
+                         ids=["export lenses", "served lenses", "export methods", "served methods", "export style kinds", "served style kinds"])
 def test_each_registry_refuses_twins_and_names_the_valid_ones(monkeypatch, module, table, base, register, lookup, twice, error, unknown):
     monkeypatch.setattr(module, table, dict(getattr(module, table)))
     with pytest.raises(error, match=f"^{unknown}$"):

@@ -101,8 +101,10 @@ def test_catalog_and_listing_come_from_the_cards_alone(zoo):
     listing = {m["name"]: m for m in reg.describe()}
     assert listing["tint"] == {"name": "tint", "kind": "multistyle", "styles": ["red", "blue"], "learnt": [], "method": None,
                                "precision": "fp32", "loaded": False,
-                               "paintings": {}}
+                               "paintings": {}, "stylizes": True, "blends": True}
+    assert (listing["invert"]["stylizes"], listing["invert"]["blends"]) == (True, False)  # each kind's descriptor
     assert listing["fake-gradcam"]["method"] == "gradcam" and "options" not in listing["fake-gradcam"]
+    assert "stylizes" not in listing["fake-gradcam"]
     reg.runner("invert")
     assert [m["name"] for m in reg.describe() if m["loaded"]] == ["invert"]
 

@@ -17,11 +17,11 @@ function radio(container, selected) {
  * Returns {config(): full config message, showStats(stats), reset(), solo(style, title), removeStyle(style)}.
  */
 export function createControls(models, saliencyMethods, onChange, onDelete) {
-  const styleModels = models.filter((m) => m.kind === "style" || m.kind === "multistyle");
+  const styleModels = models.filter((m) => m.stylizes);
   const methods = new Set(models.filter((m) => m.kind === "saliency").map((m) => m.method));
   const state = {
     // the blendable multi-style network is the real-time default; single-style ones are heavier
-    style: (styleModels.find((m) => m.kind === "multistyle") ?? styleModels[0] ?? { name: null }).name,
+    style: (styleModels.find((m) => m.blends) ?? styleModels[0] ?? { name: null }).name,
     weights: {},
     strength: 1,
     saliency: "off",
@@ -34,12 +34,12 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
   // the model's file name stays in its tooltip
   const paintingOf = (model, style) => (model.paintings || {})[style] || { title: style, thumbnail: null };
   const thumb = (painting) => el("img", { className: "thumb", src: withToken(painting.thumbnail), alt: "" });
-  const chipLabel = (m) => (m.kind === "multistyle" ? `Blend of ${m.styles.length} paintings` : paintingOf(m, m.styles[0] ?? m.name).title);
+  const chipLabel = (m) => (m.blends ? `Blend of ${m.styles.length} paintings` : paintingOf(m, m.styles[0] ?? m.name).title);
   const choices = [[null, "Original", null, null], ...styleModels.map((m) => [m.name, chipLabel(m), m.precision, m])];
   for (const [name, label, precision, model] of choices) {
     const chip = el("button", { className: "chip", type: "button", textContent: label });
     if (model) chip.dataset.model = model.name;
-    if (model && model.kind === "style" && paintingOf(model, model.styles[0]).thumbnail) chip.prepend(thumb(paintingOf(model, model.styles[0])));
+    if (model && !model.blends && paintingOf(model, model.styles[0]).thumbnail) chip.prepend(thumb(paintingOf(model, model.styles[0])));
     if (precision) {  // which exported variant the server runs (stylecam serve --precision)
       chip.append(el("small", { className: "precision", textContent: ` ${precision}` }));
       chip.title = `${model.name}: the server runs its ${precision} graph`;
@@ -56,7 +56,7 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
   }
   if (!styleModels.length) styles.append(el("span", { className: "empty", textContent: "No style models installed." }));
 
-  // blend sliders: one per style of the multistyle model, named by its painting, with its
+  // blend sliders: one per style of the model that blends, named by its painting, with its
   // thumbnail; a learnt one has a delete button
   const sliders = $("blend-sliders");
   function addSlider(model, style, weight, learnt, painting) {
@@ -82,15 +82,15 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
     sliders.append(label);
     label.hidden = model !== state.style;
   }
-  for (const model of styleModels.filter((m) => m.kind === "multistyle")) {
+  for (const model of styleModels.filter((m) => m.blends)) {
     model.styles.forEach((style, i) => addSlider(model.name, style, i === 0 ? 1 : 0, (model.learnt || []).includes(style), paintingOf(model, style)));
   }
 
   const sliderOf = (style) => sliders.querySelector(`label[data-style="${CSS.escape(style)}"]`);
 
-  // the style is the multistyle model's `style` alone (a learnt one as it forms)
+  // the style is the blending model's `style` alone (a learnt one as it forms)
   function solo(style, title) {
-    const model = styleModels.find((m) => m.kind === "multistyle");
+    const model = styleModels.find((m) => m.blends);
     if (!model) return;
     const painting = { title: title || style, thumbnail: null };  // its painting is served once it is learnt (painted)
     if (!sliderOf(style)) addSlider(model.name, style, 0, true, painting);
@@ -119,7 +119,7 @@ export function createControls(models, saliencyMethods, onChange, onDelete) {
 
   function showBlend() {
     const model = styleModels.find((m) => m.name === state.style);
-    $("blend").hidden = !(model && model.kind === "multistyle");
+    $("blend").hidden = !(model && model.blends);
     for (const input of sliders.querySelectorAll("input")) input.closest("label").hidden = input.dataset.model !== state.style;
   }
 

@@ -110,7 +110,7 @@ async function init() {
   } catch (err) {
     notice("Cannot reach the stylecam server. Is it running?", "error");
   }
-  if (!models.some((m) => m.kind === "style" || m.kind === "multistyle")) {
+  if (!models.some((m) => m.stylizes)) {
     notice("No style models are installed on the server, so video passes through unchanged. Export one with `stylecam export` into the models directory and restart the server.");
   }
   const send = (partial) => session && session.send({ type: "config", ...partial });

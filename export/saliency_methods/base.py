@@ -8,7 +8,7 @@ unnormalised (``normalise_map`` scales it to [0, 1]) and the class explained (1,
 the exported graphs output too. These classes are both the PyTorch reference and what
 ``export.gradients`` traces, so the exported backward pass is the same computation. The
 package imports every module beside this one, so a new file is a new method (docs:
-"Add a lens or a saliency method").
+"Add a lens, a saliency method or a style kind").
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ over the frame, drawn by the same ``compose.Overlay`` the engine draws every met
 with on the stream). Every saliency graph has the same inputs and outputs (the card's
 contract), so ``runner.SaliencyRunner`` runs them all. Its export side is the module
 of the same name in ``export/saliency_methods/``. The package imports every module beside
-this one, so a new file is a new method (docs: "Add a lens or a saliency method").
+this one, so a new file is a new method (docs: "Add a lens, a saliency method or a style kind").
 """
 
 from __future__ import annotations
