@@ -43,13 +43,14 @@ def assert_same_weights(a: Trainer, b: Trainer) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_thirty_iterations_reduce_the_total_loss(four_photos, tmp_path, caplog, precision):
-    """At 32 px crops: bf16 on a CPU without AVX512-BF16 is emulated, and 64 px took 106 s."""
+def test_ten_iterations_reduce_the_total_loss(four_photos, tmp_path, caplog, precision):
+    """At 32 px crops: bf16 on a CPU without AVX512-BF16 is emulated, and 64 px took 106 s.
+    Ten steps bring bf16's fixed-batch loss to 5% of where it began (30 steps: 0.8%)."""
     trainer = Trainer(tiny_config(four_photos, tmp_path, precision=precision, size=32, style_size=(48,)))
     assert trainer.bf16 == (precision == "bf16")
     assert len(trainer.content) == 4 and "broken.jpg" in caplog.text  # skipped with a warning
     before = fixed_loss(trainer)
-    for _ in range(30):
+    for _ in range(10):
         trainer.train_step()
     after = fixed_loss(trainer)
     assert after < 0.7 * before
