@@ -297,7 +297,7 @@ class Trainer:
             gen = torch.Generator().manual_seed(c.seed * 104_729 + step)
             inputs = x + c.noise * torch.randn(x.shape, generator=gen).to(self.device)
         if self.vgg is None:
-            return self.teacher_terms(inputs, weights, taught)
+            return self.teacher_terms(inputs, weights, taught, step)
         with self.autocast():
             y = self.model(inputs, weights)
             fy = self.vgg(y)
@@ -317,13 +317,18 @@ class Trainer:
             terms["luminance"] = c.luminance_weight * losses.luminance(y, x)
         if c.palette_weight > 0:
             terms["palette"] = self.palette_term(y, index)
-        if c.stability_weight > 0:  # a second pass on the batch moved by 1-3 pixels each way
-            dy, dx = 1 + step % 3, 1 + step // 3 % 3
-            with self.autocast():
-                shifted = self.model(inputs[..., dy:, dx:], weights)
-            terms["stability"] = c.stability_weight * losses.shift_instability(y, shifted, dy, dx)
+        if c.stability_weight > 0:
+            terms["stability"] = self.stability_term(inputs, weights, y, step)
         terms["total"] = sum(terms.values())
         return terms
+
+    def stability_term(self, inputs: torch.Tensor, weights: torch.Tensor | None, y: torch.Tensor, step: int) -> torch.Tensor:
+        """A second pass on the batch moved by 1-3 pixels each way (by ``step``): what the
+        output changes beyond the move is the shimmer a panning camera sees."""
+        dy, dx = 1 + step % 3, 1 + step // 3 % 3
+        with self.autocast():
+            shifted = self.model(inputs[..., dy:, dx:], weights)
+        return self.config.stability_weight * losses.shift_instability(y, shifted, dy, dx)
 
     def distill_terms(self, y: torch.Tensor, taught: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """L1 toward the teacher's output, and (``edge_weight``) L1 between the two images'
@@ -347,14 +352,17 @@ class Trainer:
         hues free to drift (``bench quality``'s palette distance measures the same thing)."""
         return self.config.palette_weight * losses.palette_loss(y, self.palettes[index], self.directions)
 
-    def teacher_terms(self, inputs: torch.Tensor, weights: torch.Tensor | None, taught: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A teacher step: the student's forward only, no loss network."""
+    def teacher_terms(self, inputs: torch.Tensor, weights: torch.Tensor | None, taught: torch.Tensor,
+                      step: int) -> dict[str, torch.Tensor]:
+        """A teacher step: the student's forward (two with ``stability_weight``), no loss network."""
         with self.autocast():
             y = self.model(inputs, weights)
         index = self.style_rows(weights, y.shape[0])
         terms = {**self.distill_terms(y, taught, index), "range": self.config.range_weight * losses.out_of_range(y)}
         if self.config.palette_weight > 0:
             terms["palette"] = self.palette_term(y, index)
+        if self.config.stability_weight > 0:
+            terms["stability"] = self.stability_term(inputs, weights, y, step)
         terms["total"] = sum(terms.values())
         return terms
 

@@ -156,6 +156,8 @@ def test_teacher_steps_need_no_loss_network_and_learn_the_teacher(taught, tmp_pa
     assert set(trainer.loss_terms(0)) == {"distill", "edges", "texture", "range", "total"}
     with_palette = Trainer(dataclasses.replace(config, palette_weight=1.0))
     assert with_palette.vgg is None and "palette" in with_palette.loss_terms(0)
+    steady = Trainer(dataclasses.replace(config, stability_weight=1.0))  # the shifted second pass, still no VGG
+    assert steady.vgg is None and steady.loss_terms(0)["stability"].item() > 0
     fine = Trainer(dataclasses.replace(config, fine_weight=1.0))
     taught = torch.rand(2, 3, 64, 64)
     smooth = torch.linspace(0, 0.8, 64).expand(2, 3, 64, 64)
