@@ -120,7 +120,8 @@ def main(argv: list[str], prog: str = "stylecam bench deletion") -> int:
              f"{args.patch}px squares, {args.fill} fill",
              "| method | mean | median | beats random |",
              "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {name} | {row['mean_auc']:.3f} | {row['median_auc']:.3f} | {row['beats_random']:.0%} |" for name, row in table.items()]
+    lines += [f"| {name} | {row['mean_auc']:.3f} | {row['median_auc']:.3f} | {'-' if name == RANDOM else format(row['beats_random'], '.0%')} |"
+              for name, row in table.items()]
     publish(args, prog, argv, lines, {"classifier": args.classifier, "steps": args.steps, "seed": args.seed,
                                       "patch": args.patch, "fill": args.fill,
                                       "seconds": time.perf_counter() - start, "summary": table,

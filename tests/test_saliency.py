@@ -215,12 +215,16 @@ def test_bench_deletion_prints_its_table_and_writes_json(tmp_path, capsys):
     """`stylecam bench deletion` as docs/guides/explain.md gives it, on two photos and a short schedule."""
     from stylecam.cli import main as cli
 
-    out = tmp_path / "deletion.json"
-    assert cli(["bench", "deletion", str(CONTENT / "bsds"), "--count", "2", "--steps", "4", "--methods", "gradcam",
-                "--threads", "1", "--json", str(out)]) == 0
+    out, markdown = tmp_path / "deletion.json", tmp_path / "deletion.md"
+    argv = [str(CONTENT / "bsds"), "--count", "2", "--steps", "4", "--methods", "gradcam", "--threads", "1",
+            "--json", str(out), "--markdown", str(markdown)]
+    assert cli(["bench", "deletion", *argv]) == 0
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert set(result["summary"]) == {"gradcam", RANDOM} and len(result["images"]) == 2
     for name, row in result["summary"].items():
         assert 0 <= row["mean_auc"] <= 1 and f"| {name} | {row['mean_auc']:.3f} |" in printed
     assert "deletion AUC (lower is better), 2 photos, efficientnet_lite0, 4 steps" in printed
+    written = markdown.read_text().splitlines()
+    assert [line.split(" | ")[0] for line in written if line.startswith("|")][2:] == ["| gradcam", f"| {RANDOM}"]
+    assert written[-1].startswith(f"Made by `stylecam bench deletion {' '.join(argv)}` on ")

@@ -309,12 +309,17 @@ def test_bench_whip_prints_its_table_and_writes_json(tiny_zoo, tmp_path, capsys)
     """`stylecam bench whip` on the tiny zoo: one row per viewer count, frames encoded once."""
     from stylecam.cli import main as cli
 
-    out = tmp_path / "whip.json"
-    assert cli(["bench", "whip", "--models", str(tiny_zoo), "--style", "invert", "--viewers", "1,2",
-                "--seconds", "2", "--warmup", "1", "--json", str(out)]) == 0
+    out, markdown = tmp_path / "whip.json", tmp_path / "whip.md"
+    argv = ["--models", str(tiny_zoo), "--style", "invert", "--viewers", "1,2", "--seconds", "2", "--warmup", "1",
+            "--json", str(out), "--markdown", str(markdown)]
+    assert cli(["bench", "whip", *argv]) == 0
     rows = json.loads(out.read_text())["results"]
     assert [r["viewers"] for r in rows] == [1, 2]
     for r in rows:
         assert 10 <= r["fps"] <= 33 and abs(r["encoded_fps"] - r["fps"]) < 5 and 0 < r["latency_ms_median"] <= r["latency_ms_p95"] < 2000, r
     printed = capsys.readouterr().out
     assert "| viewers | fps (first viewer) |" in printed and f"wrote {out}" in printed
+    written = markdown.read_text().splitlines()
+    table = [line for line in written if line.startswith("|")]
+    assert table[0].startswith("| viewers | fps (first viewer) |") and [row.split(" | ")[0] for row in table[2:]] == ["| 1", "| 2"]
+    assert written[-1].startswith(f"Made by `stylecam bench whip {' '.join(argv)}` on ")
