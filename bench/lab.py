@@ -72,7 +72,7 @@ def run(command: str, work: Path, out: Path, threads: int) -> dict:
     return {"command": command, "cpu_s": cpu_seconds() - cpu, "wall_s": time.monotonic() - wall}
 
 
-def main(argv: list[str], prog: str = "python -m stylecam.bench.lab") -> int:
+def main(argv: list[str], prog: str = "stylecam bench lab") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("commands", nargs="*", metavar="COMMAND",
                    help="a lab command and its options, one quoted argument each, e.g. 'filters --size 256' "

@@ -44,7 +44,7 @@ def file_size(path: Path) -> str:
     return f"{size / 1e6:.2f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
 
 
-def main(argv: list[str], prog: str = "python -m stylecam.bench.lens") -> int:
+def main(argv: list[str], prog: str = "stylecam bench lens") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--models", type=Path, default=DEFAULT_ZOO, help="the zoo whose graphs are timed (default: the shipped one)")
     p.add_argument("--graphs", help="comma-separated graph names (default: every saliency and lens graph)")

@@ -63,7 +63,7 @@ def one_row(stylizer: Stylizer, args: argparse.Namespace, out: Path) -> dict:
     return {"frames": report.frames, "dropped": report.dropped, "sent": round(args.seconds * args.fps), "fps": report.fps}
 
 
-def main(argv: list[str], prog: str = "python -m stylecam.bench.stylize") -> int:
+def main(argv: list[str], prog: str = "stylecam bench stylize") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("models", nargs="*", type=Path, metavar="MODEL.onnx",
                    help="exported style models (default: the one stylize picks, the page's first style as the CPU runs it)")

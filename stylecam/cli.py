@@ -27,6 +27,9 @@ BENCHMARKS: Table = {
     "gpu": ("stylecam.bench.gpu", "the GPU path: checks onnxruntime really runs on CUDA, then times every graph and end-to-end peers at 1280x720"),
     "page": ("stylecam.bench.page", "one JPEG: screenshots of the live page with a photo as the camera, one per --process-size"),
     "sheet": ("stylecam.bench.sheet", "one JPEG: held-out photos x our styles beside a peer's arbitrary-style network on the same paintings"),
+    "lens": ("stylecam.bench.lens", "onnxruntime ms per run of each saliency and lens graph on one frame"),
+    "stylize": ("stylecam.bench.stylize", "how much of a live stream `stylize` keeps at each --size"),
+    "lab": ("stylecam.bench.lab", "the CPU time of `stylecam lab` commands, each in its own process"),
 }
 
 LAB: Table = {
@@ -50,7 +53,7 @@ SUBCOMMANDS: Table = {
     "explain": ("stylecam.server.explain", "heat map overlays + top-5 classes for images with an exported saliency model"),
     "serve": ("stylecam.server.__main__", "serve the live webcam page: WebRTC in, stylized frames + saliency out"),
     "lab": (LAB, "the lecture's slow, optimisation-based methods, each a command that writes pictures (gatys, texture, ...)"),
-    "bench": (BENCHMARKS, "benchmarks that print a table and write JSON (style, train, quality, sheet, page, e2e, whip, deletion, parity, gpu)"),
+    "bench": (BENCHMARKS, "benchmarks that print a table and write JSON (style, train, quality, sheet, page, e2e, whip, deletion, parity, lens, stylize, lab, gpu)"),
 }
 
 

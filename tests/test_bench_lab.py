@@ -17,7 +17,7 @@ def test_times_each_command_in_its_own_process(tmp_path, capsys):
     written = markdown.read_text().splitlines()
     assert [line for line in written if line.startswith("|")] == [
         "| command | CPU time | wall time |", "| --- | ---: | ---: |", f"| `filters --size 32` | {row['cpu_s']:.0f} s | {row['wall_s']:.0f} s |"]
-    assert written[-1].startswith("Made by `python -m stylecam.bench.lab 'filters --size 32' --threads 1 ")
+    assert written[-1].startswith("Made by `stylecam bench lab 'filters --size 32' --threads 1 ")
     assert f"wrote {markdown}" in capsys.readouterr().out
 
 

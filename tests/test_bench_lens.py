@@ -21,7 +21,7 @@ def test_times_each_graph_and_writes_its_table(tmp_path, capsys):
     assert table[0] == "| graph | graph file | median ms | min ms |"
     assert [row.split(" | ")[0] for row in table[2:]] == ["| `saliency_gradcam`", "| `lens_activations`"]
     assert "one 160x120 frame per run, onnxruntime on the CPU, threads: 1, 2 interleaved rounds" in written
-    assert written[-1].startswith(f"Made by `python -m stylecam.bench.lens {' '.join(argv)}` on ")
+    assert written[-1].startswith(f"Made by `stylecam bench lens {' '.join(argv)}` on ")
     assert f"wrote {markdown}" in capsys.readouterr().out
 
 

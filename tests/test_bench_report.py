@@ -14,7 +14,7 @@ from stylecam.bench.report import add_output_flags, made_by, publish
 from stylecam.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHES = ("deletion", "e2e", "gpu", "parity", "quality", "style", "train", "whip")
+BENCHES = ("deletion", "e2e", "gpu", "lab", "lens", "parity", "quality", "style", "stylize", "train", "whip")
 LINES = ["2 rows on a test machine", "| what | ms |", "| --- | ---: |", "| a | 1.0 |", "| b | 2.0 |", "ms: median of 3"]
 
 

@@ -27,5 +27,5 @@ def test_a_live_stream_styled_at_two_sizes(tmp_path, capsys):
     assert table[0] == "| model | styled at | styled fps | frames styled |"
     assert table[2].startswith("| `multistyle_paint_int8` | 128x96 | ") and table[2].endswith(f" | {rows[0]['frames']} of 60 |")
     assert table[3].startswith("| `multistyle_paint_int8` | `--size 64` (64x48) | ")
-    assert written[-1].startswith(f"Made by `python -m stylecam.bench.stylize {' '.join(argv)}` on ")
+    assert written[-1].startswith(f"Made by `stylecam bench stylize {' '.join(argv)}` on ")
     assert f"wrote {markdown}" in capsys.readouterr().out
