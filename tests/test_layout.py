@@ -30,6 +30,16 @@ def sources() -> dict[str, Path]:
     return {module_name(p): p for folder in FOLDERS for p in sorted((REPO / folder).rglob("*.py"))}
 
 
+def test_the_wheel_lists_every_package():
+    """setuptools takes the packages pyproject.toml names, so a new plugin folder missing
+    from the list installs without its modules (the wheel check fails only in CI)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {module_name(p).removesuffix(".__init__") for folder in FOLDERS for p in (REPO / folder).rglob("__init__.py")}
+    assert folders <= listed, sorted(folders - listed)
+
+
 def imports(path: Path, known: set[str]) -> tuple[set[str], list[str]]:
     """(project modules that ``path`` imports, imports that bypass the stylecam. name)."""
     found, bare = set(), []
