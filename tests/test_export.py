@@ -61,6 +61,7 @@ def test_export_parity_within_one_level_at_two_sizes(exported):
         assert want.std() > 5  # the network really does something, not a flat clamp
 
 
+@pytest.mark.slow  # its fixture exports each net (17 s of the fast tier's 72 alone; the slow tier shares the exports)
 def test_card_describes_the_graph(exported):
     ckpt_path, done = exported
     card = load_card_for_onnx(done.onnx)
@@ -79,6 +80,7 @@ def test_card_describes_the_graph(exported):
     assert json.loads(done.onnx.with_suffix(".json").read_text())["value_range"] == [0.0, 255.0]
 
 
+@pytest.mark.slow  # a real export
 def test_multistyle_graph_blends_by_weights(export_net):
     _, done = export_net("multistyle_rt")
     session = ort.InferenceSession(str(done.onnx), providers=["CPUExecutionProvider"])

@@ -95,6 +95,7 @@ def test_quantize_calibrates_on_the_training_split_and_keeps_first_and_last_conv
         assert sizes[weight.input[1]] == sizes[weight.input[0]][:1] and sizes[weight.input[0]][0] > 1
 
 
+@pytest.mark.slow  # a real export in the module's float_graph fixture
 def test_quantize_counts_the_photos_it_had(float_graph, tmp_path):
     few = tmp_path / "few"
     few.mkdir()
