@@ -116,7 +116,7 @@ def export_style(
     graph = style_graph(ckpt, fp16=fp16, fold=True)
     reference = style_graph(ckpt)  # every precision is held to the trained float32 network's output
     example = example_inputs(ckpt, 64, 64)
-    input_names = [FRAME, *(spec.name for spec in kind.card_inputs(ckpt)[0])]
+    input_names = [FRAME, *kind.inputs]
     dynamic = (frame_dims(), None)[: len(example)]
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:

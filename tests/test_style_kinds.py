@@ -40,7 +40,7 @@ def test_a_checkpoint_exports_as_its_kind_with_the_inputs_its_card_declares(kind
     assert chosen.name == kind and blends(kind) is blending and STYLE_KINDS[kind].descriptor() == {"stylizes": True, "blends": blending}
     specs, vectors = chosen.card_inputs(ckpt)
     inputs = example_inputs(ckpt, 24, 40, seed=1)
-    assert [FRAME, *(s.name for s in specs)] == [FRAME, *(["style"] if blending else [])]
+    assert [FRAME, *(s.name for s in specs)] == [FRAME, *(["style"] if blending else [])] == [FRAME, *chosen.inputs]
     assert inputs[0].shape == (24, 40, 3) and inputs[0].dtype == torch.uint8
     for spec, value in zip(specs, inputs[1:], strict=True):
         assert tuple(value.shape) == spec.shape and value.dtype == torch.float32

@@ -28,6 +28,7 @@ class StyleKind:
 
     name: ClassVar[str] = ""
     position: ClassVar[int] = 0
+    inputs: ClassVar[tuple[str, ...]] = ()  # the graph's input names after the frame, in order
     tolerance: ClassVar[float] = float(PARITY_LEVELS)  # uint8 levels, at every pixel
 
     @staticmethod
@@ -44,7 +45,7 @@ class StyleKind:
         return ()
 
     def card_inputs(self, ckpt: Checkpoint) -> tuple[tuple[TensorSpec, ...], dict[str, dict[str, Any]]]:
-        """The card's inputs after the frame, and its ``style_vectors``."""
+        """The card's specs of ``inputs``, and its ``style_vectors``."""
         return (), {}
 
     def table(self, ckpt: Checkpoint) -> np.ndarray | None:

@@ -43,7 +43,7 @@ def trained_vectors(ckpt: Checkpoint, table: np.ndarray) -> dict[str, dict]:
 
 @register_kind
 class Blend(StyleKind):
-    name, position = "multistyle", 2
+    name, position, inputs = "multistyle", 2, (STYLE,)
 
     @staticmethod
     def matches(ckpt: Checkpoint) -> bool:
