@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,15 +23,10 @@ from stylecam.server.help import HelpFormatter, frame_size
 from stylecam.server.media_io import MediaError
 from stylecam.server.ort_model import OrtModel
 from stylecam.server.stylize import StylizeError, Stylizer, VideoOptions, default_model, stylize_video
+from stylecam.server.testing.client import free_port
 
 USER_ERRORS = (MediaError, StylizeError, OSError)
 CONNECT_S = 10.0  # for the sender to start listening
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sender(port: int, size: tuple[int, int], fps: float, seconds: float) -> subprocess.Popen:

@@ -5,7 +5,6 @@ left out). Needs /usr/sbin/haproxy (apt-get install haproxy; CI installs it)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_tool, run
 
-from stylecam.server.testing.client import Client, get_json, start_server
+from stylecam.server.testing.client import Client, free_port, get_json, start_server
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 pytestmark = [
@@ -43,12 +42,6 @@ backend instances
     default-server check inter 300ms fall 2 rise 1
 {servers}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_haproxy_spreads_peers_over_instances_and_survives_one_dying(tiny_zoo, tmp_path):

@@ -21,6 +21,7 @@ from stylecam.cli import main as cli
 from stylecam.server import stylize
 from stylecam.server.media_io import LiveReader
 from stylecam.server.model_card import DEFAULT_ZOO
+from stylecam.server.testing.client import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -224,12 +225,6 @@ def test_ctrl_c_ends_a_live_input_with_its_output_complete(tmp_path):
     got = probe(out)
     assert got["codec"] == "h264" and len(got["frames"]) >= 1 and got["audio_codec"] == "aac"
     assert list(tmp_path.iterdir()) == [out]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port: int, peer: subprocess.Popen, seconds: float = 10, udp: bool = False) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import fractions
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -256,6 +257,14 @@ def get_json(url: str) -> dict:
 # -- the benchmark ----------------------------------------------------------------------
 class ServerStartError(Exception):
     """The server process exited or never said where it listens: a bad flag, a port in use."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing holds right now (the OS picks it), for a
+    process the caller starts next."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start_server(models: Path, extra: list[str], timeout: float = 60.0, log: Path | None = None) -> tuple[subprocess.Popen, str]:
