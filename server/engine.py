@@ -205,6 +205,11 @@ class SideJob:
         if key != self.shown_key:
             self.shown_key, self.result = key, None
 
+    def result_for(self, settings: Settings) -> Any:
+        """The result if it was made for ``settings``: between a change and the next frame,
+        ``result`` still holds the previous choice's, which stats must not report."""
+        return self.result if self.shown_key == self._key(settings) else None
+
     def due(self, settings: Settings, now: float) -> bool:
         return self._key(settings) is not None and self.task is None and now >= self._next
 
@@ -272,8 +277,8 @@ class Pipeline:
         settings = self._settings
         with self._ms_lock:
             ms = {stage: round(value, 1) for stage, value in self._ms.items()}
-        saliency, view = self.saliency.result, self.lens.result
-        return PipelineStats(settings.style, settings.saliency, ms, list(saliency.top5) if saliency is not None and settings.saliency != "off" else [],
+        saliency, view = self.saliency.result_for(settings), self.lens.result_for(settings)
+        return PipelineStats(settings.style, settings.saliency, ms, list(saliency.top5) if saliency is not None else [],
                              settings.lens, view.info if view is not None else None)
 
     @property

@@ -282,6 +282,7 @@ def test_a_lens_picture_replaces_the_frame_and_its_view_reaches_the_peer(tiny_zo
         assert np.abs(replaced - 30).max() <= 3  # the lens's picture, not styled
         assert "lens-draw" in pipeline.snapshot().ms and pipeline.snapshot().lens_info["target"] == 3
         pipeline.update(Settings(style="invert", lens="fool", target=4))
+        assert pipeline.snapshot().lens_info is None  # at once, before the next frame: the page would show target 3's
         changed = rgb(await pipeline.process(make_frame(100, 2)))
         assert np.abs(changed - 155).max() <= 3  # a view made for target 3 is not shown for 4
         await settle(pipeline)
