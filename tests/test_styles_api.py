@@ -121,7 +121,7 @@ def test_a_painting_learns_in_the_background_and_becomes_a_style(real_zoo, tmp_p
     progress with the forming style offered at once, then a style that survives a restart;
     a cancelled run leaves nothing."""
     styles = tmp_path / "styles"
-    with serving(real_zoo, ["--styles-dir", str(styles), "--learn-minutes", "0.15", "--device", "cpu"]) as url:
+    with serving(real_zoo, ["--styles-dir", str(styles), "--learn-minutes", "0.1", "--device", "cpu"]) as url:
         status, job = call("POST", f"{url}/api/styles?name=Red%20Study&title=A%20red%20study", PAINTING)
         assert status == 202 and job["name"] == "red_study" and job["state"] == "starting", job
         status, body = call("POST", f"{url}/api/styles?name=other", PAINTING)
