@@ -276,7 +276,7 @@ def test_page_learns_a_dropped_painting_and_the_stream_shows_it_forming(real_zoo
     photo = cv2.imread(str(sorted((CONTENT / "coco").glob("*.jpg"))[7]))
     cv2.imwrite(str(painting), (photo // 80 * 80 + 40).astype(np.uint8))
     styles = tmp_path / "styles"
-    flags = ["--styles-dir", str(styles), "--device", "cpu", "--learn-minutes", "0.1"]
+    flags = ["--styles-dir", str(styles), "--device", "cpu", "--learn-minutes", "0.1", "--process-size", "160x120"]
     forming = "label[data-style='poster_study']"
     with serving(real_zoo, flags) as url, chromium_page(tmp_path) as (page, errors):
         page.goto(url)
