@@ -124,15 +124,31 @@ class SubPixelConv(nn.Module):
         return F.pixel_shuffle(self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate")), 2)
 
 
+def binomial_blur(x: torch.Tensor) -> torch.Tensor:
+    """The 3x3 binomial low-pass ([1, 2, 1] outer itself, over 16), per channel, reflection-padded:
+    before a stride-2 conv it removes what subsampling would alias; after a nearest upsample,
+    the copies' blocky grid."""
+    taps = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
+    kernel = (taps[:, None] * taps[None, :] / 16).expand(x.shape[1], 1, 3, 3)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel, groups=x.shape[1])
+
+
 class ConvNormAct(nn.Module):
-    """Reflection-padded conv, optional nearest 2x upsample before it, norm, optional ReLU."""
+    """Reflection-padded conv, optional nearest 2x upsample before it, norm, optional ReLU.
+
+    ``antialias``: a ``binomial_blur`` right before the conv of a resampling layer (stride 2,
+    or after the upsample), so the features move with the picture when it moves by less than
+    the stride, instead of jumping between the grid's phases (Zhang 2019, "Making
+    convolutional networks shift-invariant again"). No weights of its own: a network without
+    it loads the same state."""
 
     def __init__(
         self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False,
-        num_styles: int = 1, relu: bool = True,
+        num_styles: int = 1, relu: bool = True, antialias: bool = False,
     ) -> None:
         super().__init__()
         self.upsample = upsample
+        self.blur = antialias and (upsample or stride == 2)
         self.pad = nn.ReflectionPad2d(kernel // 2)
         self.conv = nn.Conv2d(cin, cout, kernel, stride)
         self.norm = make_norm(cout, num_styles)
@@ -141,12 +157,15 @@ class ConvNormAct(nn.Module):
     def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
         if self.upsample:
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if self.blur:
+            x = binomial_blur(x)
         x = self.norm(self.conv(self.pad(x)), style_weights)
         return F.relu(x) if self.relu else x
 
     def fold_upsampling(self) -> None:
-        """For inference: an upsampling 3x3 layer becomes a ``SubPixelConv`` (same function)."""
-        if self.upsample and self.conv.kernel_size == (3, 3):
+        """For inference: an upsampling 3x3 layer becomes a ``SubPixelConv`` (same function);
+        one with a blur between the upsample and the conv stays as it is."""
+        if self.upsample and not self.blur and self.conv.kernel_size == (3, 3):
             self.conv, self.pad, self.upsample = SubPixelConv(self.conv), nn.Identity(), False
 
 

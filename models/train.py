@@ -47,7 +47,7 @@ from stylecam.models.vgg import LAYERS, SOURCES, load_vgg
 from stylecam.server.help import UsageError
 
 log = logging.getLogger(__name__)
-ARCHS = ("rt", "lite", "johnson", "paint")
+ARCHS = ("rt", "lite", "johnson", "paint", "paint_aa")
 STEP_KINDS = ("perceptual", "teacher")
 USER_ERRORS = (ImageError, UsageError, CheckpointError, WeightsUnavailable)
 

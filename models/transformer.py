@@ -63,16 +63,16 @@ def _fold_layers(net: nn.Module) -> nn.Module:
     return net.eval()
 
 
-def strided_encoder(widths: tuple[int, ...], kernel_in: int, num_styles: int) -> nn.ModuleList:
+def strided_encoder(widths: tuple[int, ...], kernel_in: int, num_styles: int, antialias: bool = False) -> nn.ModuleList:
     """RGB down to ``widths[-1]`` channels, halving the resolution at every conv."""
     ins = (3, *widths[:-1])
-    return nn.ModuleList([ConvNormAct(cin, cout, kernel_in if i == 0 else 3, stride=2, num_styles=num_styles)
+    return nn.ModuleList([ConvNormAct(cin, cout, kernel_in if i == 0 else 3, stride=2, num_styles=num_styles, antialias=antialias)
                           for i, (cin, cout) in enumerate(zip(ins, widths))])
 
 
-def upsampling_decoder(widths: tuple[int, ...], num_styles: int) -> nn.ModuleList:
+def upsampling_decoder(widths: tuple[int, ...], num_styles: int, antialias: bool = False) -> nn.ModuleList:
     """Nearest-2x upsample + 3x3 conv from ``widths[0]`` channels through each of the rest."""
-    return nn.ModuleList([ConvNormAct(cin, cout, 3, upsample=True, num_styles=num_styles)
+    return nn.ModuleList([ConvNormAct(cin, cout, 3, upsample=True, num_styles=num_styles, antialias=antialias)
                           for cin, cout in zip(widths, widths[1:])])
 
 
@@ -132,13 +132,13 @@ class PaintNet(nn.Module):
     upsample + conv (no transposed conv, no grid), folded at export.
     """
 
-    def __init__(self, channels: tuple[int, int, int], num_residual: int, num_styles: int = 1) -> None:
+    def __init__(self, channels: tuple[int, int, int], num_residual: int, num_styles: int = 1, antialias: bool = False) -> None:
         super().__init__()
         c0, c1, c2 = channels
         self.num_styles = num_styles
-        self.down = strided_encoder((c1, c2), 5, num_styles)
+        self.down = strided_encoder((c1, c2), 5, num_styles, antialias)
         self.blocks = nn.ModuleList([ResidualBlock(c2, num_styles) for _ in range(num_residual)])
-        self.up = upsampling_decoder((c2, c1, c0), num_styles)
+        self.up = upsampling_decoder((c2, c1, c0), num_styles, antialias)
         self.pad_out = nn.ReflectionPad2d(1)
         self.conv_out = nn.Conv2d(c0, 3, 3)
         nn.init.constant_(self.conv_out.bias, 0.5)
@@ -183,7 +183,16 @@ def paint(num_styles: int = 1) -> PaintNet:
     return PaintNet((8, 24, 48), num_residual=2, num_styles=num_styles)
 
 
-BODIES = {"johnson": johnson, "lite": lite, "rt": rt, "paint": paint}
+@register_model
+def paint_aa(num_styles: int = 1) -> PaintNet:
+    """``paint`` with anti-aliased resampling: its strokes move with the picture. ``paint``
+    draws its fine texture on the 4 px grid of its two stride-2 convs, so a pan of 1-3 px
+    re-draws it (shimmer 4-12 levels) while a pan of 4 or 8 px barely does (0.4-1.1).
+    Same weights; a ``paint`` checkpoint loads into it, to be fine-tuned."""
+    return PaintNet((8, 24, 48), num_residual=2, num_styles=num_styles, antialias=True)
+
+
+BODIES = {"johnson": johnson, "lite": lite, "rt": rt, "paint": paint, "paint_aa": paint_aa}
 
 
 @register_model

@@ -38,9 +38,9 @@ def test_folded_net_computes_the_same_function_without_upsampling(arch, kwargs):
         with torch.no_grad():
             want, got = model(x, weights), folded(x, weights)
         assert (want - got).abs().max() < 1e-4 * want.abs().max()
-    upsampling = sum(getattr(m, "upsample", False) for m in model.modules())
-    assert sum(isinstance(m, SubPixelConv) for m in folded.modules()) == upsampling + (body_of(arch, kwargs) == "rt")
-    assert not any(getattr(m, "upsample", False) for m in folded.modules())
+    foldable = [m for m in model.modules() if getattr(m, "upsample", False) and not m.blur]  # a blur sits between upsample and conv
+    assert sum(isinstance(m, SubPixelConv) for m in folded.modules()) == len(foldable) + (body_of(arch, kwargs) == "rt")
+    assert not any(getattr(m, "upsample", False) and not m.blur for m in folded.modules())
     assert model.state_dict().keys() == create_model(arch, **kwargs).state_dict().keys()  # the original is untouched
 
 
@@ -182,3 +182,25 @@ def test_a_style_vector_network_computes_what_its_table_does(body):
         assert not torch.equal(vector_net(x[:1], table[0]), vector_net(x[:1], table[1]))
     with pytest.raises(ValueError, match="no conditional instance norm"):
         style_table(create_model(body))
+
+
+def test_antialiased_paint_moves_its_texture_with_the_picture():
+    """``paint`` draws on the 4 px grid of its two stride-2 convs: a pan of 1 px (undone)
+    changes its output about ten times more than a pan of 4 px. ``paint_aa`` loads the same
+    weights and, blurring around each resampling, changes half as much at 1 px."""
+    torch.manual_seed(0)
+    grid = create_model("multistyle", body="paint", num_styles=2).eval()
+    for p in grid.parameters():
+        p.data.add_(0.2 * torch.randn_like(p))
+    smooth = create_model("multistyle", body="paint_aa", num_styles=2).eval()
+    smooth.load_state_dict(grid.state_dict())  # no weights of its own
+    picture = torch.nn.functional.interpolate(torch.rand(1, 3, 40, 52), size=(80, 104), mode="bilinear")
+    weights = torch.tensor([1.0, 0.0])
+
+    def change(net: torch.nn.Module, pan: int) -> float:
+        with torch.no_grad():
+            before, after = net(picture[..., 0:96], weights), net(picture[..., pan : pan + 96], weights)
+        return (after[..., 8 : -8 - pan] - before[..., 8 + pan : -8]).abs().mean().item()
+
+    assert change(grid, 1) > 5 * change(grid, 4)
+    assert change(smooth, 1) < 0.6 * change(grid, 1)
