@@ -206,8 +206,9 @@ class SideJob:
             self.shown_key, self.result = key, None
 
     def result_for(self, settings: Settings) -> Any:
-        """The result if it was made for ``settings``: between a change and the next frame,
-        ``result`` still holds the previous choice's, which stats must not report."""
+        """The result if it was made for ``settings`` (None when the job is off for them):
+        between a change and the next frame, ``result`` still holds the previous choice's,
+        which neither a frame nor the stats may show."""
         return self.result if self.shown_key == self._key(settings) else None
 
     def due(self, settings: Settings, now: float) -> bool:
@@ -387,7 +388,7 @@ class Pipeline:
             job.feed(b.small)
         t = self._time("decode", t)
         image = b.rgb
-        view = self.lens.result if settings.lens != "off" else None
+        view = self.lens.result_for(settings)
         if view is not None and view.image is not None:  # the lens's picture replaces the frame: nothing to style
             image = self._lens_drawing.apply(b.mixed, view, settings.opacity)
             view = None
@@ -401,8 +402,8 @@ class Pipeline:
                 mix_strength(b.stylized, b.rgb, settings.strength, b.mixed)
                 image = b.mixed
             t = self._time("upscale+mix", t)
-        saliency = self.saliency.result
-        if saliency is not None and settings.saliency != "off":
+        saliency = self.saliency.result_for(settings)
+        if saliency is not None:
             image = b.drawable(image)
             self._overlay.apply(image, saliency.map, settings.opacity)
             t = self._time("overlay", t)
